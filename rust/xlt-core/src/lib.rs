@@ -1,0 +1,12 @@
+//! xlt-core: the numeric kernels of xlt, in pure Rust (no Python).
+//!
+//! One module per concept; the `xlt-py` crate binds them as `xlt._core`.
+pub mod error;
+pub mod matrix;
+
+pub use error::{Error, Result};
+
+/// Threads the rayon pool uses.
+pub fn num_threads() -> usize {
+    rayon::current_num_threads()
+}
