@@ -3,9 +3,7 @@ import xlt
 from xlt import languages
 
 
-@pytest.mark.parametrize(
-    "code", ["heb_Hebr", "mlt_Latn", "amh_Ethi", "tir_Ethi", "arb_Arab", "arz_Arab"]
-)
+@pytest.mark.parametrize("code", ["heb_Hebr", "mlt_Latn", "amh_Ethi", "tir_Ethi", "arb_Arab", "arz_Arab"])
 def test_semitic_languages(code):
     lang = languages.get(code)
     assert lang.is_semitic

@@ -44,9 +44,7 @@ def info() -> None:
         except PackageNotFoundError:
             table.add_row(pkg, "[red]not installed[/red]")
     build = _core.build_info()
-    table.add_row(
-        "extension", f"{build['version']} ({'release' if build['release'] else 'debug'} build)"
-    )
+    table.add_row("extension", f"{build['version']} ({'release' if build['release'] else 'debug'} build)")
     table.add_row("threads", f"{build['threads']} (rayon), {os.cpu_count()} CPUs")
     for name, ok in assets.present().items():
         table.add_row(f"asset {name}", "present" if ok else "[red]missing[/red]")

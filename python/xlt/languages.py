@@ -141,9 +141,7 @@ def preset(name: str) -> Preset:
     try:
         return PRESETS[name]
     except KeyError:
-        raise ConfigError(
-            f"unknown language preset {name!r}; choose one of {sorted(PRESETS)}"
-        ) from None
+        raise ConfigError(f"unknown language preset {name!r}; choose one of {sorted(PRESETS)}") from None
 
 
 def resolve(spec: str | list[str] | tuple[str, ...]) -> tuple[str, ...]:

@@ -55,9 +55,7 @@ def _read(base: Path, language: str, split: str) -> tuple[Sentence, ...]:
         return tuple(Sentence(int(r["index_id"]), r["category"], r["text"]) for r in rows)
 
 
-def flores(
-    language: str, split: str | None = None, root: str | Path | None = None
-) -> list[Sentence]:
+def flores(language: str, split: str | None = None, root: str | Path | None = None) -> list[Sentence]:
     """FLORES sentences of one language (all splits when `split` is None), sorted by id."""
     if split is not None and split not in SPLITS:
         raise DataError(f"unknown split {split!r}; use one of {SPLITS} or None for all")
@@ -72,9 +70,7 @@ def topics(root: str | Path | None = None) -> list[str]:
     labels = next(base.glob("*/labels.txt"), None)
     if labels is None:
         raise DataError(f"no labels.txt under {base}; is this a SIB-200 'data/annotated' folder?")
-    return [
-        line.strip() for line in labels.read_text(encoding="utf-8").splitlines() if line.strip()
-    ]
+    return [line.strip() for line in labels.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
 def qwen_tokenizer():  # -> transformers.PreTrainedTokenizerBase
