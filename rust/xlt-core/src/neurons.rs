@@ -2,7 +2,7 @@
 //! mean, variance and the rate of positive activations, in one pass over
 //! token-level hidden states; and LAPE (Tang et al. 2024), the entropy over
 //! groups of the normalised activation probability.
-use half::{bf16, f16};
+use half::f16;
 use ndarray::{Array2, Array3, ArrayView1, ArrayView3, Axis};
 use rayon::prelude::*;
 
@@ -79,37 +79,28 @@ impl NeuronStats {
         let sums = self.sum.axis_iter_mut(Axis(0));
         let sqs = self.sumsq.axis_iter_mut(Axis(0));
         let pos = self.positive.axis_iter_mut(Axis(0));
-        let bad = sums
-            .into_par_iter()
-            .zip(sqs.into_par_iter())
-            .zip(pos.into_par_iter())
-            .enumerate()
-            .map(|(layer, ((mut s, mut q), mut p))| {
-                let mut row = vec![0f32; h];
+        sums.into_par_iter().zip(sqs.into_par_iter()).zip(pos.into_par_iter()).enumerate().for_each(
+            |(layer, ((mut s, mut q), mut p))| {
                 for (ti, &gi) in group.iter().enumerate() {
                     if gi < 0 {
                         continue;
                     }
-                    decode_row(&x, ti, layer, &mut row);
-                    if row.iter().any(|v| !v.is_finite()) {
-                        return Some((ti, layer));
-                    }
                     let gi = gi as usize;
-                    let (mut s, mut q, mut p) = (s.row_mut(gi), q.row_mut(gi), p.row_mut(gi));
-                    for (j, &v) in row.iter().enumerate() {
-                        let v64 = v as f64;
-                        s[j] += v64;
-                        q[j] += v64 * v64;
-                        p[j] += (v > 0.0) as u64;
+                    let (s, q, p) = (s.row_mut(gi), q.row_mut(gi), p.row_mut(gi));
+                    let (s, q, p) = (s.into_slice().unwrap(), q.into_slice().unwrap(), p.into_slice().unwrap());
+                    let at = ndarray::s![ti, layer, ..];
+                    match &x {
+                        Block3::F32(a) => accumulate(a.slice(at), |v| *v, s, q, p),
+                        Block3::F16(a) => accumulate(a.slice(at), |v| v.to_f32(), s, q, p),
+                        Block3::BF16(a) => accumulate(a.slice(at), |v| f32::from_bits((*v as u32) << 16), s, q, p),
                     }
                 }
-                None
-            })
-            .find_any(|r| r.is_some())
-            .flatten();
-        match bad {
-            Some((ti, layer)) => Err(Error::Data(format!(
-                "hidden state of token {ti} (in this block) at layer {layer} is NaN or inf; the dump may be corrupt or truncated (missing chunks read as NaN)"
+            },
+        );
+        // NaN and inf propagate into the sums: one check per block, not per value.
+        match self.sum.indexed_iter().find(|(_, v)| !v.is_finite()) {
+            Some(((layer, _, unit), _)) => Err(Error::Data(format!(
+                "a hidden state at layer {layer}, unit {unit} is NaN or inf; the dump may be corrupt or truncated (missing chunks read as NaN)"
             ))),
             None => Ok(()),
         }
@@ -156,20 +147,19 @@ impl NeuronStats {
     }
 }
 
-fn decode_row(x: &Block3<'_>, t: usize, l: usize, out: &mut [f32]) {
-    match x {
-        Block3::F32(a) => out
-            .iter_mut()
-            .zip(a.slice(ndarray::s![t, l, ..]))
-            .for_each(|(o, v)| *o = *v),
-        Block3::F16(a) => out
-            .iter_mut()
-            .zip(a.slice(ndarray::s![t, l, ..]))
-            .for_each(|(o, v)| *o = v.to_f32()),
-        Block3::BF16(a) => out
-            .iter_mut()
-            .zip(a.slice(ndarray::s![t, l, ..]))
-            .for_each(|(o, v)| *o = bf16::from_bits(*v).to_f32()),
+/// Add one decoded row into the f64 sums, sums of squares and positive counts.
+#[inline(always)]
+fn accumulate<T>(row: ArrayView1<'_, T>, decode: impl Fn(&T) -> f32, s: &mut [f64], q: &mut [f64], p: &mut [u64]) {
+    let body = |(((v, s), q), p): (((&T, &mut f64), &mut f64), &mut u64)| {
+        let v = decode(v);
+        let v64 = v as f64;
+        *s += v64;
+        *q += v64 * v64;
+        *p += (v > 0.0) as u64;
+    };
+    match row.as_slice() {
+        Some(r) => r.iter().zip(s).zip(q).zip(p).for_each(body),
+        None => row.iter().zip(s).zip(q).zip(p).for_each(body),
     }
 }
 
