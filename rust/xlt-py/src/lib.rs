@@ -5,6 +5,7 @@ use pyo3::types::PyDict;
 
 mod arrays;
 mod errors;
+mod neurons;
 
 /// Facts about this build of the extension.
 #[pyfunction]
@@ -20,5 +21,6 @@ fn build_info(py: Python<'_>) -> PyResult<Bound<'_, PyDict>> {
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     errors::register(m)?;
     m.add_function(wrap_pyfunction!(build_info, m)?)?;
+    neurons::register(m)?;
     Ok(())
 }
