@@ -4,6 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import statsmodels.api as sm
+
 import xlt
 from xlt import analysis, simulate
 

@@ -7,6 +7,7 @@ import subprocess
 import numpy as np
 import pytest
 import xarray as xr
+
 from xlt import analysis, report, simulate
 
 LANGS = ["heb_Hebr", "amh_Ethi", "mlt_Latn", "tir_Ethi", "jpn_Jpan", "kor_Hang", "fra_Latn"]

@@ -3,8 +3,9 @@
 from pathlib import Path
 
 import pytest
-import xlt
 import yaml
+
+import xlt
 from xlt.study import config, dryrun
 
 EXAMPLES = Path(__file__).parent.parent / "examples"

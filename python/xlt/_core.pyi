@@ -2,6 +2,9 @@
 # One section per binding module (rust/xlt-py/src/<module>.rs), in the same order.
 from typing import Any
 
+import numpy as np
+import numpy.typing as npt
+
 # --- errors (errors.rs) ---
 class XltError(Exception): ...
 class ShapeError(XltError): ...

@@ -97,7 +97,9 @@ def _dask(var: xr.DataArray, ids: np.ndarray, n_groups: int):
         return st["count"], np.stack([st[k].astype(np.float64) for k in STATE])
 
     blocks = x.to_delayed().ravel()
-    parts = [dask.delayed(part, nout=2)(blk, ids[starts[i] : starts[i + 1]], i) for i, blk in enumerate(blocks)]
+    parts = [
+        dask.delayed(part, nout=2)(blk, ids[starts[i] : starts[i + 1]], i) for i, blk in enumerate(blocks)
+    ]
     shape = (len(STATE), var.sizes["layer"], n_groups, var.sizes["hidden"])
     counts = da.stack([da.from_delayed(p[0], (n_groups,), np.uint64) for p in parts])
     sums = da.stack([da.from_delayed(p[1], shape, np.float64) for p in parts])
