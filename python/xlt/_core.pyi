@@ -1,9 +1,10 @@
 # Hand-written stubs of the Rust extension; `python -m mypy.stubtest xlt._core` checks them.
 # One section per binding module (rust/xlt-py/src/<module>.rs), in the same order.
-from typing import Any
+from typing import Any, final
 
 import numpy as np
 import numpy.typing as npt
+from typing_extensions import disjoint_base
 
 # --- errors (errors.rs) ---
 class XltError(Exception): ...
@@ -16,6 +17,8 @@ class UnsupportedModelError(XltError): ...
 def build_info() -> dict[str, Any]: ...
 
 # --- neurons (neurons.rs) ---
+@final
+@disjoint_base
 class NeuronAccumulator:
     def __new__(cls, groups: int, layers: int, hidden: int) -> NeuronAccumulator: ...
     def update(self, x: npt.NDArray[Any], group: npt.NDArray[np.int32]) -> None: ...
