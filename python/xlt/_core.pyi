@@ -4,7 +4,6 @@ from typing import Any, final
 
 import numpy as np
 import numpy.typing as npt
-from typing_extensions import disjoint_base
 
 # --- errors (errors.rs) ---
 class XltError(Exception): ...
@@ -18,7 +17,6 @@ def build_info() -> dict[str, Any]: ...
 
 # --- neurons (neurons.rs) ---
 @final
-@disjoint_base
 class NeuronAccumulator:
     def __new__(cls, groups: int, layers: int, hidden: int) -> NeuronAccumulator: ...
     def update(self, x: npt.NDArray[Any], group: npt.NDArray[np.int32]) -> None: ...
