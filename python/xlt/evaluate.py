@@ -71,7 +71,7 @@ def _load(path: str) -> tuple[Any, Any, str]:
 
 
 def fingerprint(hf) -> dict[str, Any]:
-    """Architecture facts an adapter must match (written beside every xlt adapter)."""
+    """Architecture facts an adapter must match (``training.json`` beside every xlt adapter)."""
     cfg = hf.config
     keys = (
         "model_type",
@@ -95,7 +95,7 @@ def attached(hf, adapter: str | Path | None):
     path = Path(adapter)
     if not (path / "adapter_config.json").is_file():
         raise DataError(f"no adapter at {path} (adapter_config.json missing); pass the folder lora() wrote")
-    meta = path / "xlt_adapter.json"
+    meta = path / "training.json"
     if meta.is_file():
         want = json.loads(meta.read_text())["base"]
         have = fingerprint(hf)
