@@ -174,3 +174,44 @@ def test_bad_input(tok, sib):
     )
     with pytest.raises(xlt.DataError, match="empty"):
         finetune.lora((model, tok), empty, ["eng_Latn"], steps=1, progress=False)
+
+
+def test_cli_finetune_then_eval(tok, tmp_path):
+    from typer.testing import CliRunner
+    from xlt.cli import app
+
+    model_dir = tmp_path / "model"
+    tiny("llama", tok).save_pretrained(model_dir)
+    tok.save_pretrained(model_dir)
+    r = CliRunner().invoke(
+        app,
+        [
+            "finetune",
+            str(model_dir),
+            "--out",
+            str(tmp_path / "ad"),
+            "--languages",
+            "arb_Arab",
+            "--steps",
+            "2",
+            "--limit",
+            "2",
+            "--targets",
+            "attention,mlp",
+        ],
+    )
+    assert r.exit_code == 0, r.output
+    assert (tmp_path / "ad" / "adapter_model.safetensors").is_file()
+    args = [
+        "eval",
+        str(model_dir),
+        "--languages",
+        "arb_Arab,heb_Hebr",
+        "--limit",
+        "2",
+        "--out",
+        str(tmp_path / "ev"),
+    ]
+    r = CliRunner().invoke(app, args + ["--adapter", str(tmp_path / "ad")])
+    assert r.exit_code == 0, r.output
+    assert "heb_Hebr" in r.output and len(list((tmp_path / "ev").glob("results_*.json"))) == 1

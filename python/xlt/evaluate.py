@@ -17,13 +17,15 @@ import json
 import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import xarray as xr
 
 from xlt import stats
 from xlt.errors import ConfigError, DataError, UnsupportedModelError
+
+if TYPE_CHECKING:
+    import xarray as xr
 
 # --------------------------------------------------------------------------- models
 
@@ -291,6 +293,8 @@ def _bar(on: bool, total: int, desc: str):
 
 
 def _dataset(task, languages, per_lang, ids, ll, split, name, adapter) -> xr.Dataset:
+    import xarray as xr
+
     chars = np.array(
         [[[len(c) for c in it.choices] for it in per_lang[lang]] for lang in languages], dtype=float
     )
@@ -387,6 +391,8 @@ def write_lm_eval(ds: xr.Dataset, per_lang, contexts, greedy, out: str | Path) -
 
 
 def _by_model(x) -> dict[str, xr.Dataset]:
+    import xarray as xr
+
     if isinstance(x, xr.Dataset):
         return {x.attrs.get("model") or "model": x}
     if isinstance(x, Mapping):
@@ -408,6 +414,8 @@ def compare(base, tuned, *, n_boot: int = 10_000, seed: int = 0, alpha: float = 
     the regression gain ~ base accuracy + Semitic indicator (OLS; standard errors
     clustered by model when several are given, else HC1); NaN with ``attrs["regression"]``
     saying why when it cannot be estimated."""
+    import xarray as xr
+
     from xlt import languages as registry
 
     b_all, t_all = _by_model(base), _by_model(tuned)
