@@ -146,3 +146,13 @@ def test_bad_input(bele, tmp_path):
         data.sib200(languages=["xho_Latn"]).items("xho_Latn")
     with pytest.raises(xlt.ConfigError, match="no languages"):
         data.sib200(languages=[])
+
+
+def test_passage_split_keeps_passages_together():
+    task = data.belebele(BELEBELE, LANGS, by="passage")
+    for lang in LANGS:
+        test, train = task.items(lang, "test"), task.items(lang, "train")
+        assert not {i.doc["link"] for i in test} & {i.doc["link"] for i in train}
+        assert 100 <= len(test) <= 101 and len(train) == 900 - len(test)  # at most 2 questions a passage
+    with pytest.raises(xlt.ConfigError, match="split unit"):
+        data.belebele(BELEBELE, LANGS, by="sentence")

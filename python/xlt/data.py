@@ -204,14 +204,20 @@ def _belebele_file(root: str | None, language: str) -> tuple[dict[str, Any], ...
     return tuple(rows)
 
 
-def _seeded_split(ids: Sequence[str], n_test: int, n_train: int | None, seed: int) -> dict[str, str]:
-    order = sorted(ids)
+def _seeded_split(groups: Mapping[str, Sequence[str]], n_test: int, n_train: int | None, seed: int):
+    """Shuffle the groups (seeded) and fill test, then train, with whole groups."""
+    order = sorted(groups)
     random.Random(seed).shuffle(order)
-    test = order[:n_test]
-    train = order[n_test:] if n_train is None else order[n_test : n_test + n_train]
-    split = dict.fromkeys(order, "unused")
-    split.update(dict.fromkeys(train, "train"))
-    split.update(dict.fromkeys(test, "test"))
+    split: dict[str, str] = {}
+    n_te = n_tr = 0
+    for g in order:
+        if n_te < n_test:
+            name, n_te = "test", n_te + len(groups[g])
+        elif n_train is None or n_tr < n_train:
+            name, n_tr = "train", n_tr + len(groups[g])
+        else:
+            name = "unused"
+        split.update(dict.fromkeys(groups[g], name))
     return split
 
 
@@ -225,7 +231,9 @@ class Belebele(MultipleChoiceTask):
     Items are identified by ``link#question_number`` (identical in every language) and
     split by that id with a seeded shuffle: ``n_test`` test items (default 100) and the
     rest (or ``n_train``) for training — the same split in every language, so no
-    translation of a training question is ever evaluated.
+    translation of a training question is ever evaluated. ``by="passage"`` keeps all
+    questions on one passage in the same split (stricter: no test passage is seen in
+    training; split sizes then overshoot by at most a passage's questions).
     """
 
     name = "belebele"
@@ -238,18 +246,26 @@ class Belebele(MultipleChoiceTask):
         n_test: int = 100,
         n_train: int | None = None,
         seed: int = 0,
+        by: str = "question",
     ):
         super().__init__(languages)
+        if by not in ("question", "passage"):
+            raise ConfigError(f"unknown Belebele split unit {by!r}; use 'question' or 'passage'")
         if variant not in BELEBELE_VARIANTS:
             raise ConfigError(f"unknown Belebele variant {variant!r}; use one of {BELEBELE_VARIANTS}")
         self.variant = variant
         self.root = None if path is None else str(path)
         self.option_labels = tuple(LETTERS[:4]) if variant == "lm-eval" else ("1", "2", "3", "4")
         self.name = "belebele" if variant == "lm-eval" else "belebele_paper"
-        ids = sorted({self._id(r) for r in self._records(self.languages[0])})
-        if not 0 < n_test <= len(ids):
-            raise ConfigError(f"n_test={n_test} but Belebele has {len(ids)} questions; choose 1..{len(ids)}")
-        self._splits = _seeded_split(ids, n_test, n_train, seed)
+        records = self._records(self.languages[0])
+        if not 0 < n_test <= len(records):
+            raise ConfigError(
+                f"n_test={n_test} but Belebele has {len(records)} questions; choose 1..{len(records)}"
+            )
+        groups: dict[str, list[str]] = {}
+        for r in records:
+            groups.setdefault(r["link"] if by == "passage" else self._id(r), []).append(self._id(r))
+        self._splits = _seeded_split(groups, n_test, n_train, seed)
 
     def _records(self, language: str) -> list[Mapping[str, Any]]:
         return list(_belebele_file(self.root, language))
@@ -282,12 +298,14 @@ def belebele(
     n_test: int = 100,
     n_train: int | None = 800,
     seed: int = 0,
+    by: str = "question",
 ) -> Belebele:
     """Belebele from local files in the official format (``path``: a folder with
     ``<language>.jsonl``/``.parquet``, or one file) or, with ``path=None``, from the hub
     (``facebook/belebele``). Default split: 800 train / 100 test question ids, seeded,
-    identical across languages; ``split="all"`` at evaluation time uses all 900."""
-    return Belebele(languages, path=path, variant=variant, n_test=n_test, n_train=n_train, seed=seed)
+    identical across languages; ``split="all"`` at evaluation time uses all 900;
+    ``by="passage"`` splits whole passages instead of single questions."""
+    return Belebele(languages, path=path, variant=variant, n_test=n_test, n_train=n_train, seed=seed, by=by)
 
 
 # --------------------------------------------------------------------------- SIB-200

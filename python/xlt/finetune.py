@@ -262,8 +262,8 @@ def lora(
         collate_fn=_collate,
         generator=torch.Generator().manual_seed(seed),
     )
-    total = steps if steps is not None else max(1, math.ceil((epochs or 1.0) * len(loader)))
     peft_model, opt, loader = acc.prepare(peft_model, opt, loader)
+    total = steps if steps is not None else max(1, math.ceil((epochs or 1.0) * len(loader)))  # per process
     peft_model.train()
     log: list[dict] = []
     from tqdm.auto import tqdm
