@@ -120,6 +120,8 @@ def test_adapter_for_another_base_model_is_refused(trained, tok, sib):
     other = "qwen3_moe" if trained["arch"] == "llama" else "llama"
     with pytest.raises(xlt.UnsupportedModelError, match="different base model"):
         evaluate((tiny(other, tok), tok), sib, adapter=trained["out"], limit=1, progress=False)
+    with pytest.raises(xlt.ConfigError, match="already carries"):
+        evaluate(trained["ft"], sib, adapter=trained["out"], limit=1, progress=False)
 
 
 def test_masked_loss_equals_transformers_loss(tok, sib):
@@ -157,6 +159,13 @@ def test_targets_resolve_against_the_model(tok):
         finetune.resolve_targets(dense, "experts")
     with pytest.raises(xlt.ConfigError, match="matches nothing"):
         finetune.resolve_targets(dense, "nonexistent_proj")
+
+
+def test_router_is_trained_only_when_asked(tok, sib):
+    model = tiny("qwen3_moe", tok)
+    ft = finetune.lora((model, tok), sib, ["arb_Arab"], steps=1, limit=2, targets="router", progress=False)
+    trainable = [n for n, p in ft.hf.named_parameters() if p.requires_grad]
+    assert trainable and all("mlp.gate.lora_" in n for n in trainable)
 
 
 def test_bad_input(tok, sib):

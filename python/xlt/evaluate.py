@@ -94,6 +94,8 @@ def attached(hf, adapter: str | Path | None):
         return
     from peft import PeftModel
 
+    if hasattr(hf, "peft_config"):
+        raise ConfigError("this model already carries a LoRA adapter; pass its base model with adapter=")
     path = Path(adapter)
     if not (path / "adapter_config.json").is_file():
         raise DataError(f"no adapter at {path} (adapter_config.json missing); pass the folder lora() wrote")
@@ -379,6 +381,8 @@ def write_lm_eval(ds: xr.Dataset, per_lang, contexts, greedy, out: str | Path) -
     path = out / f"results_{stamp}.json"
     meta = {
         "results": results,
+        "versions": dict.fromkeys(results, 0.0),
+        "higher_is_better": {t: {"acc": True, "acc_norm": True} for t in results},
         "n-samples": n_samples,
         "config": {"model": ds.attrs["model"], "adapter": ds.attrs["adapter"], "split": ds.attrs["split"]},
         "date": stamp,
