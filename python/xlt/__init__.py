@@ -12,6 +12,7 @@ from importlib.metadata import PackageNotFoundError, version
 
 from xlt import errors, languages
 from xlt.errors import ConfigError, DataError, ShapeError, UnsupportedModelError, XltError
+from xlt.evaluate import compare, evaluate
 
 try:
     __version__ = version("xlt")
@@ -27,4 +28,6 @@ __all__ = [
     "DataError",
     "ConfigError",
     "UnsupportedModelError",
+    "evaluate",
+    "compare",
 ]

@@ -51,5 +51,107 @@ def info() -> None:
     console.print(table)
 
 
+def _task(name: str, languages: str, data: str | None, variant: str, n_test: int):
+    from xlt import data as tasks
+
+    langs = xlt.languages.resolve(languages)
+    if name == "sib200":
+        return tasks.sib200(data, langs)
+    if name == "belebele":
+        return tasks.belebele(data, langs, variant=variant, n_test=n_test)
+    raise typer.BadParameter(f"unknown task {name!r}; use sib200 or belebele")
+
+
+_MODEL_HELP = "Model: a local path or hub id (tiny:<arch> once xlt.models is installed)."
+_LANG_HELP = "Languages: comma-separated FLORES codes or a preset (seed, factorial)."
+_DATA_HELP = "Task data folder (Belebele files; SIB-200 'data/annotated')."
+_TARGET_HELP = "Comma-separated: attention, mlp, experts, router or module names."
+_COT_HELP = "Chain-of-thought ablation: reasoning tokens to generate first (0: off)."
+
+
+@app.command()
+def finetune(
+    model: str = typer.Argument(..., help=_MODEL_HELP),
+    out: str = typer.Option(..., help="Folder for the adapter, train_log.jsonl and training.json."),
+    task: str = typer.Option("sib200", help="sib200 or belebele."),
+    languages: str = typer.Option("arb_Arab", help=_LANG_HELP),
+    arm: str = typer.Option("task", help="task, format-only or language-only."),
+    steps: int | None = typer.Option(None, help="Optimiser steps (default: one epoch)."),
+    epochs: float | None = typer.Option(None, help="Passes over the training items."),
+    lr: float = typer.Option(2e-4),
+    rank: int = typer.Option(8),
+    targets: str = typer.Option(
+        "attention", help="Comma-separated: attention, mlp, experts, router or module names."
+    ),
+    seed: int = typer.Option(0),
+    batch_size: int = typer.Option(8),
+    limit: int | None = typer.Option(None, help="Use only the first N items per language."),
+    data: str | None = typer.Option(
+        None, help="Task data folder (Belebele files; SIB-200 'data/annotated')."
+    ),
+    variant: str = typer.Option("lm-eval", help="Belebele prompt: lm-eval or paper."),
+    n_test: int = typer.Option(100, help="Belebele test questions held out of training."),
+) -> None:
+    """LoRA fine-tuning on a task's training split (runs under `accelerate launch` too)."""
+    from xlt import finetune as ft
+
+    t = _task(task, languages, data, variant, n_test)
+    res = ft.lora(
+        model,
+        t,
+        t.languages,
+        arm=arm,
+        steps=steps,
+        epochs=epochs,
+        lr=lr,
+        rank=rank,
+        targets=[x.strip() for x in targets.split(",") if x.strip()],
+        seed=seed,
+        out=out,
+        batch_size=batch_size,
+        limit=limit,
+    )
+    console.print(
+        f"final loss {res.log[-1]['loss']:.4f} after {len(res.log)} steps; adapter in {res.adapter}"
+    )
+
+
+@app.command("eval")
+def eval_(
+    model: str = typer.Argument(..., help=_MODEL_HELP),
+    task: str = typer.Option("sib200", help="sib200 or belebele."),
+    languages: str = typer.Option("seed", help=_LANG_HELP),
+    adapter: str | None = typer.Option(None, help="LoRA adapter folder written by `xlt finetune`."),
+    split: str = typer.Option("test", help="test, train, dev (SIB-200) or all."),
+    batch_size: int = typer.Option(8),
+    limit: int | None = typer.Option(None, help="Use only the first N items per language."),
+    out: str | None = typer.Option(None, help="Folder for lm-eval-format results_*.json and samples."),
+    data: str | None = typer.Option(
+        None, help="Task data folder (Belebele files; SIB-200 'data/annotated')."
+    ),
+    variant: str = typer.Option("lm-eval", help="Belebele prompt: lm-eval or paper."),
+    n_test: int = typer.Option(100, help="Belebele test questions."),
+    cot: int = typer.Option(
+        0, help="Chain-of-thought ablation: reasoning tokens to generate first (0: off)."
+    ),
+) -> None:
+    """Zero-shot log-likelihood evaluation (lm-evaluation-harness conventions)."""
+    from xlt import data as tasks
+
+    t = _task(task, languages, data, variant, n_test)
+    if cot:
+        t = tasks.ChainOfThought(t, max_new_tokens=cot)
+    ds = xlt.evaluate(model, t, adapter=adapter, split=split, batch_size=batch_size, limit=limit, out=out)
+    table = Table(title=f"{t.name} ({split}, {ds.sizes['item']} items)")
+    for col in ("language", "acc", "± stderr", "acc_norm"):
+        table.add_column(col)
+    for lang in ds.language.values:
+        row = ds.sel(language=lang)
+        table.add_row(
+            str(lang), f"{float(row.acc):.4f}", f"{float(row.acc_stderr):.4f}", f"{float(row.acc_norm):.4f}"
+        )
+    console.print(table)
+
+
 if __name__ == "__main__":
     app()
