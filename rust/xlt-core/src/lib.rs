@@ -3,6 +3,8 @@
 //! One module per concept; the `xlt-py` crate binds them as `xlt._core`.
 pub mod error;
 pub mod matrix;
+pub mod overlap;
+pub mod roots;
 
 pub use error::{Error, Result};
 
