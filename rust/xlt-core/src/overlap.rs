@@ -235,6 +235,35 @@ impl TokenCounts {
     }
 }
 
+/// How much of the target's items (roots, n-grams; one list per sentence)
+/// the reference has: the pooled share of target items found anywhere in the
+/// reference, and — when both have the same number of sentences (parallel
+/// text) — the mean over sentence pairs of the share found in the paired
+/// sentence (NaN otherwise, or when no sentence has items). Pooled share is
+/// NaN when the target has no items.
+pub fn containment<S: AsRef<str> + Sync>(target: &[Vec<S>], reference: &[Vec<S>]) -> (f64, f64) {
+    use std::collections::HashSet;
+    let all: HashSet<&str> = reference.iter().flatten().map(|s| s.as_ref()).collect();
+    let (hit, n) = target
+        .par_iter()
+        .map(|sent| (sent.iter().filter(|s| all.contains(s.as_ref())).count(), sent.len()))
+        .reduce(|| (0, 0), |a, b| (a.0 + b.0, a.1 + b.1));
+    let pooled = if n == 0 { f64::NAN } else { hit as f64 / n as f64 };
+    if target.len() != reference.len() {
+        return (pooled, f64::NAN);
+    }
+    let (sum, pairs) = target
+        .par_iter()
+        .zip(reference)
+        .filter(|(t, _)| !t.is_empty())
+        .map(|(t, r)| {
+            let r: HashSet<&str> = r.iter().map(|s| s.as_ref()).collect();
+            (t.iter().filter(|s| r.contains(s.as_ref())).count() as f64 / t.len() as f64, 1usize)
+        })
+        .reduce(|| (0.0, 0), |a, b| (a.0 + b.0, a.1 + b.1));
+    (pooled, if pairs == 0 { f64::NAN } else { sum / pairs as f64 })
+}
+
 /// Mean per-sentence token ratio over aligned sentences where both have tokens.
 fn parity(target: &[u32], reference: &[u32]) -> f64 {
     if target.len() != reference.len() {
@@ -284,6 +313,16 @@ mod tests {
         assert_eq!((o.jaccard, o.weighted, o.coverage), (0.0, 0.0, 0.0));
         assert!((o.js_divergence - 1.0).abs() < 1e-12);
         assert!(o.parity.is_nan());
+    }
+
+    #[test]
+    fn containment_pooled_and_aligned() {
+        let t = vec![vec!["a", "b"], vec!["c"]];
+        let r = vec![vec!["a"], vec!["b"]];
+        let (pooled, aligned) = containment(&t, &r);
+        assert!((pooled - 2.0 / 3.0).abs() < 1e-12);
+        assert!((aligned - 0.25).abs() < 1e-12);
+        assert!(containment(&t, &r[..1]).1.is_nan());
     }
 
     #[test]

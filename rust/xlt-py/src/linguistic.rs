@@ -119,9 +119,16 @@ fn transliterate(py: Python<'_>, texts: Vec<String>) -> Vec<String> {
     py.detach(|| texts.iter().map(|t| roots::inventory::transliterate(t)).collect())
 }
 
+/// Pooled and per-aligned-sentence containment of target items in the reference.
+#[pyfunction]
+fn containment(py: Python<'_>, target: Vec<Vec<String>>, reference: Vec<Vec<String>>) -> (f64, f64) {
+    py.detach(|| xlt_core::overlap::containment(&target, &reference))
+}
+
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<TokenCounts>()?;
     m.add_function(wrap_pyfunction!(roots_of, m)?)?;
     m.add_function(wrap_pyfunction!(transliterate, m)?)?;
+    m.add_function(wrap_pyfunction!(containment, m)?)?;
     Ok(())
 }
