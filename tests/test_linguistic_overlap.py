@@ -6,7 +6,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from xlt import XltError
 from xlt.assets import flores
 from xlt.linguistic import load_tokenizer, token_overlap
@@ -87,7 +86,7 @@ def _reference(tok, texts, reference):
                 np.where(q > 0, q * np.log2(q / m), 0)
             )
         per_word, words = [], 0
-        for ids, s, e, text in enc[lg]:
+        for _, s, e, text in enc[lg]:
             spans = [(mm.start(), mm.end()) for mm in WORD.finditer(text)]
             words += len(spans)
             hits = Counter()
@@ -120,7 +119,9 @@ def test_parity_with_counter_reference(name, tokenizers, texts):
 
 
 def test_non_parallel_gives_nan_parity(tokenizers, texts):
-    ds = token_overlap(tokenizers["olmoe"], {"arb_Arab": texts["arb_Arab"][:10], "fra_Latn": texts["fra_Latn"][:5]})
+    ds = token_overlap(
+        tokenizers["olmoe"], {"arb_Arab": texts["arb_Arab"][:10], "fra_Latn": texts["fra_Latn"][:5]}
+    )
     assert np.isnan(float(ds.parity.sel(language="fra_Latn")))
 
 
@@ -146,3 +147,16 @@ def _copy_as(src: Path, name: str) -> Path:
     dst = Path(tempfile.mkdtemp()) / name
     dst.write_bytes(src.read_bytes()[:2000].rsplit(b"\n", 1)[0] + b"\n")
     return dst
+
+
+def test_cli_overlap_writes_netcdf(tmp_path):
+    import xarray as xr
+    from typer.testing import CliRunner
+    from xlt.cli import app
+
+    out = tmp_path / "ov.nc"
+    res = CliRunner().invoke(app, ["overlap", str(TOKENIZERS["o200k"]), "heb_Hebr", "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    ds = xr.open_dataset(out)
+    assert list(ds.language.values) == ["arb_Arab", "heb_Hebr"]
+    assert float(ds.fertility.sel(language="heb_Hebr")) == pytest.approx(2.061, abs=1e-3)

@@ -42,7 +42,9 @@ def count_tokens(tok: Tokenizer, texts: Iterable[str], *, batch_size: int = 1024
         encoded = tok.encode(batch)
         spanned = [e[3] for e in encoded]  # the strings the token spans index
         base = np.cumsum([0] + [len(t) + 1 for t in spanned[:-1]], dtype=np.int64)
-        words = [(m.start() + b, m.end() + b) for t, b in zip(spanned, base, strict=True) for m in WORD.finditer(t)]
+        words = [
+            (m.start() + b, m.end() + b) for t, b in zip(spanned, base, strict=True) for m in WORD.finditer(t)
+        ]
         w = np.asarray(words, dtype=np.int64).reshape(-1, 2)
         sizes = np.fromiter((len(e[0]) for e in encoded), np.int64, len(encoded))
         counts.update(
@@ -94,6 +96,4 @@ def token_overlap(
         data[k] = ("language", np.array([getattr(counts[lg], k) for lg in langs], dtype=np.float64))
     for k in ("tokens", "words", "types", "sentences"):
         data[k] = ("language", np.array([getattr(counts[lg], k) for lg in langs], dtype=np.int64))
-    return xr.Dataset(
-        data, coords={"language": langs}, attrs={"tokenizer": tok.name, "reference": reference}
-    )
+    return xr.Dataset(data, coords={"language": langs}, attrs={"tokenizer": tok.name, "reference": reference})

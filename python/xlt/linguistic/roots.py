@@ -67,16 +67,18 @@ def roots(words: Sequence[str], language: str, *, loanwords: bool = False) -> li
     return _core.roots_of(items, family)
 
 
-def transliterate(texts: Sequence[str]) -> list[str]:
-    """Texts or roots in the shared consonant inventory (other characters kept, lowercased)."""
-    return _core.transliterate(_strings(texts, "texts"))
+def transliterate(texts: Sequence[str], *, consonants_only: bool = False) -> list[str]:
+    """Texts in the shared consonant inventory (Ge'ez syllables as consonant +
+    vowel, other characters kept, lowercased); `consonants_only=True` keeps only
+    the inventory consonants, which is how roots of different scripts compare."""
+    return _core.transliterate(_strings(texts, "texts"), consonants_only)
 
 
 def _sentence_items(sentences: list[str], language: str, n: int, loanwords: bool):
     words = [WORD.findall(s) for s in sentences]
     flat = [w for ws in words for w in ws]
     found = roots(flat, language, loanwords=loanwords)
-    common = iter(transliterate([r or "" for r in found]))
+    common = iter(transliterate([r or "" for r in found], consonants_only=True))
     has = iter(found)
     root_lists = [[c for _, c in zip(ws, common, strict=False) if next(has)] for ws in words]
     translit = iter(transliterate(flat))
@@ -114,18 +116,23 @@ def root_overlap(
         raise DataError("texts must be a non-empty mapping language -> list of sentences")
     if reference not in texts:
         raise DataError(f"reference {reference!r} is not among the languages of texts: {sorted(texts)}")
-    items = {lg: _sentence_items(_strings(t, f"texts[{lg!r}]"), lg, ngram, loanwords) for lg, t in texts.items()}
+    items = {
+        lg: _sentence_items(_strings(t, f"texts[{lg!r}]"), lg, ngram, loanwords) for lg, t in texts.items()
+    }
     _, ref_roots, ref_grams = items[reference]
     langs = list(items)
-    out: dict[str, list[float]] = {k: [] for k in ("rooted", "root_share", "cognate_rate", "ngram_share",
-                                                   "ngram_cognate_rate")}
+    out: dict[str, list[float]] = {
+        k: [] for k in ("rooted", "root_share", "cognate_rate", "ngram_share", "ngram_cognate_rate")
+    }
     for lg in langs:
         words, rts, grams = items[lg]
         n_words = sum(len(w) for w in words)
         n_rooted = sum(len(r) for r in rts)
         pooled, aligned = _core.containment(rts, ref_roots)
         out["rooted"].append(n_rooted / n_words if n_words else float("nan"))
-        out["root_share"].append((0.0 if n_rooted == 0 else pooled * n_rooted / n_words) if n_words else np.nan)
+        out["root_share"].append(
+            (0.0 if n_rooted == 0 else pooled * n_rooted / n_words) if n_words else np.nan
+        )
         out["cognate_rate"].append(aligned if n_rooted else (0.0 if len(rts) == len(ref_roots) else np.nan))
         g_pooled, g_aligned = _core.containment(grams, ref_grams)
         out["ngram_share"].append(g_pooled)

@@ -73,7 +73,9 @@ class Tokenizer:
             encs = self.backend.encode_batch(list(texts), add_special_tokens=False)
             for text, enc in zip(texts, encs, strict=True):
                 spans = np.asarray(enc.offsets, dtype=np.int64).reshape(-1, 2)
-                out.append((np.asarray(enc.ids, dtype=np.uint32), spans[:, 0].copy(), spans[:, 1].copy(), text))
+                out.append(
+                    (np.asarray(enc.ids, dtype=np.uint32), spans[:, 0].copy(), spans[:, 1].copy(), text)
+                )
             return out
         if self.kind == "sp":
             surfaces = self._piece_bytes()
@@ -206,7 +208,9 @@ def _from_path(path: Path, pattern: str | None) -> Tokenizer:
             return Tokenizer(path.name, sp.get_piece_size(), sp, "sp")
         except (RuntimeError, OSError):  # Llama-3/4 ship tiktoken files named tokenizer.model
             return _tiktoken(path, pattern or LLAMA3)
-    raise DataError(f"do not know how to load a tokenizer from {path}: use tokenizer.json, .model or .tiktoken")
+    raise DataError(
+        f"do not know how to load a tokenizer from {path}: use tokenizer.json, .model or .tiktoken"
+    )
 
 
 def load_tokenizer(spec: object, *, pattern: str | None = None) -> Tokenizer:

@@ -43,7 +43,10 @@ impl TokenCounts {
     /// An empty accumulator; `vocab_size` preallocates the count vector
     /// (ids beyond it grow it).
     pub fn new(vocab_size: usize) -> Self {
-        TokenCounts { counts: vec![0; vocab_size], ..Default::default() }
+        TokenCounts {
+            counts: vec![0; vocab_size],
+            ..Default::default()
+        }
     }
 
     /// Add one chunk. `sentence_offsets` has one more entry than sentences,
@@ -60,10 +63,18 @@ impl TokenCounts {
         let (ws, we) = word_spans;
         let n = ids.len();
         ensure_shape(ts.len() == n && te.len() == n, || {
-            format!("token starts/ends must have one entry per token id ({n}), got {} and {}", ts.len(), te.len())
+            format!(
+                "token starts/ends must have one entry per token id ({n}), got {} and {}",
+                ts.len(),
+                te.len()
+            )
         })?;
         ensure_shape(ws.len() == we.len(), || {
-            format!("word starts ({}) and ends ({}) differ in length", ws.len(), we.len())
+            format!(
+                "word starts ({}) and ends ({}) differ in length",
+                ws.len(),
+                we.len()
+            )
         })?;
         ensure_shape(
             !sentence_offsets.is_empty()
@@ -72,9 +83,13 @@ impl TokenCounts {
                 && sentence_offsets.windows(2).all(|w| w[0] <= w[1]),
             || format!("sentence offsets must rise from 0 to the number of tokens ({n})"),
         )?;
-        ensure_data(ts.windows(2).all(|w| w[0] <= w[1]) && ws.windows(2).all(|w| w[0] <= w[1]), || {
-            "token and word spans must be sorted by start (concatenate sentences in order)".into()
-        })?;
+        ensure_data(
+            ts.windows(2).all(|w| w[0] <= w[1]) && ws.windows(2).all(|w| w[0] <= w[1]),
+            || {
+                "token and word spans must be sorted by start (concatenate sentences in order)"
+                    .into()
+            },
+        )?;
         ensure_data(
             ts.iter().zip(te).all(|(s, e)| s <= e) && ws.iter().zip(we).all(|(s, e)| s < e),
             || "every span needs start <= end (words: start < end)".into(),
@@ -117,7 +132,10 @@ impl TokenCounts {
                     a
                 },
             );
-        self.counts.iter_mut().zip(&local).for_each(|(x, y)| *x += y);
+        self.counts
+            .iter_mut()
+            .zip(&local)
+            .for_each(|(x, y)| *x += y);
     }
 
     /// Assign each token to the last word it overlaps (two sorted sweeps).
@@ -142,12 +160,16 @@ impl TokenCounts {
         if other.counts.len() > self.counts.len() {
             self.counts.resize(other.counts.len(), 0);
         }
-        self.counts.iter_mut().zip(&other.counts).for_each(|(a, b)| *a += b);
+        self.counts
+            .iter_mut()
+            .zip(&other.counts)
+            .for_each(|(a, b)| *a += b);
         self.tokens += other.tokens;
         self.words += other.words;
         self.word_tokens += other.word_tokens;
         self.single_token_words += other.single_token_words;
-        self.sentence_tokens.extend_from_slice(&other.sentence_tokens);
+        self.sentence_tokens
+            .extend_from_slice(&other.sentence_tokens);
     }
 
     pub fn counts(&self) -> &[u64] {
@@ -246,9 +268,18 @@ pub fn containment<S: AsRef<str> + Sync>(target: &[Vec<S>], reference: &[Vec<S>]
     let all: HashSet<&str> = reference.iter().flatten().map(|s| s.as_ref()).collect();
     let (hit, n) = target
         .par_iter()
-        .map(|sent| (sent.iter().filter(|s| all.contains(s.as_ref())).count(), sent.len()))
+        .map(|sent| {
+            (
+                sent.iter().filter(|s| all.contains(s.as_ref())).count(),
+                sent.len(),
+            )
+        })
         .reduce(|| (0, 0), |a, b| (a.0 + b.0, a.1 + b.1));
-    let pooled = if n == 0 { f64::NAN } else { hit as f64 / n as f64 };
+    let pooled = if n == 0 {
+        f64::NAN
+    } else {
+        hit as f64 / n as f64
+    };
     if target.len() != reference.len() {
         return (pooled, f64::NAN);
     }
@@ -258,10 +289,20 @@ pub fn containment<S: AsRef<str> + Sync>(target: &[Vec<S>], reference: &[Vec<S>]
         .filter(|(t, _)| !t.is_empty())
         .map(|(t, r)| {
             let r: HashSet<&str> = r.iter().map(|s| s.as_ref()).collect();
-            (t.iter().filter(|s| r.contains(s.as_ref())).count() as f64 / t.len() as f64, 1usize)
+            (
+                t.iter().filter(|s| r.contains(s.as_ref())).count() as f64 / t.len() as f64,
+                1usize,
+            )
         })
         .reduce(|| (0.0, 0), |a, b| (a.0 + b.0, a.1 + b.1));
-    (pooled, if pairs == 0 { f64::NAN } else { sum / pairs as f64 })
+    (
+        pooled,
+        if pairs == 0 {
+            f64::NAN
+        } else {
+            sum / pairs as f64
+        },
+    )
 }
 
 /// Mean per-sentence token ratio over aligned sentences where both have tokens.
@@ -273,7 +314,9 @@ fn parity(target: &[u32], reference: &[u32]) -> f64 {
         .iter()
         .zip(reference)
         .filter(|(&t, &r)| t > 0 && r > 0)
-        .fold((0.0, 0usize), |(s, n), (&t, &r)| (s + t as f64 / r as f64, n + 1));
+        .fold((0.0, 0usize), |(s, n), (&t, &r)| {
+            (s + t as f64 / r as f64, n + 1)
+        });
     if n == 0 {
         f64::NAN
     } else {
@@ -329,8 +372,13 @@ mod tests {
     fn words_and_tokens() {
         // text "ab cd": tokens "a","b"," c","d" → word0 has 2, word1 has 2
         let mut c = TokenCounts::new(0);
-        c.update(&[1, 2, 3, 4], (&[0, 1, 2, 4], &[1, 2, 4, 5]), (&[0, 3], &[2, 5]), &[0, 4])
-            .unwrap();
+        c.update(
+            &[1, 2, 3, 4],
+            (&[0, 1, 2, 4], &[1, 2, 4, 5]),
+            (&[0, 3], &[2, 5]),
+            &[0, 4],
+        )
+        .unwrap();
         assert_eq!(c.fertility(), 2.0);
         assert_eq!(c.single_token_rate(), 0.0);
         assert!(c.update(&[1], (&[0], &[1]), (&[], &[]), &[0, 2]).is_err());

@@ -108,20 +108,35 @@ fn family(language: &str) -> PyResult<roots::Family> {
 /// Consonantal roots of `words` for a family ("arabic", "hebrew", "geez",
 /// "maltese"); None where no root is found.
 #[pyfunction]
-fn roots_of(py: Python<'_>, words: Vec<String>, family_name: &str) -> PyResult<Vec<Option<String>>> {
+fn roots_of(
+    py: Python<'_>,
+    words: Vec<String>,
+    family_name: &str,
+) -> PyResult<Vec<Option<String>>> {
     let f = family(family_name)?;
     Ok(py.detach(|| roots::extract_all(&words, f)))
 }
 
-/// A root (native letters) in the shared consonant inventory (Latin symbols).
+/// Texts in the shared consonant inventory; `consonants_only` keeps only the
+/// inventory consonants (for roots).
 #[pyfunction]
-fn transliterate(py: Python<'_>, texts: Vec<String>) -> Vec<String> {
-    py.detach(|| texts.iter().map(|t| roots::inventory::transliterate(t)).collect())
+#[pyo3(signature = (texts, consonants_only=false))]
+fn transliterate(py: Python<'_>, texts: Vec<String>, consonants_only: bool) -> Vec<String> {
+    let f = if consonants_only {
+        roots::inventory::transliterate_root
+    } else {
+        roots::inventory::transliterate
+    };
+    py.detach(|| texts.iter().map(|t| f(t)).collect())
 }
 
 /// Pooled and per-aligned-sentence containment of target items in the reference.
 #[pyfunction]
-fn containment(py: Python<'_>, target: Vec<Vec<String>>, reference: Vec<Vec<String>>) -> (f64, f64) {
+fn containment(
+    py: Python<'_>,
+    target: Vec<Vec<String>>,
+    reference: Vec<Vec<String>>,
+) -> (f64, f64) {
     py.detach(|| xlt_core::overlap::containment(&target, &reference))
 }
 

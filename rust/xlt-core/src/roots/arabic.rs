@@ -69,9 +69,9 @@ const ENDINGS: &[(&str, f32, u8)] = &[
     ("", 0.0, 0),
     ("ة", 0.2, 1),
     ("ات", 0.5, 1),
-    ("ان", 0.8, 1),
-    ("ين", 0.7, 1),
-    ("ون", 0.7, 1),
+    ("ان", 0.8, 0),
+    ("ين", 0.7, 0),
+    ("ون", 0.7, 0),
     ("ية", 0.7, 1),
     ("يات", 0.9, 1),
     ("يين", 1.0, 1),
@@ -195,7 +195,7 @@ const PATTERNS: &[(&str, f32)] = &[
     ("اتCC<", 1.1),
     ("متCC<", 1.1),
     // hollow stems (middle و/ي dropped or turned into ا)
-    ("CاC-", 0.5),
+    ("CاC-", 0.4),
     ("CيC-", 1.2),
     ("مCاC-", 1.0),
     ("مCيC-", 1.1),
@@ -277,7 +277,14 @@ fn restore(r: &[char; 2], weak: Weak, prefixed: bool, _: bool) -> Vec<([char; 3]
     let mut out = Vec::with_capacity(4);
     let both = matches!(weak, Weak::Any);
     if both || weak == Weak::Initial {
-        out.push((['و', a, b], if prefixed || weak == Weak::Initial { 0.3 } else { 1.2 }));
+        out.push((
+            ['و', a, b],
+            if prefixed || weak == Weak::Initial {
+                0.3
+            } else {
+                1.2
+            },
+        ));
     }
     if both || weak == Weak::Hollow {
         out.push(([a, 'و', b], if weak == Weak::Hollow { 0.0 } else { 0.8 }));
@@ -292,7 +299,10 @@ fn restore(r: &[char; 2], weak: Weak, prefixed: bool, _: bool) -> Vec<([char; 3]
 }
 
 static LANG: LazyLock<Lang> = LazyLock::new(|| {
-    let mut suffixes: Vec<(String, f32, u8)> = ENDINGS.iter().map(|(s, c, k)| (s.to_string(), *c, *k)).collect();
+    let mut suffixes: Vec<(String, f32, u8)> = ENDINGS
+        .iter()
+        .map(|(s, c, k)| (s.to_string(), *c, *k))
+        .collect();
     for (e, ec, ek) in ENDINGS_BEFORE_PRONOUN {
         for (p, pc) in PRONOUNS {
             // "my" attaches to nouns; verbs take the object form ني
@@ -300,7 +310,10 @@ static LANG: LazyLock<Lang> = LazyLock::new(|| {
             suffixes.push((format!("{e}{p}"), ec + pc, kind));
         }
     }
-    let list: Vec<(&str, f32, u8)> = suffixes.iter().map(|(s, c, k)| (s.as_str(), *c, *k)).collect();
+    let list: Vec<(&str, f32, u8)> = suffixes
+        .iter()
+        .map(|(s, c, k)| (s.as_str(), *c, *k))
+        .collect();
     Lang {
         prefixes: engine::affixes(PREFIXES),
         suffixes: engine::affixes(&list),
@@ -314,14 +327,119 @@ static LANG: LazyLock<Lang> = LazyLock::new(|| {
 /// Function words (pronouns, particles, prepositions, demonstratives, relatives):
 /// no root.
 const FUNCTION_WORDS: &[&str] = &[
-    "في", "من", "على", "إلى", "الى", "عن", "مع", "أو", "او", "ثم", "أن", "ان", "إن", "لا", "لم", "لن", "ما",
-    "هل", "قد", "لقد", "بل", "كل", "هذا", "هذه", "ذلك", "تلك", "هذان", "هؤلاء", "أولئك", "الذي", "التي",
-    "الذين", "اللذان", "اللتان", "اللاتي", "هو", "هي", "هم", "هن", "هما", "أنا", "انا", "نحن", "أنت", "انت",
-    "أنتم", "انتم", "إذا", "اذا", "إذ", "اذ", "لو", "لولا", "حتى", "منذ", "عند", "لدى", "لكن", "لكنه",
-    "أي", "اي", "كي", "لكي", "كما", "مما", "عما", "فيه", "فيها", "منه", "منها", "عليه", "عليها", "إليه", "اليه",
-    "له", "لها", "لهم", "به", "بها", "بهم", "وهو", "وهي", "وفي", "ومن", "وما", "ولا", "فلا", "فإن", "وإن",
-    "إلا", "الا", "أما", "اما", "إما", "امام", "يا", "أيضا", "ايضا", "سوى", "هنا", "هناك", "ثمة",
-    "ليس", "عسى", "نعم", "بلى", "كلا", "أيها", "أيتها", "ذا", "ذو", "ذي", "التى",
+    "في",
+    "من",
+    "على",
+    "إلى",
+    "الى",
+    "عن",
+    "مع",
+    "أو",
+    "او",
+    "ثم",
+    "أن",
+    "ان",
+    "إن",
+    "لا",
+    "لم",
+    "لن",
+    "ما",
+    "هل",
+    "قد",
+    "لقد",
+    "بل",
+    "كل",
+    "هذا",
+    "هذه",
+    "ذلك",
+    "تلك",
+    "هذان",
+    "هؤلاء",
+    "أولئك",
+    "الذي",
+    "التي",
+    "الذين",
+    "اللذان",
+    "اللتان",
+    "اللاتي",
+    "هو",
+    "هي",
+    "هم",
+    "هن",
+    "هما",
+    "أنا",
+    "انا",
+    "نحن",
+    "أنت",
+    "انت",
+    "أنتم",
+    "انتم",
+    "إذا",
+    "اذا",
+    "إذ",
+    "اذ",
+    "لو",
+    "لولا",
+    "حتى",
+    "منذ",
+    "عند",
+    "لدى",
+    "لكن",
+    "لكنه",
+    "أي",
+    "اي",
+    "كي",
+    "لكي",
+    "كما",
+    "مما",
+    "عما",
+    "فيه",
+    "فيها",
+    "منه",
+    "منها",
+    "عليه",
+    "عليها",
+    "إليه",
+    "اليه",
+    "له",
+    "لها",
+    "لهم",
+    "به",
+    "بها",
+    "بهم",
+    "وهو",
+    "وهي",
+    "وفي",
+    "ومن",
+    "وما",
+    "ولا",
+    "فلا",
+    "فإن",
+    "وإن",
+    "إلا",
+    "الا",
+    "أما",
+    "اما",
+    "إما",
+    "امام",
+    "يا",
+    "أيضا",
+    "ايضا",
+    "سوى",
+    "هنا",
+    "هناك",
+    "ثمة",
+    "ليس",
+    "عسى",
+    "نعم",
+    "بلى",
+    "كلا",
+    "أيها",
+    "أيتها",
+    "ذا",
+    "ذو",
+    "ذي",
+    "التى",
 ];
 
 /// Strip diacritics and tatweel, fold letter variants (Persian kaf/yeh, wasla).
@@ -330,7 +448,11 @@ pub fn normalise(word: &str) -> Option<Vec<char>> {
     let mut out = Vec::with_capacity(word.len() / 2);
     for c in word.chars() {
         match c {
-            '\u{610}'..='\u{61A}' | '\u{64B}'..='\u{65F}' | '\u{670}' | '\u{6D6}'..='\u{6ED}' | '\u{640}' => {}
+            '\u{610}'..='\u{61A}'
+            | '\u{64B}'..='\u{65F}'
+            | '\u{670}'
+            | '\u{6D6}'..='\u{6ED}'
+            | '\u{640}' => {}
             'ٱ' => out.push('ا'),
             'ک' => out.push('ك'),
             'ی' | 'ې' => out.push('ي'),
@@ -371,7 +493,10 @@ pub fn root(word: &str) -> Option<String> {
         return None;
     }
     // The divine name is a fused article + noun of root أله, not a pattern.
-    let stem = w.iter().skip_while(|c| matches!(c, 'و' | 'ف' | 'ب' | 'ت')).collect::<String>();
+    let stem = w
+        .iter()
+        .skip_while(|c| matches!(c, 'و' | 'ف' | 'ب' | 'ت'))
+        .collect::<String>();
     if matches!(stem.as_str(), "الله" | "لله" | "اللهم") {
         return Some("أله".into());
     }

@@ -49,7 +49,9 @@ pub struct Lang {
 
 /// Compile affix lists (strings) into char vectors.
 pub fn affixes(list: &[(&str, f32, u8)]) -> Vec<Affix> {
-    list.iter().map(|(s, c, k)| (s.chars().collect(), *c, *k)).collect()
+    list.iter()
+        .map(|(s, c, k)| (s.chars().collect(), *c, *k))
+        .collect()
 }
 
 /// Compile templates: `C` = radical; a trailing `<`, `-`, `>` on the template
@@ -69,7 +71,11 @@ pub fn patterns(list: &[Entry]) -> Vec<Vec<Pattern>> {
             }
         }
         let n = slots.len();
-        out[n].push(Pattern { slots, cost: *cost, weak });
+        out[n].push(Pattern {
+            slots,
+            cost: *cost,
+            weak,
+        });
     }
     out
 }
@@ -92,7 +98,9 @@ pub fn analyse(w: &[char], lang: &Lang) -> Option<(Vec<char>, f32)> {
                 continue;
             }
             let stem = &rest[..rest.len() - s.len()];
-            let Some(pats) = lang.patterns.get(stem.len()) else { continue };
+            let Some(pats) = lang.patterns.get(stem.len()) else {
+                continue;
+            };
             for pat in pats {
                 let cost = base + pat.cost;
                 if best.as_ref().is_some_and(|b| cost >= b.1) {
@@ -109,14 +117,28 @@ pub fn analyse(w: &[char], lang: &Lang) -> Option<(Vec<char>, f32)> {
                 if !ok {
                     continue;
                 }
-                consider(&radicals, pat.weak, (!p.is_empty(), !s.is_empty()), cost, lang, &mut best);
+                consider(
+                    &radicals,
+                    pat.weak,
+                    (!p.is_empty(), !s.is_empty()),
+                    cost,
+                    lang,
+                    &mut best,
+                );
             }
         }
     }
     best
 }
 
-fn consider(r: &[char], weak: Weak, affixed: (bool, bool), cost: f32, lang: &Lang, best: &mut Option<(Vec<char>, f32)>) {
+fn consider(
+    r: &[char],
+    weak: Weak,
+    affixed: (bool, bool),
+    cost: f32,
+    lang: &Lang,
+    best: &mut Option<(Vec<char>, f32)>,
+) {
     let mut offer = |root: &[char], c: f32| {
         let total = c + (lang.root_cost)(root);
         if best.as_ref().is_none_or(|b| total < b.1) {

@@ -38,7 +38,7 @@ const PREFIXES: &[(&str, f32, u8)] = &[
 
 const SUFFIXES: &[(&str, f32, u8)] = &[
     ("", 0.0, 0),
-    ("ቸ", 0.5, 0), // plural -och
+    ("ቸ", 0.3, 0), // plural -och
     ("ነ", 0.7, 0), // accusative
     ("ወ", 0.8, 0), // definite -u/-w
     ("መ", 0.9, 0),
@@ -50,13 +50,13 @@ const SUFFIXES: &[(&str, f32, u8)] = &[
     ("ኘ", 1.0, 0),
     ("ሀ", 1.1, 0),
     ("ሸ", 1.1, 0),
-    ("ለ", 1.1, 0),
+    ("ለ", 0.5, 0), // imperfect auxiliary -al
     ("ከ", 1.1, 0),
     ("ወየ", 1.2, 0),
     ("የ", 1.1, 0),
 ];
 
-const PATTERNS: &[(&str, f32)] = &[("CCC", 0.0), ("CC", 0.8), ("CCCC", 0.7)];
+const PATTERNS: &[(&str, f32)] = &[("CCC", 0.0), ("CC", 0.4), ("CCCC", 1.2)];
 
 fn root_cost(r: &[char]) -> f32 {
     r.iter().filter(|&&c| matches!(c, 'አ' | 'ወ' | 'የ')).count() as f32 * 0.2
@@ -89,13 +89,23 @@ pub fn decompose(c: char) -> Option<(char, u8)> {
 /// The root of one Amharic/Tigrinya word, or None.
 pub fn root(word: &str) -> Option<String> {
     let mut w = Vec::with_capacity(word.len() / 3);
+    let mut orders = Vec::with_capacity(word.len() / 3);
     for c in word.chars() {
-        let (base, _) = decompose(c)?;
+        let (base, order) = decompose(c)?;
         w.push(base);
+        orders.push(order);
+    }
+    // Amharic plural -och: an o-order syllable followed by ች.
+    let n = w.len();
+    if n >= 3 && word.ends_with('ች') && orders[n - 2] == 6 {
+        w.pop();
     }
     if w.len() < 2 {
         return None;
     }
-    let (r, _) = engine::analyse(&w, &LANG)?;
+    let (mut r, _) = engine::analyse(&w, &LANG)?;
+    if r.len() == 3 && r[1] == r[2] {
+        r.truncate(2); // restored gemination is not written in this script
+    }
     Some(r.into_iter().collect())
 }

@@ -105,7 +105,10 @@ fn final_form(c: char) -> char {
 }
 
 fn is_servile(c: char) -> bool {
-    matches!(c, 'א' | 'י' | 'ת' | 'נ' | 'מ' | 'ש' | 'ה' | 'ו' | 'כ' | 'ל' | 'ב')
+    matches!(
+        c,
+        'א' | 'י' | 'ת' | 'נ' | 'מ' | 'ש' | 'ה' | 'ו' | 'כ' | 'ל' | 'ב'
+    )
 }
 
 fn root_cost(r: &[char]) -> f32 {
@@ -138,7 +141,11 @@ fn restore(r: &[char; 2], weak: Weak, prefixed: bool, suffixed: bool) -> Vec<([c
         return vec![(['י', a, b], 0.0), (['נ', a, b], 0.4)];
     }
     let lamed_he = if suffixed { 0.2 } else { 0.8 };
-    let mut out = vec![([a, b, 'ה'], lamed_he), ([a, b, b], 0.4), ([a, 'ו', b], 0.7)];
+    let mut out = vec![
+        ([a, b, 'ה'], lamed_he),
+        ([a, b, b], 0.4),
+        ([a, 'ו', b], 0.7),
+    ];
     let initial = if prefixed { 0.5 } else { 1.3 };
     out.push((['י', a, b], initial));
     out.push((['נ', a, b], initial + 0.2));
@@ -159,15 +166,63 @@ static LANG: LazyLock<Lang> = LazyLock::new(|| Lang {
 
 /// Function words: no root.
 const FUNCTION_WORDS: &[&str] = &[
-    "את", "של", "על", "אל", "כי", "אם", "לא", "גם", "רק", "זה", "זו", "זאת", "הוא", "היא", "הם", "הן", "אני",
-    "אנחנו", "אתם", "או", "אך", "מן", "עד", "כמו", "אין", "שם", "פה", "כאן", "מה", "מי", "איך", "למה", "כך", "אז",
-    "אותו", "אותה", "אותם", "לו", "לה", "להם", "בו", "בה", "בהם", "ממנו", "ממנה", "שלו", "שלה", "שלהם", "אף",
+    "את",
+    "של",
+    "על",
+    "אל",
+    "כי",
+    "אם",
+    "לא",
+    "גם",
+    "רק",
+    "זה",
+    "זו",
+    "זאת",
+    "הוא",
+    "היא",
+    "הם",
+    "הן",
+    "אני",
+    "אנחנו",
+    "אתם",
+    "או",
+    "אך",
+    "מן",
+    "עד",
+    "כמו",
+    "אין",
+    "שם",
+    "פה",
+    "כאן",
+    "מה",
+    "מי",
+    "איך",
+    "למה",
+    "כך",
+    "אז",
+    "אותו",
+    "אותה",
+    "אותם",
+    "לו",
+    "לה",
+    "להם",
+    "בו",
+    "בה",
+    "בהם",
+    "ממנו",
+    "ממנה",
+    "שלו",
+    "שלה",
+    "שלהם",
+    "אף",
 ];
 
 /// Strip niqqud, cantillation and shin/sin dots, fold final forms; a maqaf
 /// compound keeps its longest part. None if a character is not a Hebrew letter.
 pub fn normalise(word: &str) -> Option<Vec<char>> {
-    let part = word.split(['\u{5BE}', '-']).max_by_key(|p| p.chars().count())?;
+    let part = word
+        .split(['\u{5BE}', '-'])
+        .max_by_key(|p| p.chars().count())?;
     let mut out = Vec::with_capacity(part.len() / 2);
     for c in part.chars() {
         match c {
@@ -198,7 +253,10 @@ pub fn root(word: &str) -> Option<String> {
     if w.len() < 2 {
         return None;
     }
-    if FUNCTION_WORDS.iter().any(|f| f.chars().map(fold_final).eq(w.iter().copied())) {
+    if FUNCTION_WORDS
+        .iter()
+        .any(|f| f.chars().map(fold_final).eq(w.iter().copied()))
+    {
         return None;
     }
     let w = unreduplicate(w);
@@ -210,5 +268,10 @@ pub fn root(word: &str) -> Option<String> {
         }
     }
     let n = r.len();
-    Some(r.iter().enumerate().map(|(i, &c)| if i + 1 == n { final_form(c) } else { c }).collect())
+    Some(
+        r.iter()
+            .enumerate()
+            .map(|(i, &c)| if i + 1 == n { final_form(c) } else { c })
+            .collect(),
+    )
 }

@@ -80,8 +80,9 @@ pub fn geez(c: char) -> Option<(char, u8)> {
     }
     let (row, order) = ((cp - 0x1200) / 8, ((cp - 0x1200) % 8) as u8);
     const ROWS: &[char; 43] = &[
-        'h', 'l', 'h', 'm', 's', 'r', 's', 's', 'q', 'q', 'q', 'q', 'b', 'b', 't', 't', 'h', 'h', 'n', 'n', 'ʔ', 'k',
-        'k', 'h', 'h', 'w', 'ʔ', 'z', 'z', 'y', 'd', 'd', 'g', 'g', 'g', 'g', 't', 't', 'b', 's', 's', 'f', 'b',
+        'h', 'l', 'h', 'm', 's', 'r', 's', 's', 'q', 'q', 'q', 'q', 'b', 'b', 't', 't', 'h', 'h',
+        'n', 'n', 'ʔ', 'k', 'k', 'h', 'h', 'w', 'ʔ', 'z', 'z', 'y', 'd', 'd', 'g', 'g', 'g', 'g',
+        't', 't', 'b', 's', 's', 'f', 'b',
     ];
     Some((ROWS[row as usize], order))
 }
@@ -107,11 +108,24 @@ pub fn transliterate(text: &str) -> String {
         }
         match c {
             'ا' | 'ٱ' => out.push('a'),
-            '\u{591}'..='\u{5C7}' | '\u{610}'..='\u{61A}' | '\u{64B}'..='\u{65F}' | '\u{670}' | '\u{640}' => {}
+            '\u{591}'..='\u{5C7}'
+            | '\u{610}'..='\u{61A}'
+            | '\u{64B}'..='\u{65F}'
+            | '\u{670}'
+            | '\u{640}' => {}
             _ => out.push(consonant(lower).unwrap_or(lower)),
         }
     }
     out
+}
+
+/// A root (any script) as inventory consonants only: Ge'ez vowel orders and
+/// anything that is not a consonant are dropped (Maltese għ becomes ʔ).
+pub fn transliterate_root(root: &str) -> String {
+    transliterate(root)
+        .chars()
+        .filter(|c| "ʔbtghdrzsfqklmnwy".contains(*c))
+        .collect()
 }
 
 #[cfg(test)]
@@ -128,6 +142,6 @@ mod tests {
         assert_eq!(transliterate("כתב"), "ktb");
         assert_eq!(transliterate("ktieb"), "ktieb");
         assert_eq!(transliterate("Għajn"), "ʔayn");
-        assert_eq!(transliterate("עַיִן"), "ʔyyn");
+        assert_eq!(transliterate("עַיִן"), "ʔyn");
     }
 }

@@ -42,11 +42,18 @@ const SUFFIXES: &[(&str, f32, u8)] = &[
 const PATTERNS: &[(&str, f32)] = &[("CCC", 0.0), ("CC", 1.0), ("CCCC", 1.0)];
 
 fn root_cost(r: &[char]) -> f32 {
-    r.iter().filter(|&&c| matches!(c, 'j' | 'w' | 'n' | 't' | 'm')).count() as f32 * 0.15
+    r.iter()
+        .filter(|&&c| matches!(c, 'j' | 'w' | 'n' | 't' | 'm'))
+        .count() as f32
+        * 0.15
 }
 
 fn restore(r: &[char; 2], _: Weak, _: bool, _: bool) -> Vec<([char; 3], f32)> {
-    vec![([r[0], 'w', r[1]], 0.6), ([r[0], r[1], 'j'], 0.8), ([r[0], r[1], r[1]], 0.7)]
+    vec![
+        ([r[0], 'w', r[1]], 0.6),
+        ([r[0], r[1], 'j'], 0.8),
+        ([r[0], r[1], r[1]], 0.7),
+    ]
 }
 
 static LANG: LazyLock<Lang> = LazyLock::new(|| Lang {
@@ -60,17 +67,19 @@ static LANG: LazyLock<Lang> = LazyLock::new(|| Lang {
 
 /// Function words: articles, prepositions, pronouns, particles.
 const FUNCTION_WORDS: &[&str] = &[
-    "il", "l", "u", "jew", "ta", "fi", "fil", "fuq", "minn", "mill", "lil", "li", "bil", "sa", "ma", "mhux", "hu",
-    "hi", "huma", "jien", "aħna", "int", "intom", "dan", "din", "dawn", "dak", "dik", "dawk", "kif", "meta", "fejn",
-    "għal", "għall", "ukoll", "biex", "imma", "iżda", "kien", "kienet", "kienu", "hemm", "hawn", "wara", "qabel",
-    "bejn", "kull", "xi", "anke", "jekk", "wkoll", "lill", "mal", "ma'", "ta'", "bħal", "tal", "tas", "tat", "tad",
+    "il", "l", "u", "jew", "ta", "fi", "fil", "fuq", "minn", "mill", "lil", "li", "bil", "sa",
+    "ma", "mhux", "hu", "hi", "huma", "jien", "aħna", "int", "intom", "dan", "din", "dawn", "dak",
+    "dik", "dawk", "kif", "meta", "fejn", "għal", "għall", "ukoll", "biex", "imma", "iżda", "kien",
+    "kienet", "kienu", "hemm", "hawn", "wara", "qabel", "bejn", "kull", "xi", "anke", "jekk",
+    "wkoll", "lill", "mal", "ma'", "ta'", "bħal", "tal", "tas", "tat", "tad",
 ];
 
 /// The root of one Maltese word, or None.
 pub fn root(word: &str) -> Option<String> {
     let lower = word.to_lowercase();
     let part = lower.rsplit(['-', '\'', '’']).next()?;
-    if part.is_empty() || FUNCTION_WORDS.contains(&part) || FUNCTION_WORDS.contains(&lower.as_str()) {
+    if part.is_empty() || FUNCTION_WORDS.contains(&part) || FUNCTION_WORDS.contains(&lower.as_str())
+    {
         return None;
     }
     let mut w = Vec::with_capacity(part.len());
@@ -91,6 +100,15 @@ pub fn root(word: &str) -> Option<String> {
     }
     let (mut r, _) = engine::analyse(&w, &LANG)?;
     r.dedup_by(|a, b| a == b && *a != 'ʕ');
-    let s: String = r.into_iter().map(|c| if c == 'ʕ' { "għ".to_string() } else { c.to_string() }).collect();
+    let s: String = r
+        .into_iter()
+        .map(|c| {
+            if c == 'ʕ' {
+                "għ".to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect();
     Some(s)
 }

@@ -48,5 +48,9 @@ pub fn extract(word: &str, family: Family) -> Option<String> {
 
 /// Roots of many words, in parallel.
 pub fn extract_all<S: AsRef<str> + Sync>(words: &[S], family: Family) -> Vec<Option<String>> {
-    words.par_iter().with_min_len(256).map(|w| extract(w.as_ref(), family)).collect()
+    words
+        .par_iter()
+        .with_min_len(256)
+        .map(|w| extract(w.as_ref(), family))
+        .collect()
 }
