@@ -84,13 +84,15 @@ pub fn patterns(list: &[Entry]) -> Vec<Vec<Pattern>> {
 pub fn analyse(w: &[char], lang: &Lang) -> Option<(Vec<char>, f32)> {
     let mut best: Option<(Vec<char>, f32)> = None;
     let mut radicals: Vec<char> = Vec::with_capacity(8);
+    // Suffixes of the whole word, found once (a suffix of `rest` is one of `w`).
+    let suffixes: Vec<&Affix> = lang.suffixes.iter().filter(|a| w.ends_with(&a.0)).collect();
     for (p, pc, pk) in &lang.prefixes {
         if w.len() < p.len() + 2 || !w.starts_with(p) {
             continue;
         }
         let rest = &w[p.len()..];
-        for (s, sc, sk) in &lang.suffixes {
-            if rest.len() < s.len() + 2 || !rest.ends_with(s) || !(lang.compatible)(*pk, *sk) {
+        for (s, sc, sk) in suffixes.iter().map(|a| (&a.0, &a.1, &a.2)) {
+            if rest.len() < s.len() + 2 || !(lang.compatible)(*pk, *sk) {
                 continue;
             }
             let base = pc + sc;
