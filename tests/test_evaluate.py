@@ -6,6 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import xarray as xr
+
 import xlt
 from xlt import data, stats
 from xlt.evaluate import compare, evaluate

@@ -4,6 +4,7 @@ import json
 
 import numpy as np
 import pytest
+
 import xlt
 from xlt import data, finetune
 from xlt.evaluate import evaluate
@@ -187,6 +188,7 @@ def test_bad_input(tok, sib):
 
 def test_cli_finetune_then_eval(tok, tmp_path):
     from typer.testing import CliRunner
+
     from xlt.cli import app
 
     model_dir = tmp_path / "model"

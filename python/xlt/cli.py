@@ -150,6 +150,39 @@ def eval_(
         table.add_row(
             str(lang), f"{float(row.acc):.4f}", f"{float(row.acc_stderr):.4f}", f"{float(row.acc_norm):.4f}"
         )
+
+
+@app.command()
+def overlap(
+    tokenizer: str = typer.Argument(..., help="tokenizer file/folder, 'qwen' or a model id"),
+    languages: list[str] = typer.Argument(..., help="FLORES codes, e.g. heb_Hebr amh_Ethi"),  # noqa: B008
+    reference: str = typer.Option("arb_Arab", help="reference (source) language"),
+    split: str = typer.Option("dev", help="FLORES split of the shipped sentences"),
+    out: str = typer.Option("", help="write the table as NetCDF to this path"),
+) -> None:
+    """Token overlap of languages with the reference under a real tokenizer (FLORES text)."""
+    from xlt.assets import flores
+    from xlt.linguistic import token_overlap
+
+    langs = [reference] + [lg for lg in languages if lg != reference]
+    ds = token_overlap(tokenizer, {lg: [s.text for s in flores(lg, split)] for lg in langs}, reference)
+    if out:
+        ds.to_netcdf(out)
+    table = Table(title=f"token overlap with {reference} ({ds.attrs['tokenizer']})")
+    cols = [
+        "jaccard",
+        "weighted_overlap",
+        "js_divergence",
+        "coverage",
+        "parity",
+        "fertility",
+        "single_token_rate",
+    ]
+    table.add_column("language")
+    for c in cols:
+        table.add_column(c)
+    for lg in ds.language.values:
+        table.add_row(str(lg), *(f"{float(ds[c].sel(language=lg)):.3f}" for c in cols))
     console.print(table)
 
 

@@ -27,12 +27,15 @@ def corpus(languages: tuple[str, ...] | None = None) -> list[str]:
     return [s.text for lang in langs for s in assets.flores(lang, "train")]
 
 
-def pretrain(family: str, *, steps: int, seed: int = 0, batch_size: int = 16, lr: float = 3e-3,
-             progress: bool = True) -> Path:
+def pretrain(
+    family: str, *, steps: int, seed: int = 0, batch_size: int = 16, lr: float = 3e-3, progress: bool = True
+) -> Path:
     """Directory of a tiny `family` model pre-trained for `steps` LM steps (built once, then cached)."""
     from xlt import __version__, models
 
-    key = hashlib.sha256(json.dumps([family, steps, seed, batch_size, lr, __version__]).encode()).hexdigest()[:12]
+    key = hashlib.sha256(json.dumps([family, steps, seed, batch_size, lr, __version__]).encode()).hexdigest()[
+        :12
+    ]
     out = cache_root() / "demo" / f"{family}-{steps}-{key}"
     if (out / "done.json").is_file():
         return out
@@ -67,7 +70,10 @@ def pretrain(family: str, *, steps: int, seed: int = 0, batch_size: int = 16, lr
     shutil.rmtree(tmp, ignore_errors=True)  # left by a killed run
     hf.save_pretrained(tmp)
     tok.save_pretrained(tmp)
-    (tmp / "done.json").write_text(json.dumps({"family": family, "steps": steps, "seed": seed,
-                                               "loss_first": log[0], "loss_last": log[-1]}))
+    (tmp / "done.json").write_text(
+        json.dumps(
+            {"family": family, "steps": steps, "seed": seed, "loss_first": log[0], "loss_last": log[-1]}
+        )
+    )
     tmp.rename(out)
     return out

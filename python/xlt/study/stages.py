@@ -42,8 +42,13 @@ def load(ctx: Context, spec: ModelSpec, adapter: str | Path | None = None):
     from xlt import models
 
     dtype = None if spec.dtype == "auto" else spec.dtype
-    return models.load(_model_path(ctx, spec), dtype=dtype, device_map=spec.device_map,
-                       adapter=str(adapter) if adapter else None, remote=spec.remote)
+    return models.load(
+        _model_path(ctx, spec),
+        dtype=dtype,
+        device_map=spec.device_map,
+        adapter=str(adapter) if adapter else None,
+        remote=spec.remote,
+    )
 
 
 def task(study: Study):
@@ -75,7 +80,10 @@ def linguistic(ctx: Context) -> None:
     syn = [_syntactic(ref, c) for c in both.language.values]
     both["genetic_similarity"] = ("language", gen)
     both["syntactic_similarity"] = ("language", syn)
-    both["same_script"] = ("language", [languages.get(c).script == languages.get(ref).script for c in both.language.values])
+    both["same_script"] = (
+        "language",
+        [languages.get(c).script == languages.get(ref).script for c in both.language.values],
+    )
     both["semitic"] = ("language", [languages.get(c).is_semitic for c in both.language.values])
     both.to_netcdf(out / "overlap.nc")
 
@@ -121,8 +129,19 @@ def finetune(ctx: Context) -> None:
             out = ctx.dir("finetune") / spec.name / arm
             if (out / "training.json").is_file():
                 continue
-            lora(load(ctx, spec), task(s), list(s.source), arm=arm, steps=f.steps, lr=f.lr, rank=f.rank,
-                 targets=f.targets, seed=s.seed, out=out, batch_size=f.batch_size)
+            lora(
+                load(ctx, spec),
+                task(s),
+                list(s.source),
+                arm=arm,
+                steps=f.steps,
+                lr=f.lr,
+                rank=f.rank,
+                targets=f.targets,
+                seed=s.seed,
+                out=out,
+                batch_size=f.batch_size,
+            )
 
 
 def _adapter(ctx: Context, spec: ModelSpec, arm: str) -> Path:
@@ -144,8 +163,15 @@ def capture(ctx: Context) -> None:
         for state in _states(s):
             adapter = None if state == "base" else _adapter(ctx, spec, state)
             model = load(ctx, spec, adapter)
-            xlt.capture(model, corpus, layers=c.layers, hidden=c.pooling, routing=c.routing and spec.is_moe,
-                        batch_size=c.batch_size, store=ctx.dir("capture") / spec.name / f"{state}.zarr")
+            xlt.capture(
+                model,
+                corpus,
+                layers=c.layers,
+                hidden=c.pooling,
+                routing=c.routing and spec.is_moe,
+                batch_size=c.batch_size,
+                store=ctx.dir("capture") / spec.name / f"{state}.zarr",
+            )
 
 
 def _dump(ctx: Context, spec: ModelSpec, state: str) -> Path:
@@ -180,7 +206,9 @@ def routing(ctx: Context) -> None:
         for st, p in profiles.items():
             p.to_netcdf(out / f"{spec.name}_{st}.nc")
         for arm in _tuned_arms(s):
-            rt.shift(profiles["base"], profiles[arm], source=s.source[0]).to_netcdf(out / f"{spec.name}_shift_{arm}.nc")
+            rt.shift(profiles["base"], profiles[arm], source=s.source[0]).to_netcdf(
+                out / f"{spec.name}_shift_{arm}.nc"
+            )
 
 
 def _results(ctx: Context, spec: ModelSpec, state: str) -> xr.Dataset:
@@ -203,7 +231,9 @@ def table(ctx: Context) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
     for spec in s.models:
         base = _results(ctx, spec, "base")
         cot = compare(base, _results(ctx, spec, "cot"), n_boot=200) if "cot" in s.arms else None
-        fmt = compare(base, _results(ctx, spec, "format-only"), n_boot=200) if "format-only" in s.arms else None
+        fmt = (
+            compare(base, _results(ctx, spec, "format-only"), n_boot=200) if "format-only" in s.arms else None
+        )
         for arm in _tuned_arms(s):
             tuned = _results(ctx, spec, arm)
             cmp = compare(base, tuned, n_boot=1000)
@@ -213,26 +243,42 @@ def table(ctx: Context) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
                 g = cmp.sel(language=lang).isel(model=0)
                 o = overlap.sel(language=lang)
                 row = {
-                    "model": spec.name, "arm": arm, "language": lang, "gain": float(g.gain),
-                    "gain_lo": float(g.gain_lo), "gain_hi": float(g.gain_hi),
-                    "token_overlap": float(o["jaccard"]), "token_coverage": float(o["coverage"]),
+                    "model": spec.name,
+                    "arm": arm,
+                    "language": lang,
+                    "gain": float(g.gain),
+                    "gain_lo": float(g.gain_lo),
+                    "gain_hi": float(g.gain_hi),
+                    "token_overlap": float(o["jaccard"]),
+                    "token_coverage": float(o["coverage"]),
                     "root_overlap": float(o["root_share"]),
                     "genetic_similarity": float(o["genetic_similarity"]),
                     "syntactic_similarity": float(o["syntactic_similarity"]),
-                    "same_script": float(o["same_script"]), "semitic": float(o["semitic"]),
+                    "same_script": float(o["same_script"]),
+                    "semitic": float(o["semitic"]),
                     "base_acc": float(g.acc_base),
-                    "cot_gain": float(cot.gain.sel(language=lang).isel(model=0)) if cot is not None else np.nan,
-                    "format_gain": float(fmt.gain.sel(language=lang).isel(model=0)) if fmt is not None and arm != "format-only" else np.nan,
+                    "cot_gain": float(cot.gain.sel(language=lang).isel(model=0))
+                    if cot is not None
+                    else np.nan,
+                    "format_gain": float(fmt.gain.sel(language=lang).isel(model=0))
+                    if fmt is not None and arm != "format-only"
+                    else np.nan,
                     "sim_base": _middle(sim.sel(model=spec.name, state="base", language=lang), "layer"),
                     "sim_tuned": _middle(sim.sel(model=spec.name, state=arm, language=lang), "layer"),
                 }
                 row.update(prof.get(lang, {}))
                 rows.append(row)
-                items.append(pd.DataFrame({
-                    "model": spec.name, "arm": arm, "language": lang,
-                    "base_correct": base["correct"].sel(language=lang).values.astype(float),
-                    "tuned_correct": tuned["correct"].sel(language=lang).values.astype(float),
-                }))
+                items.append(
+                    pd.DataFrame(
+                        {
+                            "model": spec.name,
+                            "arm": arm,
+                            "language": lang,
+                            "base_correct": base["correct"].sel(language=lang).values.astype(float),
+                            "tuned_correct": tuned["correct"].sel(language=lang).values.astype(float),
+                        }
+                    )
+                )
     return pd.DataFrame(rows), pd.concat(items, ignore_index=True), gains
 
 
@@ -267,13 +313,16 @@ def decomposition(ctx: Context) -> None:
 
 
 def report(ctx: Context) -> None:
-    from xlt import analysis, report as rp
+    from xlt import analysis
+    from xlt import report as rp
 
     s = ctx.study
     rows, items, gains = table(ctx)
     a = s.analysis
     dec = analysis.decompose(rows, items=items, n_boot=a.n_boot, n_perm=a.n_perm, seed=s.seed)
-    routing = {p.stem.removesuffix("_base"): xr.open_dataset(p) for p in (ctx.root / "routing").glob("*_base.nc")}
+    routing = {
+        p.stem.removesuffix("_base"): xr.open_dataset(p) for p in (ctx.root / "routing").glob("*_base.nc")
+    }
     notes = []
     if s.demo:
         notes.append(

@@ -4,6 +4,8 @@
 pub mod error;
 pub mod matrix;
 pub mod neurons;
+pub mod overlap;
+pub mod roots;
 
 pub use error::{Error, Result};
 

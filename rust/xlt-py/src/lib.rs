@@ -6,6 +6,7 @@ use pyo3::types::PyDict;
 mod arrays;
 mod errors;
 mod neurons;
+mod linguistic;
 
 /// Facts about this build of the extension.
 #[pyfunction]
@@ -20,6 +21,7 @@ fn build_info(py: Python<'_>) -> PyResult<Bound<'_, PyDict>> {
 #[pymodule]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     errors::register(m)?;
+    linguistic::register(m)?;
     m.add_function(wrap_pyfunction!(build_info, m)?)?;
     neurons::register(m)?;
     Ok(())
