@@ -1,0 +1,150 @@
+"""Capture parity on tiny models of every family: hidden states equal transformers'
+``output_hidden_states`` of each text run alone, routing equals the router module called
+directly on that run's router input — for padded batches of very different lengths."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import xlt
+from xlt.assets import flores
+from xlt.models import ARCHS, tiny
+from xlt.models.adapters import resolve
+
+torch = pytest.importorskip("torch")
+
+LANGS = ("arb_Arab", "heb_Hebr")
+
+
+@pytest.fixture(scope="module")
+def corpus() -> dict[str, list[tuple[int, str]]]:
+    """Three items per language: a few words, one sentence, three sentences."""
+    out = {}
+    for lang in LANGS:
+        s = flores(lang, "dev")[:5]
+        texts = [" ".join(s[0].text.split()[:2]), s[1].text, " ".join(x.text for x in s[2:5])]
+        out[lang] = [(s[i].index_id, t) for i, t in enumerate(texts)]
+    return out
+
+
+def reference(model, text: str):
+    """One text alone through plain transformers: hidden states [L+1, S, H] and, per
+    router, the router called directly on its recorded input."""
+    res = resolve(model.hf)
+    inputs: dict[int, torch.Tensor] = {}
+    hooks = [
+        res.router(model.hf, i).register_forward_hook(
+            lambda mod, args, out, i=i: inputs.__setitem__(i, args[0].detach().clone())
+        )
+        for i in res.moe_layers
+    ]
+    ids = model.tokenizer(text, return_tensors="pt")["input_ids"]
+    with torch.no_grad():
+        out = model.hf(input_ids=ids, output_hidden_states=True)
+        routed = {i: res.router(model.hf, i)(inputs[i]) for i in res.moe_layers}
+    for h in hooks:
+        h.remove()
+    hidden = torch.stack(out.hidden_states)[:, 0].numpy()
+    return hidden, {i: tuple(t.float().numpy() for t in r) for i, r in routed.items()}
+
+
+def np_probs(logits: np.ndarray, rule: str) -> np.ndarray:
+    x = logits.astype(np.float64)
+    if rule == "sigmoid_group_topk":
+        return 1 / (1 + np.exp(-x))
+    e = np.exp(x - x.max(-1, keepdims=True))
+    return e / e.sum(-1, keepdims=True)
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_tokens_and_routing_match_unpadded_reference(arch, corpus, qwen_tok, tmp_path):
+    model = tiny(arch, tokenizer=qwen_tok)
+    res = resolve(model.hf)
+    ds = xlt.capture(
+        model,
+        corpus,
+        hidden="tokens",
+        router_probs=bool(res.moe_layers),
+        batch_size=3,
+        dtype="float32",
+        weight_dtype="float32",
+        store=tmp_path / "d.zarr",
+        progress=False,
+    )
+    assert list(ds.layer.values) == list(range(res.n_layers + 1))
+    assert ds.sizes["item"] == 6
+    for row in range(ds.sizes["item"]):
+        lang, item_id = str(ds.language.values[row]), int(ds.item_id.values[row])
+        text = dict(corpus[lang])[item_id]
+        hidden, routed = reference(model, text)
+        sel = ds.isel(token=np.flatnonzero(ds.token_item.values == row))
+        ids = model.tokenizer(text)["input_ids"]
+        assert sel.token_id.values.tolist() == ids
+        assert sel.token_pos.values.tolist() == list(range(len(ids)))
+        assert set(sel.token_language.values.tolist()) == {lang}
+        got = sel.hidden.values  # (token, layer, hidden)
+        np.testing.assert_allclose(got, hidden.transpose(1, 0, 2), rtol=0, atol=2e-5)
+        if not res.moe_layers:
+            assert "routing_idx" not in ds
+            continue
+        for j, layer in enumerate(res.moe_layers):
+            logits, weight, idx = routed[layer]
+            order = np.argsort(-weight, axis=1, kind="stable")
+            np.testing.assert_array_equal(sel.routing_idx.values[:, j], np.take_along_axis(idx, order, 1))
+            w = np.take_along_axis(weight, order, 1)
+            assert np.abs(sel.routing_weight.values[:, j] - w).max() <= 1e-6
+            p = np_probs(logits, res.arch.rule)
+            assert np.abs(sel.router_prob.values[:, j] - p).max() <= 1e-6
+
+
+@pytest.mark.parametrize("arch", ["qwen3_moe", "llama"])
+def test_pooled_mean_and_last_equal_reference(arch, corpus, qwen_tok, tmp_path):
+    model = tiny(arch, tokenizer=qwen_tok)
+    kw = dict(batch_size=4, dtype="float32", progress=False, layers=[0, -1, 1])
+    mean = xlt.capture(model, corpus, hidden="mean", store=tmp_path / "m.zarr", **kw)
+    last = xlt.capture(model, corpus, hidden="last", routing=False, store=tmp_path / "l.zarr", **kw)
+    n = resolve(model.hf).n_layers
+    assert list(mean.layer.values) == [0, 1, n]
+    assert "routing_idx" not in last
+    for row in range(mean.sizes["item"]):
+        lang, item_id = str(mean.language.values[row]), int(mean.item_id.values[row])
+        hidden, _ = reference(model, dict(corpus[lang])[item_id])
+        ref = hidden[[0, 1, n]]
+        np.testing.assert_allclose(mean.hidden.values[row], ref.mean(1), rtol=0, atol=2e-5)
+        np.testing.assert_allclose(last.hidden.values[row], ref[:, -1], rtol=0, atol=2e-5)
+
+
+def test_bf16_and_f16_storage_round_to_nearest(corpus, qwen_tok, tmp_path):
+    model = tiny("qwen3_moe", tokenizer=qwen_tok)
+    kw = dict(hidden="mean", progress=False, batch_size=6)
+    exact = xlt.capture(model, corpus, dtype="float32", weight_dtype="float32", store=tmp_path / "a", **kw)
+    small = xlt.capture(model, corpus, store=tmp_path / "b", **kw)  # bf16 hidden, f16 weights
+    raw = xlt.open_dump(tmp_path / "b", decode=False)
+    assert raw.hidden.dtype == np.uint16 and raw.hidden.attrs["xlt_dtype"] == "bfloat16"
+    assert small.hidden.dtype == np.float32 and "xlt_dtype" not in small.hidden.attrs
+    h = exact.hidden.values
+    bits = h.view(np.uint32)
+    rounded = ((bits + 0x7FFF + ((bits >> 16) & 1)) >> 16 << 16).astype(np.uint32).view(np.float32)
+    np.testing.assert_array_equal(small.hidden.values, rounded)
+    assert small.routing_weight.dtype == np.float16
+    np.testing.assert_array_equal(small.routing_weight.values, exact.routing_weight.values.astype(np.float16))
+    np.testing.assert_array_equal(small.routing_idx.values, exact.routing_idx.values)
+
+
+def test_special_tokens_never_counted(qwen_tok, tmp_path):
+    model = tiny("qwen3_moe", tokenizer=qwen_tok)
+    eos = qwen_tok.eos_token
+    corpus = {"eng_Latn": [(1, f"{eos}Hello world{eos}"), (2, "Hello world")]}
+    ds = xlt.capture(model, corpus, hidden="tokens", dtype="float32", progress=False, store=tmp_path / "s")
+    assert qwen_tok.eos_token_id not in ds.token_id.values.tolist()
+    first = ds.token_item.values == 0
+    assert ds.token_pos.values[first].tolist() == [1, 2]
+    assert ds.word_id.values.min() >= 0
+
+
+def test_store_none_returns_loaded_dataset(corpus, qwen_tok):
+    ds = xlt.capture(tiny("mixtral", tokenizer=qwen_tok), corpus, progress=False, batch_size=2)
+    assert ds.sizes["item"] == 6 and ds.attrs["pooling"] == "mean" and ds.attrs["top_k"] == 2
+    assert ds.attrs["model"] == "tiny:mixtral" and ds.attrs["n_experts"] == 8
+    assert sorted(set(ds.item_id.values.tolist())) == sorted(i for i, _ in corpus[LANGS[0]])
