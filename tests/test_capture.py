@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 import xlt
 from xlt.assets import flores
 from xlt.models import ARCHS, tiny

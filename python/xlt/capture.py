@@ -349,7 +349,6 @@ def _pool(h: Any, keep: Any, how: str) -> Any:
 
 def _route(out: Any, keep: Any, plan: _Plan, router: Any) -> tuple[Any, Any, Any]:
     """(top-k ids, weights sorted descending, probabilities or None) for counted tokens."""
-    import torch
 
     from xlt.models.adapters import probabilities, route
 

@@ -114,10 +114,7 @@ def load(
         name = getattr(cfg, "name_or_path", "") or type(hf).__name__
         tok = tokenizer or _tokenizer_for(getattr(cfg, "name_or_path", None), trust_remote_code)
         if hasattr(hf, "peft_config") and adapter is None:
-            adapter = ",".join(
-                str(getattr(c, "base_model_name_or_path", k)) for k, c in hf.peft_config.items()
-            )
-            adapter = f"peft:{adapter}"
+            adapter = "peft:" + ",".join(sorted(hf.peft_config))  # in-memory adapter names
     else:
         raise ConfigError(
             f"load() takes a hub id, a directory, 'tiny:<arch>' or a transformers/peft model, "

@@ -202,7 +202,7 @@ def generic(model: Any) -> Arch:
             for name, mod in layer.named_modules()
             if name
             and "expert" not in name
-            and tuple(getattr(mod, "weight", ()).shape or ()) == (n_experts, hidden)
+            and tuple(getattr(getattr(mod, "weight", None), "shape", ())) == (n_experts, hidden)
         }
     if len(routers) != 1 or not getattr(config, "num_experts_per_tok", None):
         raise UnsupportedModelError(
