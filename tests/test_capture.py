@@ -147,3 +147,150 @@ def test_store_none_returns_loaded_dataset(corpus, qwen_tok):
     assert ds.sizes["item"] == 6 and ds.attrs["pooling"] == "mean" and ds.attrs["top_k"] == 2
     assert ds.attrs["model"] == "tiny:mixtral" and ds.attrs["n_experts"] == 8
     assert sorted(set(ds.item_id.values.tolist())) == sorted(i for i, _ in corpus[LANGS[0]])
+
+
+def _resume_corpus(n: int) -> dict[str, list]:
+    return {lang: flores(lang, "dev")[:n] for lang in LANGS}
+
+
+def _assert_same_dump(a, b) -> None:
+    assert a.sizes == b.sizes
+    for name in list(a.variables):
+        np.testing.assert_array_equal(a[name].values, b[name].values, err_msg=name)
+
+
+def test_resume_after_exception_equals_uninterrupted(qwen_tok, tmp_path, monkeypatch):
+    import xlt.capture as _  # noqa: F401  (the module; xlt.capture is the function)
+    import sys
+
+    capmod = sys.modules["xlt.capture"]
+    model = tiny("olmoe", tokenizer=qwen_tok)
+    corpus = _resume_corpus(6)
+    kw = dict(hidden="tokens", router_probs=True, batch_size=2, progress=False)
+    full = xlt.capture(model, corpus, store=tmp_path / "full", **kw)
+    run = capmod._Plan.run
+    calls = []
+
+    def failing(self, batch, first):
+        calls.append(len(batch))
+        if len(calls) == 3:
+            raise RuntimeError("injected failure")
+        return run(self, batch, first)
+
+    monkeypatch.setattr(capmod._Plan, "run", failing)
+    with pytest.raises(RuntimeError, match="injected"):
+        xlt.capture(model, corpus, store=tmp_path / "cut", **kw)
+    assert xlt.open_dump(tmp_path / "cut").sizes["item"] == 4  # the two batches before the failure
+    monkeypatch.setattr(capmod._Plan, "run", run)
+    _assert_same_dump(xlt.capture(model, corpus, store=tmp_path / "cut", **kw), full)
+
+
+KILLED = """
+import sys, time
+import xlt, xlt.dumps
+from xlt.assets import flores, qwen_tokenizer
+from xlt.models import tiny
+xlt.dumps.CHUNK_BYTES = 3000  # commit every few batches
+_run = sys.modules["xlt.capture"]._Plan.run
+def slow(self, batch, first):
+    time.sleep(0.05)
+    return _run(self, batch, first)
+sys.modules["xlt.capture"]._Plan.run = slow
+model = tiny("qwen2_moe", tokenizer=qwen_tokenizer())
+corpus = {lang: flores(lang, "dev")[:N] for lang in LANGS}
+xlt.capture(model, corpus, hidden="mean", store=sys.argv[1], batch_size=2, progress=False)
+"""
+
+
+def _committed(meta) -> int:
+    import json
+
+    return json.loads(meta.read_text())["attributes"].get("xlt_rows", {}).get("item", 0)
+
+
+def test_resume_after_sigkill_equals_uninterrupted(qwen_tok, tmp_path):
+    import json
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    n = 30
+    script = tmp_path / "killed.py"
+    script.write_text(KILLED.replace("N]", f"{n}]").replace("LANGS", repr(LANGS)))
+    store = tmp_path / "killed.zarr"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    proc = subprocess.Popen([sys.executable, str(script), str(store)], env=env)
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline and proc.poll() is None:
+            meta = store / "zarr.json"
+            if meta.is_file() and _committed(meta) >= 10:
+                break
+            time.sleep(0.02)
+        assert proc.poll() is None, "the capture finished before it could be killed"
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    committed = _committed(store / "zarr.json")
+    assert 10 <= committed < 2 * n
+    model = tiny("qwen2_moe", tokenizer=qwen_tok)
+    corpus = _resume_corpus(n)
+    kw = dict(hidden="mean", batch_size=2, progress=False)
+    resumed = xlt.capture(model, corpus, store=store, **kw)
+    full = xlt.capture(model, corpus, store=tmp_path / "full", **kw)
+    _assert_same_dump(resumed, full)
+    pairs = list(zip(resumed.language.values.tolist(), resumed.item_id.values.tolist(), strict=True))
+    assert len(pairs) == len(set(pairs)) == 2 * n
+
+
+def test_refuses_dump_of_other_model_or_settings(corpus, qwen_tok, tmp_path):
+    store = tmp_path / "d"
+    xlt.capture(tiny("qwen3_moe", tokenizer=qwen_tok), corpus, store=store, progress=False)
+    with pytest.raises(xlt.ConfigError, match="model"):
+        xlt.capture(tiny("mixtral", tokenizer=qwen_tok), corpus, store=store, progress=False)
+    with pytest.raises(xlt.ConfigError, match="pooling"):
+        xlt.capture(tiny("qwen3_moe", tokenizer=qwen_tok), corpus, store=store, hidden="last", progress=False)
+    again = xlt.capture(tiny("qwen3_moe", tokenizer=qwen_tok), corpus, store=store, progress=False)
+    assert again.sizes["item"] == 6  # same settings: nothing new, nothing twice
+    other = xlt.capture(
+        tiny("mixtral", tokenizer=qwen_tok), corpus, store=store, progress=False, overwrite=True
+    )
+    assert other.attrs["model"] == "tiny:mixtral"
+
+
+@pytest.mark.parametrize(
+    ("corpus", "error", "match"),
+    [
+        ({}, xlt.DataError, "non-empty"),
+        ({"arb_Arab": []}, xlt.DataError, "no texts"),
+        ({"arb_Arab": ["a text", "  "]}, xlt.DataError, "empty text"),
+        ({"arb_Arab": [(1, "x"), (2, "y")], "heb_Hebr": [(1, "x"), (3, "y")]}, xlt.DataError, "differ"),
+        ({"arb_Arab": [(1, "x"), (1, "y")]}, xlt.DataError, "repeats"),
+        ({"arb_Arab": [(1, "x")], "heb_Hebr": [("1", "x")]}, xlt.DataError, "mix"),
+        ({"arb_Arab": [3.5]}, xlt.DataError, "float"),
+    ],
+)
+def test_bad_corpus(corpus, error, match, qwen_tok):
+    with pytest.raises(error, match=match):
+        xlt.capture(tiny("llama", tokenizer=qwen_tok), corpus, progress=False)
+
+
+def test_bad_settings(qwen_tok, tmp_path):
+    dense = tiny("llama", tokenizer=qwen_tok)
+    corpus = {"eng_Latn": ["Hello there."]}
+    with pytest.raises(xlt.ConfigError, match="layer 7 does not exist"):
+        xlt.capture(dense, corpus, layers=[0, 7], progress=False)
+    with pytest.raises(xlt.ConfigError, match="hidden="):
+        xlt.capture(dense, corpus, hidden="max", progress=False)
+    with pytest.raises(xlt.ConfigError, match="nothing to capture"):
+        xlt.capture(dense, corpus, hidden=None, progress=False)
+    with pytest.raises(xlt.ConfigError, match="router_probs"):
+        xlt.capture(dense, corpus, router_probs=True, progress=False)
+    (tmp_path / "x").mkdir()
+    (tmp_path / "x" / "zarr.json").write_text('{"zarr_format": 3, "node_type": "group", "attributes": {}}')
+    with pytest.raises(xlt.DataError, match="not an xlt dump"):
+        xlt.capture(dense, corpus, store=tmp_path / "x", progress=False)

@@ -84,15 +84,17 @@ def capture(
     dims, coords = _schema(res, hidden, hidden_layers, routing, router_probs)
     with DumpWriter(store, attrs=attrs, dims=dims, coords=coords, overwrite=overwrite) as writer:
         done = writer.done("language", "item_id")
-        todo = [it for it in items if (it[0], it[1]) not in done]
         plan = _Plan(
             model, res, hidden, hidden_layers, routing, router_probs, dtype, weight_dtype, max_length
         )
         next_item = writer.rows["item"]
-        bar = _progress(progress, len(items), len(items) - len(todo))
+        bar = _progress(progress, len(items), len(done))
         try:
-            for start in range(0, len(todo), batch_size):
-                batch = todo[start : start + batch_size]
+            # batches are cut from the whole corpus, so a resumed run forms the same ones
+            for start in range(0, len(items), batch_size):
+                batch = [it for it in items[start : start + batch_size] if (it[0], it[1]) not in done]
+                if not batch:
+                    continue
                 item_block, token_block = plan.run(batch, next_item)
                 writer.append(item_block, token_block)
                 next_item += len(batch)

@@ -43,7 +43,8 @@ class DumpWriter:
     ``created_at``/``xlt_version``) raises :class:`~xlt.errors.ConfigError`.
     ``dims``: variable name → dimension names (first one ``item`` or ``token``).
     ``coords``: fixed coordinates, name → values (e.g. ``layer``).
-    ``overwrite=True`` deletes an existing dump first. Use as a context manager, or call
+    ``overwrite=True`` deletes an existing dump first. Blocks are buffered and written
+    once about ``chunk_bytes`` (default ``CHUNK_BYTES``, 4 MiB) have gathered. Use as a context manager, or call
     :meth:`close` to flush the last buffered rows.
     """
 
@@ -55,7 +56,7 @@ class DumpWriter:
         dims: dict[str, tuple[str, ...]],
         coords: dict[str, Any] | None = None,
         overwrite: bool = False,
-        chunk_bytes: int = CHUNK_BYTES,
+        chunk_bytes: int | None = None,
     ) -> None:
         import zarr
 
@@ -64,7 +65,7 @@ class DumpWriter:
         for name, d in self.dims.items():
             if not d or d[0] not in GROWING:
                 raise ConfigError(f"variable {name!r} must have 'item' or 'token' as first dim, not {d}")
-        self.chunk_bytes = chunk_bytes
+        self.chunk_bytes = chunk_bytes or CHUNK_BYTES
         self._buffer: list[tuple[dict[str, np.ndarray], dict[str, np.ndarray]]] = []
         self._pending = {g: 0 for g in GROWING}
         self._buffered_bytes = 0
@@ -79,7 +80,7 @@ class DumpWriter:
             diff = sorted(
                 k
                 for k in set(old) | set(attrs)
-                if k not in VOLATILE + ("xlt_format", "xlt_rows") and old.get(k) != attrs.get(k)
+                if k not in VOLATILE + ("xlt_format", "xlt_rows", "xlt_dims") and old.get(k) != attrs.get(k)
             )
             if diff:
                 shown = "; ".join(f"{k}: dump has {old.get(k)!r}, now {attrs.get(k)!r}" for k in diff)
@@ -94,20 +95,21 @@ class DumpWriter:
             self.rows = dict(old["xlt_rows"])
             self._truncate()
         else:
-            self.group = zarr.open_group(str(self.path), mode="w-", zarr_format=3)
             self.rows = {g: 0 for g in GROWING}
-            for name, values in (coords or {}).items():
-                values = np.asarray(values)
-                self.group.create_array(name, data=values, dimension_names=(name,))
-            self.group.attrs.update(
-                {
-                    **attrs,
-                    "xlt_format": FORMAT,
-                    "xlt_dims": {k: list(v) for k, v in self.dims.items()},
-                    "created_at": attrs.get("created_at") or datetime.now(UTC).isoformat(timespec="seconds"),
-                    "xlt_rows": self.rows,
-                }
-            )
+            meta = {
+                **attrs,
+                "xlt_format": FORMAT,
+                "xlt_dims": {k: list(v) for k, v in self.dims.items()},
+                "created_at": attrs.get("created_at") or datetime.now(UTC).isoformat(timespec="seconds"),
+                "xlt_rows": self.rows,
+            }
+            # one atomic write of zarr.json: a dump either has its attributes or does not exist
+            self.group = zarr.open_group(str(self.path), mode="w-", zarr_format=3, attributes=meta)
+        for name, values in (coords or {}).items():
+            values = np.asarray(values)
+            if name not in self.group or not np.array_equal(self.group[name][:], values):
+                # written after the attributes: redone if a crash cut it off
+                self.group.create_array(name, data=values, dimension_names=(name,), overwrite=True)
 
     # -- reading what is there ------------------------------------------------
 
