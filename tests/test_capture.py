@@ -160,8 +160,9 @@ def _assert_same_dump(a, b) -> None:
 
 
 def test_resume_after_exception_equals_uninterrupted(qwen_tok, tmp_path, monkeypatch):
-    import xlt.capture as _  # noqa: F401  (the module; xlt.capture is the function)
     import sys
+
+    import xlt.capture as _  # noqa: F401  (the module; xlt.capture is the function)
 
     capmod = sys.modules["xlt.capture"]
     model = tiny("olmoe", tokenizer=qwen_tok)
@@ -209,7 +210,6 @@ def _committed(meta) -> int:
 
 
 def test_resume_after_sigkill_equals_uninterrupted(qwen_tok, tmp_path):
-    import json
     import os
     import signal
     import subprocess

@@ -44,8 +44,8 @@ class DumpWriter:
     ``dims``: variable name → dimension names (first one ``item`` or ``token``).
     ``coords``: fixed coordinates, name → values (e.g. ``layer``).
     ``overwrite=True`` deletes an existing dump first. Blocks are buffered and written
-    once about ``chunk_bytes`` (default ``CHUNK_BYTES``, 4 MiB) have gathered. Use as a context manager, or call
-    :meth:`close` to flush the last buffered rows.
+    once about ``chunk_bytes`` (default ``CHUNK_BYTES``, 4 MiB) have gathered. Use as a
+    context manager, or call :meth:`close` to flush the last buffered rows.
     """
 
     def __init__(
