@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import xlt
+import xlt.models
 from xlt.assets import flores
 from xlt.models import ARCHS, tiny
 from xlt.models.adapters import resolve
@@ -294,3 +295,37 @@ def test_bad_settings(qwen_tok, tmp_path):
     (tmp_path / "x" / "zarr.json").write_text('{"zarr_format": 3, "node_type": "group", "attributes": {}}')
     with pytest.raises(xlt.DataError, match="not an xlt dump"):
         xlt.capture(dense, corpus, store=tmp_path / "x", progress=False)
+
+
+def test_lora_adapter_and_merged_model_capture_identically(corpus, qwen_tok):
+    from peft import LoraConfig, get_peft_model
+
+    model = tiny("qwen3_moe", tokenizer=qwen_tok)
+    kw = dict(hidden="tokens", router_probs=True, dtype="float32", weight_dtype="float32", progress=False)
+    base = xlt.capture(model, corpus, **kw)
+    config = LoraConfig(
+        r=4,
+        target_modules=["q_proj", "v_proj"],
+        target_parameters=["mlp.experts.gate_up_proj", "mlp.experts.down_proj"],
+        lora_dropout=0.0,
+        init_lora_weights=False,  # random B: the adapter really changes the model
+        task_type="CAUSAL_LM",
+    )
+    peft_model = get_peft_model(model.hf, config)
+    adapted = xlt.models.load(peft_model, tokenizer=qwen_tok)
+    assert adapted.adapter == "peft:default"
+    lora = xlt.capture(adapted, corpus, **kw)
+    merged = xlt.capture(xlt.models.load(peft_model.merge_and_unload(), tokenizer=qwen_tok), corpus, **kw)
+    assert np.abs(lora.hidden.values - base.hidden.values).max() > 0.1
+    np.testing.assert_allclose(lora.hidden.values, merged.hidden.values, rtol=0, atol=1e-5)
+    np.testing.assert_array_equal(lora.routing_idx.values, merged.routing_idx.values)
+    np.testing.assert_allclose(lora.routing_weight.values, merged.routing_weight.values, rtol=0, atol=1e-5)
+
+
+def test_remote_rehearsal_matches_local(corpus, qwen_tok):
+    model = tiny("deepseek_v3", tokenizer=qwen_tok)
+    kw = dict(hidden="mean", router_probs=True, dtype="float32", weight_dtype="float32", progress=False)
+    local = xlt.capture(model, corpus, **kw)
+    model.remote = "local"  # nnsight serializes the trace as for NDIF, xlt hidden, then runs it here
+    rehearsed = xlt.capture(model, corpus, **kw)
+    _assert_same_dump(local, rehearsed)

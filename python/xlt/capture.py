@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from xlt.errors import ConfigError, DataError
+from xlt.models.adapters import probabilities, route
 
 POOLINGS = ("mean", "last", "tokens", None)
 DTYPES = ("float32", "float16", "bfloat16")
@@ -256,6 +257,8 @@ class _Plan:
         self.model, self.res, self.hidden = model, res, hidden
         self.router_probs, self.max_length = router_probs, max_length
         self.dtype, self.weight_dtype = dtype, weight_dtype
+        # plain values only: the trace body may be shipped to a remote server
+        self.spec = (hidden, res.arch.rule, res.top_k, res.norm_topk, router_probs)
         nn, pre, arch = model.nn, prefix(model.hf), res.arch
         layer = [get_path(nn, f"{pre}{arch.layers}.{i}") for i in range(res.n_layers)]
         # steps: (kind, envoy, router module); kinds: input, output, router
@@ -294,7 +297,7 @@ class _Plan:
             raise DataError(f"texts {bad} have no tokens besides special tokens; remove them")
         inputs = {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"]}
         with torch.inference_mode():
-            hid, rout = _forward(self.model, self.steps, inputs, keep, self)
+            hid, rout = _forward(self.model, self.steps, inputs, keep, self.spec)
         b, s = keep.shape
         pos = torch.arange(s).expand(b, s)[keep]
         row = torch.arange(b).unsqueeze(1).expand(b, s)[keep]
@@ -320,17 +323,25 @@ class _Plan:
         return items, tokens
 
 
-def _forward(model: Any, steps: list, inputs: dict, keep: Any, plan: _Plan) -> tuple[list, list]:
+def _forward(model: Any, steps: list, inputs: dict, keep: Any, spec: tuple) -> tuple[list, list]:
     """One nnsight trace; reads every step's module in execution order, then stops."""
     hid: list = []
     rout: list = []
-    kw = {"remote": model.remote} if model.remote else {}
+    kw = {}
+    if model.remote:
+        import sys
+
+        import nnsight
+
+        for name in ("xlt.capture", "xlt.models.adapters"):  # shipped by value with the trace
+            nnsight.register(sys.modules[name])
+        kw["remote"] = model.remote
     with model.nn.trace(inputs, **kw) as tracer:
         for kind, envoy, router in steps:
             if kind == "router":
-                rout.append(_route(envoy.output, keep, plan, router))
+                rout.append(_route(envoy.output, keep, spec, router))
             else:
-                hid.append(_pool(envoy.input if kind == "input" else envoy.output, keep, plan.hidden))
+                hid.append(_pool(envoy.input if kind == "input" else envoy.output, keep, spec[0]))
         tracer.stop()
     return hid, rout
 
@@ -349,12 +360,9 @@ def _pool(h: Any, keep: Any, how: str) -> Any:
     return (h.float() * w).sum(1) / w.sum(1)
 
 
-def _route(out: Any, keep: Any, plan: _Plan, router: Any) -> tuple[Any, Any, Any]:
+def _route(out: Any, keep: Any, spec: tuple, router: Any) -> tuple[Any, Any, Any]:
     """(top-k ids, weights sorted descending, probabilities or None) for counted tokens."""
-
-    from xlt.models.adapters import probabilities, route
-
-    res = plan.res
+    _, rule, top_k, norm_topk, want_probs = spec
     logits = out[0] if isinstance(out, (tuple, list)) else out
     flat = keep.reshape(-1).to(logits.device)
     logits = logits.reshape(flat.shape[0], -1)[flat]
@@ -362,10 +370,10 @@ def _route(out: Any, keep: Any, plan: _Plan, router: Any) -> tuple[Any, Any, Any
         idx = out[2].reshape(flat.shape[0], -1)[flat]
         weight = out[1].reshape(flat.shape[0], -1)[flat].float()
     else:
-        idx, weight, _ = route(logits, res.arch.rule, res.top_k, res.norm_topk, router)
+        idx, weight, _ = route(logits, rule, top_k, norm_topk, router)
     weight, order = weight.sort(dim=-1, descending=True, stable=True)
     idx = idx.gather(1, order)
-    probs = probabilities(logits, res.arch.rule) if plan.router_probs else None
+    probs = probabilities(logits, rule) if want_probs else None
     return idx, weight, probs
 
 
