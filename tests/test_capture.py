@@ -329,3 +329,17 @@ def test_remote_rehearsal_matches_local(corpus, qwen_tok):
     model.remote = "local"  # nnsight serializes the trace as for NDIF, xlt hidden, then runs it here
     rehearsed = xlt.capture(model, corpus, **kw)
     _assert_same_dump(local, rehearsed)
+
+
+def test_cli_capture(tmp_path):
+    from typer.testing import CliRunner
+    from xlt.cli import app
+
+    out = tmp_path / "cli.zarr"
+    args = ["capture", "--model", "tiny:qwen3_moe", "--languages", "arb_Arab,mlt_Latn"]
+    args += ["--split", "dev", "--limit", "2", "--out", str(out), "--layers", "0,-1"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    ds = xlt.open_dump(out)
+    assert ds.sizes["item"] == 4 and list(ds.layer.values) == [0, 2]
+    assert set(ds.language.values.tolist()) == {"arb_Arab", "mlt_Latn"}

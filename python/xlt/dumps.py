@@ -248,25 +248,33 @@ def open_dump(path: str | Path, *, decode: bool = True) -> Any:  # -> xarray.Dat
     ``xlt_dtype`` attribute). Per-item and per-token labels (``item_id``, ``language``,
     ``token_item``, ``token_pos``, ``token_id``, ``word_id``, ``token_language``) are
     coordinates, loaded into memory."""
+    import dask.array as da
     import xarray as xr
     import zarr
 
     path = Path(path)
     if not (path / "zarr.json").is_file():
         raise DataError(f"no dump at {path} (zarr.json missing)")
-    attrs = dict(zarr.open_group(str(path), mode="r").attrs)
+    group = zarr.open_group(str(path), mode="r")
+    attrs = dict(group.attrs)
     if attrs.get("xlt_format") != FORMAT:
         raise DataError(f"{path} is a zarr store but not an xlt dump")
-    ds = xr.open_zarr(str(path), consolidated=False, mask_and_scale=False, decode_times=False)
     rows = attrs["xlt_rows"]
-    ds = ds.isel({d: slice(0, rows[d]) for d in GROWING if d in ds.dims})
-    # a variable named like a dimension ("hidden") is read as a coordinate: make it data
+    variables, labels = {}, []
+    for name, arr in group.arrays():
+        dims = tuple(arr.metadata.dimension_names)
+        data = da.from_zarr(arr)
+        if dims[0] in GROWING:  # rows past the commit (a crash mid-write) are not part of the dump
+            data = data[: rows[dims[0]]]
+        var_attrs = dict(arr.attrs)
+        if decode and var_attrs.get("xlt_dtype") == "bfloat16":
+            data = data.map_blocks(_decode_bf16, dtype=np.float32)
+            del var_attrs["xlt_dtype"]
+        if len(dims) == 1 and (dims[0] == name or dims[0] in GROWING):
+            data = data.compute()  # indexes and labels: small, loaded to select and group on
+            labels += [name] if dims[0] != name else []
+        variables[name] = xr.Variable(dims, data, var_attrs)
+    ds = xr.Dataset(variables, attrs=attrs)
+    # a variable named like a dimension ("hidden") lands among the coordinates: make it data
     ds = ds.reset_coords([n for n in ds.coords if n not in ds.indexes])
-    for var in ds.variables.values():
-        if decode and var.attrs.get("xlt_dtype") == "bfloat16":
-            var.data = var.data.map_blocks(_decode_bf16, dtype=np.float32)
-            del var.attrs["xlt_dtype"]
-    labels = [n for n in ds.data_vars if ds[n].ndim == 1 and ds[n].dims[0] in GROWING]
-    for name in labels:  # small: loaded, so they can be grouped and selected on
-        ds.variables[name].load()
     return ds.set_coords(labels)
