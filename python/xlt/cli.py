@@ -186,5 +186,50 @@ def overlap(
     console.print(table)
 
 
+@app.command("capture")
+def capture_cmd(
+    model: str = typer.Option(..., help="Hub id, local directory, or tiny:<arch> (e.g. tiny:qwen3_moe)."),
+    out: str = typer.Option(..., help="Dump path (zarr); an existing dump of the same settings is resumed."),
+    languages: str = typer.Option("seed", help="Preset name or comma-separated FLORES codes."),
+    split: str = typer.Option("test", help="FLORES/SIB-200 split: train, dev or test."),
+    limit: int = typer.Option(0, help="First N sentences per language (0: all)."),
+    hidden: str = typer.Option("mean", help="mean, last, tokens or none."),
+    layers: str = typer.Option(
+        "all", help="'all' or comma-separated hidden-state layers (0..L, negatives ok)."
+    ),
+    routing: bool = typer.Option(True, help="Record MoE routing (top-k ids and weights)."),
+    router_probs: bool = typer.Option(False, help="Also record every expert's probability."),
+    batch_size: int = typer.Option(8, help="Texts per forward."),
+    dtype: str = typer.Option("bfloat16", help="Storage dtype of hidden states."),
+    model_dtype: str = typer.Option("auto", help="dtype to load the model in."),
+    adapter: str = typer.Option(None, help="PEFT adapter directory or id to apply."),
+    device_map: str = typer.Option(None, help="e.g. auto, cuda, cpu."),
+    overwrite: bool = typer.Option(False, help="Replace an existing dump."),
+) -> None:
+    """Capture hidden states and MoE routing of FLORES sentences into a dump."""
+    from xlt import assets, models
+    from xlt import languages as registry
+    from xlt.capture import capture
+
+    codes = registry.resolve(languages)
+    corpus = {c: assets.flores(c, split)[: limit or None] for c in codes}
+    chosen = "all" if layers == "all" else [int(x) for x in layers.split(",")]
+    loaded = models.load(model, dtype=model_dtype, adapter=adapter, device_map=device_map)
+    ds = capture(
+        loaded,
+        corpus,
+        layers=chosen,
+        hidden=None if hidden == "none" else hidden,
+        routing=routing,
+        router_probs=router_probs,
+        batch_size=batch_size,
+        store=out,
+        dtype=dtype,
+        overwrite=overwrite,
+    )
+    sizes = ", ".join(f"{k}={v}" for k, v in ds.sizes.items())
+    console.print(f"[green]wrote[/green] {out}: {sizes}")
+
+
 if __name__ == "__main__":
     app()
