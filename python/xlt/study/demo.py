@@ -42,13 +42,20 @@ def pretrain(
     import torch
     from tqdm.auto import tqdm
 
-    from xlt.finetune import _collate, _loss
+    from xlt.finetune import _collate
 
-    m = models.tiny(family, seed=seed)
+    m = models.tiny(family, seed=seed, num_hidden_layers=4)
     tok, hf = m.tokenizer, m.hf
     texts = corpus()
     random.Random(seed).shuffle(texts)
-    ids = [tok.encode(t, add_special_tokens=False)[:MAX_TOKENS] for t in texts[: steps * batch_size]]
+    ids = [i[:MAX_TOKENS] for i in tok(texts[: steps * batch_size], add_special_tokens=False)["input_ids"]]
+    # The loss runs over the corpus vocabulary only (~30k of Qwen's 151k types): the
+    # other rows of the output matrix never see a target, and skipping them makes a
+    # step ~5x cheaper on a CPU.
+    active = torch.tensor(sorted({t for x in ids for t in x}))
+    remap = torch.full((hf.config.vocab_size,), -100, dtype=torch.long)
+    remap[active] = torch.arange(len(active))
+    head = hf.get_output_embeddings()
     opt = torch.optim.AdamW(hf.parameters(), lr=lr, weight_decay=0.01)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.1)
     hf.train()
@@ -56,14 +63,19 @@ def pretrain(
     bar = tqdm(range(steps), desc=f"pre-training demo {family}", disable=not progress)
     log = []
     for step in bar:
-        batch = ids[(step * batch_size) % len(ids) :][:batch_size]
-        loss, _ = _loss(hf, _collate([(i, list(i)) for i in batch]))
+        batch = _collate([(i, list(i)) for i in ids[(step * batch_size) % len(ids) :][:batch_size]])
+        h = hf.base_model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                          position_ids=batch["position_ids"], use_cache=False).last_hidden_state
+        target = remap[batch["labels"][:, 1:]]
+        keep = target != -100
+        logits = h[:, :-1][keep] @ head.weight[active].T
+        loss = torch.nn.functional.cross_entropy(logits, target[keep])
         loss.backward()
         torch.nn.utils.clip_grad_norm_(hf.parameters(), 1.0)
         opt.step()
         sched.step()
         opt.zero_grad()
-        log.append(float(loss))
+        log.append(loss.item())
         bar.set_postfix(loss=f"{log[-1]:.3f}")
     hf.eval()
     tmp = out.with_name(out.name + ".tmp")
