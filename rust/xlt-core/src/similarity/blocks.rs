@@ -1,6 +1,7 @@
 //! Plumbing shared by the similarity measures: input checks, column means,
 //! shifted f32 row blocks, and f32 block products accumulated in f64.
 use faer::linalg::matmul::matmul;
+use faer::linalg::matmul::triangular::{self as tri, BlockStructure};
 use faer::{Accum, MatRef, Par};
 use ndarray::{Array2, Axis};
 use rayon::prelude::*;
@@ -98,6 +99,9 @@ pub(crate) fn fview(b: &Array2<f32>) -> MatRef<'_, f32> {
     MatRef::from_row_major_slice(b.as_slice().expect("C-ordered block"), r, c)
 }
 
+const LOWER: BlockStructure = BlockStructure::TriangularLower;
+const RECT: BlockStructure = BlockStructure::Rectangular;
+
 /// Precision of the products (sums are always f64): f32 is twice as fast
 /// and ~1e-7 relative; f64 for estimators that cancel (debiased HSIC).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -113,6 +117,8 @@ pub(crate) trait Scalar: Copy + Send + Sync + 'static {
     /// `dst += aᵀ b` for row blocks `a` (r × p) and `b` (r × q); `dst` is an
     /// f64, column-major (p × q) sum.
     fn add_tn(dst: &mut Array2<f64>, a: &Array2<Self>, b: &Array2<Self>, par: Par);
+    /// `dst += aᵀ a`, lower triangle only (half the work; see [`symmetrize`]).
+    fn add_syrk(dst: &mut Array2<f64>, a: &Array2<Self>, par: Par);
     /// `a · bᵀ` for row blocks `a` (r × d) and `b` (s × d), sequential.
     fn gram_tile(a: &Array2<Self>, b: &Array2<Self>) -> faer::Mat<Self>;
     /// Dot product with an f64 total.
@@ -136,6 +142,32 @@ impl Scalar for f32 {
         for j in 0..b.ncols() {
             for (d, v) in dst.column_mut(j).iter_mut().zip(tmp.col_as_slice(j)) {
                 *d += *v as f64;
+            }
+        }
+    }
+    fn add_syrk(dst: &mut Array2<f64>, a: &Array2<f32>, par: Par) {
+        let d = a.ncols();
+        let mut tmp = faer::Mat::<f32>::zeros(d, d);
+        let (lhs, rhs) = (fview(a).transpose(), fview(a));
+        tri::matmul(
+            tmp.as_mut(),
+            LOWER,
+            Accum::Replace,
+            lhs,
+            RECT,
+            rhs,
+            RECT,
+            1.0f32,
+            par,
+        );
+        for j in 0..d {
+            for (dv, v) in dst
+                .column_mut(j)
+                .iter_mut()
+                .zip(tmp.col_as_slice(j))
+                .skip(j)
+            {
+                *dv += *v as f64;
             }
         }
     }
@@ -164,6 +196,13 @@ impl Scalar for f64 {
             par,
         );
     }
+    fn add_syrk(dst: &mut Array2<f64>, a: &Array2<f64>, par: Par) {
+        let d = a.ncols();
+        let slice = dst.as_slice_memory_order_mut().expect("contiguous sum");
+        let out = faer::MatMut::from_column_major_slice_mut(slice, d, d);
+        let (lhs, rhs) = (fview64(a).transpose(), fview64(a));
+        tri::matmul(out, LOWER, Accum::Add, lhs, RECT, rhs, RECT, 1.0f64, par);
+    }
     fn gram_tile(a: &Array2<f64>, b: &Array2<f64>) -> faer::Mat<f64> {
         let mut out = faer::Mat::zeros(a.nrows(), b.nrows());
         matmul(
@@ -178,6 +217,15 @@ impl Scalar for f64 {
     }
     fn dot(a: &[f64], b: &[f64]) -> f64 {
         a.iter().zip(b).map(|(x, y)| x * y).sum()
+    }
+}
+
+/// Copy the lower triangle of a square matrix onto its upper triangle.
+pub(crate) fn symmetrize(a: &mut Array2<f64>) {
+    for i in 0..a.nrows() {
+        for j in (i + 1)..a.ncols() {
+            a[[i, j]] = a[[j, i]];
+        }
     }
 }
 

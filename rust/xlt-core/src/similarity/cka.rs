@@ -11,7 +11,7 @@ use ndarray::{Array2, Axis, ShapeBuilder};
 use rayon::prelude::*;
 
 pub use super::blocks::Precision;
-use super::blocks::{col_means, col_sums, decode, row_sq_norms, Scalar, BLOCK_ROWS};
+use super::blocks::{col_means, col_sums, decode, row_sq_norms, symmetrize, Scalar, BLOCK_ROWS};
 use crate::error::{ensure_data, ensure_shape, Error, Result};
 use crate::matrix::Mat;
 use faer::Par;
@@ -205,7 +205,11 @@ impl Sums {
             T::add_tn(t, b, &a, Par::Seq);
         }
         for (c, &(p, q)) in self.c.iter_mut().zip(&self.pairs) {
-            T::add_tn(c, &blocks[p], &blocks[q], Par::rayon(0));
+            if p == q {
+                T::add_syrk(c, &blocks[p], Par::rayon(0));
+            } else {
+                T::add_tn(c, &blocks[p], &blocks[q], Par::rayon(0));
+            }
         }
     }
 
@@ -214,6 +218,9 @@ impl Sums {
         let (p, q) = self.pairs[k];
         let n = self.n as f64;
         let mut c = self.c[k].clone();
+        if p == q {
+            symmetrize(&mut c);
+        }
         for ((i, j), v) in c.indexed_iter_mut() {
             *v -= self.s[p][i] * self.s[q][j] / n;
         }
@@ -249,12 +256,13 @@ impl Sums {
                 .zip(&mu[p])
                 .map(|(a, b)| a * b)
                 .sum();
-            let c = &self.c[k];
-            let cross: f64 = c
+            // μ_pᵀ C_pq μ_q of the shifted product, via the centred one (C = C̄ + n μ_p μ_qᵀ).
+            let cross: f64 = cbar
                 .axis_iter(Axis(1))
                 .zip(&mu[q])
                 .map(|(col, nu)| nu * col.iter().zip(&mu[p]).map(|(a, b)| a * b).sum::<f64>())
-                .sum();
+                .sum::<f64>()
+                + n * msq[p] * msq[q];
             let v = self.r[[p, q]] - 2.0 * t_qp - 2.0 * t_pq
                 + 4.0 * cross
                 + msq[q] * self.asum[p]
@@ -559,5 +567,64 @@ impl CkaAccumulator {
     /// Per-layer debiased CKA.
     pub fn debiased(&self) -> Result<Vec<f64>> {
         self.stats()?.iter().map(|s| s.debiased(0, 1)).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ndarray::Array2;
+
+    fn data(n: usize, d: usize, seed: u64) -> Array2<f32> {
+        let mut s = seed;
+        Array2::from_shape_fn((n, d), |(i, j)| {
+            s = s
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            ((s >> 33) as f32 / (1u64 << 31) as f32) - 0.5
+                + 0.1 * (i % 7) as f32 * (j % 3) as f32
+                + 40.0
+        })
+    }
+
+    #[test]
+    fn cka_of_a_matrix_with_itself_is_one() {
+        let x = data(50, 6, 1);
+        let m = Mat::F32(x.view());
+        assert!((linear_cka(&m, &m).unwrap() - 1.0).abs() < 1e-9);
+        assert!((debiased_cka(&m, &m).unwrap() - 1.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn routes_and_streaming_agree() {
+        let (x, y) = (data(3000, 7, 2), data(3000, 5, 3));
+        let mats = [Mat::F32(x.view()), Mat::F32(y.view())];
+        let names = ["X".to_string(), "Y".to_string()];
+        let f = pairwise_stats(&mats, &names, Some(Route::Feature), Precision::F64).unwrap();
+        let g = pairwise_stats(&mats, &names, Some(Route::Gram), Precision::F64).unwrap();
+        let mut acc = CkaAccumulator::new();
+        for s in (0..3000).step_by(700) {
+            let e = (s + 700).min(3000);
+            let xb = x.slice(ndarray::s![s..e, ..]);
+            let yb = y.slice(ndarray::s![s..e, ..]);
+            acc.update(&[Mat::F32(xb)], &[Mat::F32(yb)]).unwrap();
+        }
+        let (lin, deb) = (acc.linear().unwrap()[0], acc.debiased().unwrap()[0]);
+        for st in [&f, &g] {
+            assert!((st.linear(0, 1).unwrap() / lin - 1.0).abs() < 1e-7);
+            assert!((st.debiased(0, 1).unwrap() / deb - 1.0).abs() < 1e-7);
+        }
+    }
+
+    #[test]
+    fn mismatched_rows_and_tiny_inputs_are_shape_errors() {
+        let (x, y) = (data(5, 3, 1), data(6, 3, 2));
+        let e = linear_cka(&Mat::F32(x.view()), &Mat::F32(y.view())).unwrap_err();
+        assert!(matches!(e, Error::Shape(_)));
+        let e = debiased_cka(
+            &Mat::F32(x.slice(ndarray::s![..3, ..])),
+            &Mat::F32(x.slice(ndarray::s![..3, ..])),
+        );
+        assert!(matches!(e, Err(Error::Shape(_))));
     }
 }

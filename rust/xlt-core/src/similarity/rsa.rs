@@ -122,19 +122,22 @@ pub fn rdm(x: &Mat, metric: RdmMetric, name: &str) -> Result<Vec<f32>> {
     }
     let zall = fview(&z);
     chunks.into_par_iter().for_each(|(s, e, dst)| {
-        let mut g = faer::Mat::<f32>::zeros(e - s, n - s);
+        // Transposed block (rows j ≥ s, columns i in s..e): row i's entries are contiguous.
+        let mut g = faer::Mat::<f32>::zeros(n - s, e - s);
+        let (rest, mine) = (zall.subrows(s, n - s), zall.subrows(s, e - s));
         matmul(
             g.as_mut(),
             Accum::Replace,
-            zall.subrows(s, e - s),
-            zall.subrows(s, n - s).transpose(),
+            rest,
+            mine.transpose(),
             1.0f32,
             Par::Seq,
         );
         let mut pos = 0;
         for i in s..e {
+            let col = g.col_as_slice(i - s);
             for j in (i + 1)..n {
-                let dot = g[(i - s, j - s)];
+                let dot = col[j - s];
                 dst[pos] = match metric {
                     RdmMetric::Euclidean => {
                         let sq = norms[i] + norms[j] - 2.0 * dot as f64;
@@ -324,4 +327,30 @@ pub fn rsa_pairwise(
         }
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ranks_average_ties_and_follow_float_order() {
+        let v = [3.0f32, -1.0, 3.0, 0.0, -0.0, 7.5, -2.0];
+        let z = rank_unit(&v).unwrap();
+        // ranks: 3→5.5, -1→2, 3→5.5, 0/-0→3 and 4 (distinct bits, -0 first), 7.5→7, -2→1
+        let r = [5.5f64, 2.0, 5.5, 4.0, 3.0, 7.0, 1.0];
+        let m = 4.0;
+        let norm = r.iter().map(|x| (x - m) * (x - m)).sum::<f64>().sqrt();
+        for (a, b) in z.iter().zip(r) {
+            assert!((*a as f64 - (b - m) / norm).abs() < 1e-6);
+        }
+    }
+
+    #[test]
+    fn triangle_offsets_tile_the_upper_triangle() {
+        let n = 9;
+        let total: usize = (0..n).map(|i| n - 1 - i).sum();
+        assert_eq!(tri_offset(n, n), total);
+        assert_eq!(tri_offset(n, 1), n - 1);
+    }
 }
