@@ -6,6 +6,7 @@ pub mod matrix;
 pub mod neurons;
 pub mod overlap;
 pub mod roots;
+pub mod similarity;
 
 pub use error::{Error, Result};
 

@@ -7,6 +7,7 @@ mod arrays;
 mod errors;
 mod neurons;
 mod linguistic;
+mod similarity;
 
 /// Facts about this build of the extension.
 #[pyfunction]
@@ -22,6 +23,7 @@ fn build_info(py: Python<'_>) -> PyResult<Bound<'_, PyDict>> {
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     errors::register(m)?;
     linguistic::register(m)?;
+    similarity::register(m)?;
     m.add_function(wrap_pyfunction!(build_info, m)?)?;
     neurons::register(m)?;
     Ok(())
