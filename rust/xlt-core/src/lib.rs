@@ -3,6 +3,7 @@
 //! One module per concept; the `xlt-py` crate binds them as `xlt._core`.
 pub mod error;
 pub mod matrix;
+pub mod routing;
 
 pub use error::{Error, Result};
 

@@ -5,6 +5,7 @@ use pyo3::types::PyDict;
 
 mod arrays;
 mod errors;
+mod routing;
 
 /// Facts about this build of the extension.
 #[pyfunction]
@@ -19,6 +20,7 @@ fn build_info(py: Python<'_>) -> PyResult<Bound<'_, PyDict>> {
 #[pymodule]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     errors::register(m)?;
+    routing::register(m)?;
     m.add_function(wrap_pyfunction!(build_info, m)?)?;
     Ok(())
 }
