@@ -46,6 +46,14 @@ impl<'a> Values<'a> {
         }
     }
 
+    /// Elements `r` as f32, written to `out` (of the same length).
+    fn decode_into(&self, r: Range<usize>, out: &mut [f32]) {
+        match self {
+            Values::F32(v) => out.copy_from_slice(&v[r]),
+            Values::F16(v) => v[r].convert_to_f32_slice(out),
+        }
+    }
+
     /// Elements `r` as f32: borrowed for f32, decoded into `buf` for f16.
     fn decode<'b>(&'b self, r: Range<usize>, buf: &'b mut [f32]) -> &'b [f32] {
         match self {
@@ -58,6 +66,9 @@ impl<'a> Values<'a> {
         }
     }
 }
+
+/// Tokens per tile of the fill loop.
+const TILE: usize = 128;
 
 /// One chunk of tokens.
 #[derive(Clone, Copy)]
@@ -453,44 +464,61 @@ impl Job<'_, '_> {
     ) -> Result<()> {
         let (l, g_n, e_n, k) = (self.n_layers, self.n_groups, self.n_experts, self.k);
         let (l0, nl) = (layers.start, layers.len());
-        let mut wbuf = vec![0f32; nl * k];
+        let mut wbuf = vec![0f32; TILE * nl * k];
         let mut pbuf = vec![0f32; e_n];
+        // Tiles of tokens, then one layer at a time: the layer's (group, expert)
+        // sums stay in cache while the tile's indices are read from L2.
+        for t0 in (0..self.c.group.len()).step_by(TILE) {
+            let tile = t0..(t0 + TILE).min(self.c.group.len());
+            for t in tile.clone() {
+                let off = (t * l + l0) * k;
+                let dst = (t - t0) * nl * k;
+                self.c
+                    .weight
+                    .decode_into(off..off + nl * k, &mut wbuf[dst..dst + nl * k]);
+            }
+            for li in 0..nl {
+                let sums = li * g_n * e_n..(li + 1) * g_n * e_n;
+                let (counts, mass) = (&mut counts[sums.clone()], &mut mass[sums]);
+                for t in tile.clone() {
+                    let g = self.c.group[t];
+                    if g < 0 {
+                        continue;
+                    }
+                    let row = g as usize * e_n;
+                    let off = (t * l + l0 + li) * k;
+                    let w = &wbuf[((t - t0) * nl + li) * k..][..k];
+                    for (j, &id) in idx[off..off + k].iter().enumerate() {
+                        let e: i64 = id.into();
+                        let wv = w[j];
+                        if e < 0 || e >= e_n as i64 {
+                            return Err(self.bad_index(e, t, l0 + li));
+                        }
+                        if !(wv >= 0.0 && wv.is_finite()) {
+                            return Err(self.bad_value("routing_weight", wv, t, l0 + li));
+                        }
+                        counts[row + e as usize] += 1;
+                        mass[row + e as usize] += wv as f64;
+                        if let Some(s) = self.slots {
+                            items[li][s[t] as usize * e_n + e as usize] += 1;
+                        }
+                    }
+                }
+            }
+        }
+        let Some(p) = self.c.prob else { return Ok(()) };
         for (t, &g) in self.c.group.iter().enumerate() {
             if g < 0 {
                 continue;
             }
-            let g = g as usize;
-            let off = (t * l + l0) * k;
-            let w = self.c.weight.decode(off..off + nl * k, &mut wbuf);
-            let ids = &idx[off..off + nl * k];
             for li in 0..nl {
-                let row = (li * g_n + g) * e_n;
-                for j in li * k..li * k + k {
-                    let e: i64 = ids[j].into();
-                    let wv = w[j];
-                    if e < 0 || e >= e_n as i64 {
-                        return Err(self.bad_index(e, t, l0 + li));
-                    }
-                    if !(wv >= 0.0 && wv.is_finite()) {
-                        return Err(self.bad_value("routing_weight", wv, t, l0 + li));
-                    }
-                    counts[row + e as usize] += 1;
-                    mass[row + e as usize] += wv as f64;
-                    if let Some(s) = self.slots {
-                        items[li][s[t] as usize * e_n + e as usize] += 1;
-                    }
-                }
-            }
-            if let Some(p) = self.c.prob {
-                for li in 0..nl {
-                    let o = (t * l + l0 + li) * e_n;
-                    let h = match entropy_of(p.decode(o..o + e_n, &mut pbuf)) {
-                        Ok(h) => h,
-                        Err(Some(v)) => return Err(self.bad_value("router_prob", v, t, l0 + li)),
-                        Err(None) => return Err(self.zero_probs(t, l0 + li)),
-                    };
-                    ent[li * g_n + g] += h;
-                }
+                let o = (t * l + l0 + li) * e_n;
+                let h = match entropy_of(p.decode(o..o + e_n, &mut pbuf)) {
+                    Ok(h) => h,
+                    Err(Some(v)) => return Err(self.bad_value("router_prob", v, t, l0 + li)),
+                    Err(None) => return Err(self.zero_probs(t, l0 + li)),
+                };
+                ent[li * g_n + g as usize] += h;
             }
         }
         Ok(())
