@@ -121,22 +121,24 @@ def accumulate(
     n_tokens, n_layers, k = _check_schema(ds)
     n_experts = _n_experts(ds)
     bounds = list(_chunks(ds, n_tokens, chunk_tokens))
-    label_of = _labeller(ds, by)
-    labels = _group_labels(label_of, bounds, groups, by)
+    label_vars, label_of = _labeller(ds, by)
+    labels = _group_labels(ds[label_vars], label_of, bounds, groups)
     code = {g: i for i, g in enumerate(labels)}
-    item_of = _item_keys(ds, item)
-    has_prob = "router_prob" in ds.variables
+    item_vars, item_of = _item_keys(ds, item)
+    routing_vars = [v for v in ("routing_idx", "routing_weight", "router_prob") if v in ds.variables]
+    # only what the pass reads, loaded chunk by chunk (one dask compute each)
+    sub = ds[list(dict.fromkeys(routing_vars + label_vars + item_vars))]
     acc = _core.RoutingAccumulator(len(labels), n_layers, n_experts, k, items=item_of is not None)
     for a, b in bounds:
-        part = ds.isel(token=slice(a, b))
-        uniq, inv = np.unique(label_of(a, b), return_inverse=True)
+        part = sub.isel(token=slice(a, b)).compute()
+        uniq, inv = np.unique(label_of(part), return_inverse=True)
         group = np.array([code.get(str(u), -1) for u in uniq], dtype=np.int32)[inv.reshape(-1)]
         acc.update(
             _indices(part["routing_idx"].values),
             _floats(part["routing_weight"], "routing_weight"),
             group,
-            prob=_floats(part["router_prob"], "router_prob") if has_prob else None,
-            item=item_of(a, b) if item_of is not None else None,
+            prob=_floats(part["router_prob"], "router_prob") if "router_prob" in part else None,
+            item=item_of(part) if item_of is not None else None,
         )
     return acc, labels
 
@@ -323,33 +325,32 @@ def _chunks(ds: xr.Dataset, n: int, size: int) -> Iterator[tuple[int, int]]:
 
 
 def _labeller(ds: xr.Dataset, by: str):
-    """A function (a, b) → the group label (str array) of tokens a..b."""
+    """(per-token variables it reads, function part → group label (str) of each token)."""
     if by in ds.variables:
         var = ds[by]
         if var.dims == ("token",):
-            return lambda a, b: np.asarray(var[a:b].values).astype(str)
+            return [by], lambda part: np.asarray(part[by].values).astype(str)
         if var.dims == ("item",):
             if "token_item" not in ds.variables:
                 raise DataError(f"{by} is per item but the dump has no token_item to map tokens to items")
             per_item = np.asarray(var.values).astype(str)
-            pos = ds["token_item"]
-            return lambda a, b: per_item[np.asarray(pos[a:b].values)]
+            return ["token_item"], lambda part: per_item[np.asarray(part["token_item"].values)]
         raise ShapeError(f"{by} has dims {var.dims}; group by a per-token or per-item variable")
     if by in ("script", "family") and "language" in ds.variables:
         from xlt import languages
 
-        lang = _labeller(ds, "language")
+        names, lang = _labeller(ds, "language")
 
-        def derived(a: int, b: int) -> np.ndarray:
-            uniq, inv = np.unique(lang(a, b), return_inverse=True)
+        def derived(part: xr.Dataset) -> np.ndarray:
+            uniq, inv = np.unique(lang(part), return_inverse=True)
             return np.array([getattr(languages.get(c), by) for c in uniq], dtype=str)[inv.reshape(-1)]
 
-        return derived
+        return names, derived
     per_token = [n for n, v in ds.variables.items() if v.dims == ("token",)]
     raise DataError(f"cannot group by {by!r}: not in the dump; per-token variables are {per_token}")
 
 
-def _group_labels(label_of, bounds, groups, by: str) -> list[str]:
+def _group_labels(sub: xr.Dataset, label_of, bounds, groups) -> list[str]:
     if groups is not None:
         labels = [str(g) for g in groups]
         if len(set(labels)) != len(labels) or not labels:
@@ -357,14 +358,14 @@ def _group_labels(label_of, bounds, groups, by: str) -> list[str]:
         return labels
     seen: set[str] = set()
     for a, b in bounds:
-        seen.update(np.unique(label_of(a, b)).tolist())
+        seen.update(np.unique(label_of(sub.isel(token=slice(a, b)).compute())).tolist())
     return sorted(seen)
 
 
 def _item_keys(ds: xr.Dataset, item: str | None):
-    """A function (a, b) → int64 parallel item keys of tokens a..b, or None."""
+    """(per-token variables it reads, function part → int64 parallel item keys, or None)."""
     if item is None or item not in ds.variables:
-        return None
+        return [], None
     var = ds[item]
     if var.dims != ("token",):
         raise ShapeError(f"{item} has dims {var.dims}; it must be per token")
@@ -372,10 +373,10 @@ def _item_keys(ds: xr.Dataset, item: str | None):
         ids = np.asarray(ds["item_id"].values)
         _, key = np.unique(ids, return_inverse=True)
         key = key.reshape(-1).astype(np.int64)
-        return lambda a, b: key[np.asarray(var[a:b].values)]
+        return [item], lambda part: key[np.asarray(part[item].values)]
     if not np.issubdtype(var.dtype, np.integer):
         raise DataError(f"{item} must hold integer item ids, got dtype {var.dtype}")
-    return lambda a, b: np.ascontiguousarray(var[a:b].values, dtype=np.int64)
+    return [item], lambda part: np.ascontiguousarray(part[item].values, dtype=np.int64)
 
 
 def _indices(a: np.ndarray) -> np.ndarray:
