@@ -19,7 +19,9 @@ fn bench(c: &mut Criterion) {
         let base = (next() % e as u64) as usize;
         idx.extend((0..k).map(|j| ((base + j * (e / k)) % e) as i16));
     }
-    let weight: Vec<f16> = (0..t * l * k).map(|i| f16::from_f32(((i % 7) as f32 + 1.0) / 28.0)).collect();
+    let weight: Vec<f16> = (0..t * l * k)
+        .map(|i| f16::from_f32(((i % 7) as f32 + 1.0) / 28.0))
+        .collect();
     let group: Vec<i32> = (0..t).map(|i| (i * g / t) as i32).collect();
     let chunk = Chunk {
         idx: Indices::I16(&idx),

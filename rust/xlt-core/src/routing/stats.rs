@@ -198,7 +198,11 @@ impl RoutingAccumulator {
             .map(|counts| {
                 pairs
                     .iter()
-                    .map(|shared| {
+                    .enumerate()
+                    .map(|(gh, shared)| {
+                        if gh / g_n > gh % g_n {
+                            return 0.0; // the mirror of (h, g), filled below
+                        }
                         let total: f64 = shared
                             .iter()
                             .map(|&(a, b)| {
@@ -217,8 +221,10 @@ impl RoutingAccumulator {
             .collect();
         let mut out = vec![0.0; g_n * g_n * l_n];
         for (l, v) in per_layer.iter().enumerate() {
-            for (gh, &x) in v.iter().enumerate() {
-                out[gh * l_n + l] = x;
+            for g in 0..g_n {
+                for h in 0..g_n {
+                    out[(g * g_n + h) * l_n + l] = v[g.min(h) * g_n + g.max(h)];
+                }
             }
         }
         (out, n_items)
