@@ -343,3 +343,18 @@ def test_accumulator_rejects_mismatched_arrays_and_stays_poisoned():
         acc.parts()
     with pytest.raises(_core.DataError, match="group 0 has no tokens"):
         _core.RoutingAccumulator(2, 3, 8, 2).profile()
+
+
+def test_weights_of_left_out_tokens_are_not_read_but_included_ones_are():
+    ds = make_dump(T=60, probs=False)
+    lang = ds.language.values
+    first_heb = int(np.flatnonzero(lang == "heb_Hebr")[0])
+    bad = ds.routing_weight.values.copy()
+    bad[first_heb, 1, 0] = np.inf
+    ds = ds.assign(routing_weight=(ds.routing_weight.dims, bad))
+    routing.profile(ds, groups=["arb_Arab", "mlt_Latn"])  # heb_Hebr left out: fine
+    with pytest.raises(_core.DataError, match=f"routing_weight is inf at token {first_heb}, moe_layer 1"):
+        routing.profile(ds)
+    bad[first_heb, 1, 0] = -0.5
+    with pytest.raises(_core.DataError, match="routing_weight is -0.5"):
+        routing.profile(ds.assign(routing_weight=(ds.routing_weight.dims, bad)))

@@ -472,10 +472,19 @@ impl Job<'_, '_> {
             let tile = t0..(t0 + TILE).min(self.c.group.len());
             for t in tile.clone() {
                 let off = (t * l + l0) * k;
-                let dst = (t - t0) * nl * k;
-                self.c
-                    .weight
-                    .decode_into(off..off + nl * k, &mut wbuf[dst..dst + nl * k]);
+                let w = &mut wbuf[(t - t0) * nl * k..][..nl * k];
+                self.c.weight.decode_into(off..off + nl * k, w);
+                // NaN fails `>= 0`, inf fails `<= MAX`; non-short-circuit so it vectorises
+                let fine = w
+                    .iter()
+                    .fold(true, |ok, &v| ok & (v >= 0.0) & (v <= f32::MAX));
+                if !fine && self.c.group[t] >= 0 {
+                    let j = w
+                        .iter()
+                        .position(|v| !(*v >= 0.0 && *v <= f32::MAX))
+                        .unwrap_or(0);
+                    return Err(self.bad_value("routing_weight", w[j], t, l0 + j / k));
+                }
             }
             for li in 0..nl {
                 let sums = li * g_n * e_n..(li + 1) * g_n * e_n;
@@ -485,22 +494,21 @@ impl Job<'_, '_> {
                     if g < 0 {
                         continue;
                     }
-                    let row = g as usize * e_n;
+                    let row = g as usize * e_n..(g as usize + 1) * e_n;
+                    let (c_row, m_row) = (&mut counts[row.clone()], &mut mass[row]);
                     let off = (t * l + l0 + li) * k;
                     let w = &wbuf[((t - t0) * nl + li) * k..][..k];
-                    for (j, &id) in idx[off..off + k].iter().enumerate() {
+                    for (&id, &wv) in idx[off..off + k].iter().zip(w) {
                         let e: i64 = id.into();
-                        let wv = w[j];
-                        if e < 0 || e >= e_n as i64 {
+                        // a negative index wraps to a huge one: one comparison checks both ends
+                        let eu = e as u64 as usize;
+                        if eu >= e_n {
                             return Err(self.bad_index(e, t, l0 + li));
                         }
-                        if !(wv >= 0.0 && wv.is_finite()) {
-                            return Err(self.bad_value("routing_weight", wv, t, l0 + li));
-                        }
-                        counts[row + e as usize] += 1;
-                        mass[row + e as usize] += wv as f64;
+                        c_row[eu] += 1;
+                        m_row[eu] += wv as f64;
                         if let Some(s) = self.slots {
-                            items[li][s[t] as usize * e_n + e as usize] += 1;
+                            items[li][s[t] as usize * e_n + eu] += 1;
                         }
                     }
                 }
