@@ -229,6 +229,29 @@ def capture_cmd(
     )
     sizes = ", ".join(f"{k}={v}" for k, v in ds.sizes.items())
     console.print(f"[green]wrote[/green] {out}: {sizes}")
+@app.command()
+def routing(
+    dump: str = typer.Argument(..., help="Path of an activation dump with routing."),
+    out: str = typer.Option("profile.nc", "--out", help="Where to write the profile (.nc or .zarr)."),
+    by: str = typer.Option("language", help="Per-token or per-item variable to group by."),
+    reference: str = typer.Option(None, help="Group that js_to_reference is measured against."),
+    chunk_tokens: int = typer.Option(65536, help="Tokens per streamed chunk."),
+) -> None:
+    """Expert-routing profile of a dump per group and MoE layer (xlt.routing.profile)."""
+    import numpy as np
+
+    from xlt import routing as rt
+
+    prof = rt.profile(dump, by=by, reference=reference, chunk_tokens=chunk_tokens)
+    if out.endswith(".zarr"):
+        prof.to_zarr(out, mode="w")
+    else:  # netCDF3 (scipy) stores neither 64-bit integers nor bool
+        for name, var in prof.data_vars.items():
+            if var.dtype == np.int64:
+                prof[name] = var.astype(np.float64)
+        prof.to_netcdf(out)
+    n_groups, n_layers = prof.sizes[by], prof.sizes["moe_layer"]
+    console.print(f"routing profile of {n_groups} {by} groups x {n_layers} MoE layers -> {out}")
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ pub mod neurons;
 pub mod overlap;
 pub mod roots;
 pub mod similarity;
+pub mod routing;
 
 pub use error::{Error, Result};
 

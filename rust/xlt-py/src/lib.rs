@@ -8,6 +8,7 @@ mod errors;
 mod neurons;
 mod linguistic;
 mod similarity;
+mod routing;
 
 /// Facts about this build of the extension.
 #[pyfunction]
@@ -24,6 +25,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     errors::register(m)?;
     linguistic::register(m)?;
     similarity::register(m)?;
+    routing::register(m)?;
     m.add_function(wrap_pyfunction!(build_info, m)?)?;
     neurons::register(m)?;
     Ok(())

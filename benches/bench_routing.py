@@ -1,0 +1,197 @@
+"""Routing-profile benchmark: the Rust accumulator against numpy, and streaming from zarr.
+
+1. In memory: T tokens × L MoE layers × top-k of E experts (int16 indices, f16 weights),
+   G languages. xlt (``RoutingAccumulator`` fed in 65,536-token chunks + ``profile``)
+   against a numpy implementation of the same sums (per layer, one ``bincount`` over
+   group × expert keys for the counts and one weighted for the mass, then usage, entropy,
+   JS). Both runs in this process, ratio printed.
+2. Streaming: a zarr dump larger than a memory cap is profiled through
+   ``xlt.routing.profile(xr.open_zarr(...))`` in a child process; its peak RSS is
+   compared with the cap and the store's raw size.
+
+    python benches/bench_routing.py            # full: 2M × 48 × 8 over 128 experts
+    python benches/bench_routing.py --smoke    # CI size
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def synth(t, layers, k, e, groups, seed=0, block=131072):
+    """Random top-k routing (distinct experts per token), languages and items in runs."""
+    rng = np.random.default_rng(seed)
+    idx = np.empty((t, layers, k), np.int16)
+    w = np.empty((t, layers, k), np.float16)
+    for a in range(0, t, block):
+        b = min(a + block, t)
+        # distinct experts per (token, layer): a random offset plus k distinct strides
+        base = rng.integers(0, e, (b - a, layers, 1))
+        step = np.arange(k) * (e // k)
+        idx[a:b] = ((base + step + rng.integers(0, e // k, (b - a, layers, 1))) % e).astype(np.int16)
+        w[a:b] = rng.dirichlet(np.ones(k), (b - a, layers)).astype(np.float16)
+    group = np.repeat(np.arange(groups, dtype=np.int32), -(-t // groups))[:t]
+    per_item = 90  # tokens per parallel item, each language has the same item ids
+    item = (np.arange(t) % -(-t // groups)) // per_item
+    return idx, w, group, item.astype(np.int64)
+
+
+def run_xlt(idx, w, group, item, e, groups, chunk=65536):
+    from xlt import _core
+
+    t, layers, k = idx.shape
+    acc = _core.RoutingAccumulator(groups, layers, e, k, items=item is not None)
+    for a in range(0, t, chunk):
+        sl = slice(a, a + chunk)
+        acc.update(idx[sl], w[sl], group[sl], item=None if item is None else item[sl])
+    return acc.profile(0)
+
+
+def run_numpy(idx, w, group, e, groups):
+    t, layers, k = idx.shape
+    counts = np.empty((layers, groups * e))
+    mass = np.empty((layers, groups * e))
+    for layer in range(layers):
+        key = (group[:, None].astype(np.int64) * e + idx[:, layer, :]).ravel()
+        counts[layer] = np.bincount(key, minlength=groups * e)
+        mass[layer] = np.bincount(
+            key, weights=w[:, layer, :].astype(np.float64).ravel(), minlength=groups * e
+        )
+    counts = counts.reshape(layers, groups, e).transpose(1, 0, 2)
+    usage = counts / counts.sum(-1, keepdims=True)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ent = -np.nansum(usage * np.log(usage), -1) / np.log(e)
+        m = 0.5 * (usage[:, None] + usage[None])
+        kl = lambda p: np.nansum(p * np.log(p / m), -1)  # noqa: E731
+        js = 0.5 * (kl(usage[:, None]) + kl(usage[None])) / np.log(2)
+    return usage, ent, js
+
+
+def in_memory(t, layers, k, e, groups):
+    idx, w, group, item = synth(t, layers, k, e, groups)
+    gb = (idx.nbytes + w.nbytes) / 2**30
+    t0 = time.perf_counter()
+    p = run_xlt(idx, w, group, None, e, groups)
+    t_xlt = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    p_items = run_xlt(idx, w, group, item, e, groups)
+    t_items = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    usage, _, js = run_numpy(idx, w, group, e, groups)
+    t_np = time.perf_counter() - t0
+    assert np.allclose(p["usage"], usage, rtol=1e-9, atol=1e-12)
+    assert np.allclose(p["js"], js, rtol=1e-9, atol=1e-12)
+    assert np.array_equal(p["usage"], p_items["usage"])
+    print(
+        f"in memory: {t:,} tokens x {layers} layers x k={k} over {e} experts, {groups} groups "
+        f"({gb:.2f} GiB int16+f16)\n"
+        f"  xlt  {t_xlt:7.2f} s   ({t * layers * k / t_xlt / 1e6:,.0f} M selections/s)\n"
+        f"  xlt with parallel items {t_items:7.2f} s\n"
+        f"  numpy {t_np:7.2f} s\n"
+        f"  ratio numpy / xlt = {t_np / t_xlt:.1f}x"
+    )
+    return {"tokens": t, "xlt_s": t_xlt, "xlt_items_s": t_items, "numpy_s": t_np, "ratio": t_np / t_xlt}
+
+
+_CHILD = """
+import json, resource, sys, time
+import xarray as xr
+from xlt import routing
+t0 = time.perf_counter()
+p = routing.profile(xr.open_zarr(sys.argv[1]), reference="g00", chunk_tokens=int(sys.argv[2]))
+dt = time.perf_counter() - t0
+print(json.dumps({"s": dt, "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                  "tokens": int(p.tokens.sum())}))
+"""
+
+
+def streaming(t, layers, k, e, groups, cap_mib, workdir):
+    import xarray as xr
+
+    path = Path(workdir) / "routing.zarr"
+    block = 131072
+    for n, a in enumerate(range(0, t, block)):
+        b = min(a + block, t)
+        idx, w, group, item = synth(b - a, layers, k, e, 1, seed=n)
+        lang = np.array([f"g{(a + i) * groups // t:02d}" for i in range(b - a)])
+        ds = xr.Dataset(
+            {
+                "routing_idx": (("token", "moe_layer", "k"), idx),
+                "routing_weight": (("token", "moe_layer", "k"), w),
+            },
+            coords={"language": ("token", lang), "token_item": ("token", item + a)},
+            attrs={"n_experts": e},
+        ).chunk({"token": 32768})
+        if n == 0:
+            ds.to_zarr(path, mode="w")
+        else:
+            ds.to_zarr(path, append_dim="token")
+    raw = t * layers * k * 4 / 2**20
+    disk = sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) / 2**20
+    base = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import json,resource,xarray,xlt.routing;"
+            "print(json.dumps(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss/1024))",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    r = subprocess.run([sys.executable, "-c", _CHILD, str(path), "65536"], capture_output=True, text=True)
+    if r.returncode:
+        raise SystemExit(r.stderr)
+    out = json.loads(r.stdout.strip().splitlines()[-1])
+    grown = out["peak_rss_mib"] - float(base.stdout)
+    assert out["tokens"] == t
+    print(
+        f"streaming: zarr dump of {t:,} tokens x {layers} layers x k={k}: {raw:,.0f} MiB raw, "
+        f"{disk:,.0f} MiB on disk; memory cap {cap_mib} MiB\n"
+        f"  profile {out['s']:.2f} s, peak RSS {out['peak_rss_mib']:,.0f} MiB "
+        f"({grown:,.0f} MiB above the bare imports) -> {'within' if grown < cap_mib else 'OVER'} the cap"
+    )
+    return {
+        "raw_mib": raw,
+        "peak_rss_mib": out["peak_rss_mib"],
+        "grown_mib": grown,
+        "cap_mib": cap_mib,
+        "s": out["s"],
+    }
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--smoke", action="store_true", help="CI size (seconds)")
+    ap.add_argument("--tokens", type=int, default=2_000_000)
+    ap.add_argument("--stream-tokens", type=int, default=1_000_000)
+    ap.add_argument("--cap-mib", type=int, default=1024, help="memory cap of the streaming run")
+    ap.add_argument("--skip-stream", action="store_true")
+    a = ap.parse_args()
+    layers, k, e, groups = 48, 8, 128, 22
+    t, ts, cap = (a.tokens, a.stream_tokens, a.cap_mib) if not a.smoke else (60_000, 40_000, 64)
+    from xlt import _core
+
+    info = _core.build_info()
+    print(f"xlt build: {'release' if info['release'] else 'DEBUG'}, {info['threads']} threads")
+    res = {"in_memory": in_memory(t, layers, k, e, groups)}
+    if not a.skip_stream:
+        work = tempfile.mkdtemp(prefix="xlt-bench-routing-")
+        try:
+            res["streaming"] = streaming(ts, layers, k, e, groups, cap, work)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+    print(json.dumps(res))
+
+
+if __name__ == "__main__":
+    main()

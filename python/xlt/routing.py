@@ -1,0 +1,462 @@
+"""Expert-routing profiles per language (or any per-token grouping).
+
+One streaming pass over a dump's ``routing_idx`` / ``routing_weight`` (and
+``router_prob`` when captured) feeds :class:`xlt._core.RoutingAccumulator`
+chunk by chunk along ``token``, so memory stays flat however large the dump;
+every statistic is then derived in Rust and labelled here as xarray.
+
+Formulas (natural logs; u = usage share, w = weight share, E experts, G groups):
+
+- ``usage[g, l, e]`` = selections of e / all top-k selections of g at layer l
+- ``weight_mass[g, l, e]`` = routing weight on e / all routing weight of g at l
+- ``token_entropy`` = mean over tokens of H(router distribution) / ln E
+  (the distribution renormalised to sum 1; NaN when ``router_prob`` is absent)
+- ``usage_entropy`` = H(u) / ln E; ``imbalance`` = sd(u) / mean(u) over experts
+  (population sd); ``never_used`` = share of experts with no selection
+- ``js[g, h, l]`` = JS(u_g, u_h) / ln 2, in [0, 1]
+- ``js_to_reference[g, l]`` = JS(w_g, w_ref) / H((w_g + w_ref) / 2): the
+  Jensen–Shannon divergence of the routing-weight distributions (Bandarkar et
+  al. 2025 average post-softmax routing weights) normalised by the entropy of
+  their mixture, so it lies in [0, 1] and is 1 only for disjoint one-expert
+  routing. This normalisation is xlt's reading of "entropy-normalised JS"; the
+  paper's exact normaliser could not be checked offline.
+- ``lift[g, l, e]`` = u_g(e) / P(e), P(e) = mean over groups of u_g(e) (groups
+  weighted equally, so token counts do not decide); NaN where P(e) = 0
+- ``specificity[l, e]`` = 1 - H(q) / ln G, q_g = u_g(e) / Σ_g u_g(e) (LAPE-like:
+  0 = used alike by every group, 1 = by one group only)
+- ``specialised`` = lift ≥ min_lift & usage ≥ min_usage & specificity ≥ min_specificity
+- ``parallel_overlap[g, h, l]`` = mean over items present in both groups of the
+  weighted Jaccard Σ_e min(a_e, b_e) / Σ_e max(a_e, b_e), a_e = share of the
+  item's tokens in g that selected e (item-level mean of the top-k indicator);
+  ``parallel_items`` counts those items.
+
+Top-k indices are counted as given (a token's k indices are assumed distinct).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import numpy as np
+import xarray as xr
+
+from xlt import _core
+from xlt.errors import ConfigError, DataError, ShapeError
+
+__all__ = ["profile", "accumulate", "shift", "partial", "plot_usage", "plot_divergence"]
+
+_ROUTING_DIMS = ("token", "moe_layer", "k")
+
+
+def profile(
+    dump: Any,
+    by: str = "language",
+    *,
+    reference: str | None = None,
+    groups: Sequence[str] | None = None,
+    item: str | None = "token_item",
+    chunk_tokens: int = 65536,
+    min_lift: float = 2.0,
+    min_usage: float | None = None,
+    min_specificity: float = 0.0,
+) -> xr.Dataset:
+    """Routing profile of a dump per group × MoE layer.
+
+    Args:
+        dump: a dump path (opened with :func:`xlt.dumps.open_dump`) or an
+            ``xarray.Dataset`` in the dump schema, in memory or dask-backed.
+        by: the grouping: a per-token variable (``language``, ``arm``, ...), a
+            per-item one (mapped to tokens through ``token_item``), or
+            ``script`` / ``family`` derived from ``language`` via
+            :mod:`xlt.languages` when the dump has no such variable.
+        reference: group that ``js_to_reference`` is measured against.
+        groups: groups to keep, in this order (default: all, sorted); tokens of
+            other groups are left out. A listed group without tokens is an error.
+        item: per-token parallel item variable for ``parallel_overlap``
+            (skipped when the dump lacks it; ``None`` skips it always). When the
+            dump has ``item_id`` over ``item``, ``token_item`` indexes that dim
+            and the parallel key is ``item_id[token_item]``.
+        chunk_tokens: tokens per streamed chunk (dask chunks are merged up to it).
+        min_lift, min_usage, min_specificity: thresholds of ``specialised``;
+            ``min_usage`` defaults to 1 / n_experts (the uniform share).
+
+    Returns:
+        ``xarray.Dataset`` with dims ``by``, ``{by}_other``, ``moe_layer``,
+        ``expert`` and the variables described in the module docstring.
+    """
+    ds = _open(dump)
+    acc, labels = accumulate(ds, by, groups=groups, item=item, chunk_tokens=chunk_tokens)
+    ref = None
+    if reference is not None:
+        if reference not in labels:
+            raise ConfigError(f"reference {reference!r} is not among the {by} groups {labels}")
+        ref = labels.index(reference)
+    tokens = acc.parts()["tokens"]
+    empty = [g for g, n in zip(labels, tokens, strict=True) if n == 0]
+    if empty:
+        raise DataError(f"{by} group(s) {empty} have no tokens in the dump; drop them from groups=")
+    n_experts = acc.n_experts
+    usage_floor = 1.0 / n_experts if min_usage is None else min_usage
+    p = acc.profile(ref, min_lift=min_lift, min_usage=usage_floor, min_specificity=min_specificity)
+    return _label(p, ds, by, labels, reference, acc, (min_lift, usage_floor, min_specificity))
+
+
+def accumulate(
+    dump: Any,
+    by: str = "language",
+    *,
+    groups: Sequence[str] | None = None,
+    item: str | None = "token_item",
+    chunk_tokens: int = 65536,
+) -> tuple[_core.RoutingAccumulator, list[str]]:
+    """Stream a dump into a :class:`xlt._core.RoutingAccumulator`.
+
+    Returns the accumulator and the group labels its group ids stand for. Two
+    accumulators over disjoint parts of a dump (same labels) combine with
+    ``a.merge(b)``; accumulators pickle, so dask workers can reduce them.
+    """
+    ds = _open(dump)
+    n_tokens, n_layers, k = _check_schema(ds)
+    n_experts = _n_experts(ds)
+    bounds = list(_chunks(ds, n_tokens, chunk_tokens))
+    label_vars, label_of = _labeller(ds, by)
+    labels = _group_labels(ds[label_vars], label_of, bounds, groups)
+    code = {g: i for i, g in enumerate(labels)}
+    item_vars, item_of = _item_keys(ds, item)
+    routing_vars = [v for v in ("routing_idx", "routing_weight", "router_prob") if v in ds.variables]
+    # only what the pass reads, loaded chunk by chunk (one dask compute each)
+    sub = ds[list(dict.fromkeys(routing_vars + label_vars + item_vars))]
+    acc = _core.RoutingAccumulator(len(labels), n_layers, n_experts, k, items=item_of is not None)
+    for a, b in bounds:
+        part = sub.isel(token=slice(a, b)).compute()
+        uniq, inv = np.unique(label_of(part), return_inverse=True)
+        group = np.array([code.get(str(u), -1) for u in uniq], dtype=np.int32)[inv.reshape(-1)]
+        acc.update(
+            _indices(part["routing_idx"].values),
+            _floats(part["routing_weight"], "routing_weight"),
+            group,
+            prob=_floats(part["router_prob"], "router_prob") if "router_prob" in part else None,
+            item=item_of(part) if item_of is not None else None,
+        )
+    return acc, labels
+
+
+def shift(base: xr.Dataset, tuned: xr.Dataset, *, source: str | None = None) -> xr.Dataset:
+    """How fine-tuning moved routing, per group and MoE layer.
+
+    ``base`` and ``tuned`` are :func:`profile` results over the same groups,
+    layers and experts. Returns ``js_shift`` = JS(usage_base, usage_tuned) / ln 2,
+    and against the ``source`` group (default: the profiles' reference)
+    ``js_source_shift`` = Δ js(g, source) and, when both profiles carry
+    parallel items, ``overlap_shift`` = Δ parallel_overlap(g, source)
+    (Δ = tuned − base; a falling JS / rising overlap means routing moved
+    towards the source language).
+    """
+    by = _by_of(base)
+    if _by_of(tuned) != by:
+        raise ConfigError(f"profiles group by {by!r} and {_by_of(tuned)!r}; profile both the same way")
+    for dim in (by, "moe_layer", "expert"):
+        if not np.array_equal(base[dim].values, tuned[dim].values):
+            raise ShapeError(f"base and tuned profiles differ along {dim!r}; profile the same groups/layers")
+    n_g, n_l, n_e = base["usage"].shape
+    js = _core.routing_js_rows(
+        base["usage"].values.reshape(n_g * n_l, n_e).astype(np.float64),
+        tuned["usage"].values.reshape(n_g * n_l, n_e).astype(np.float64),
+    )
+    out = xr.Dataset({"js_shift": ((by, "moe_layer"), js.reshape(n_g, n_l))}, coords=base["usage"].coords)
+    out = out.drop_vars("expert", errors="ignore")
+    source = source or base.attrs.get("reference") or None
+    if source is not None:
+        if source not in base[by].values:
+            raise ConfigError(f"source {source!r} is not among the {by} groups")
+        other = {f"{by}_other": source}
+        out["js_source_shift"] = tuned["js"].sel(other) - base["js"].sel(other)
+        if "parallel_overlap" in base and "parallel_overlap" in tuned:
+            out["overlap_shift"] = tuned["parallel_overlap"].sel(other) - base["parallel_overlap"].sel(other)
+        out = out.drop_vars(f"{by}_other", errors="ignore")
+        out.attrs["source"] = source
+    out.attrs["by"] = by
+    return out
+
+
+def partial(prof: xr.Dataset, similarity: xr.DataArray, target: xr.DataArray | None = None) -> xr.Dataset:
+    """Routing divergence to the reference with hidden-state similarity partialled out.
+
+    Routers are linear maps of hidden states, so routing similarity is
+    confounded with representation similarity. Per MoE layer, across the
+    non-reference groups: x = ``js_to_reference``, z = ``similarity`` (hidden-state
+    similarity of each group to the reference; dims (group, layer) or
+    (group, moe_layer); a ``layer`` dim is selected at the profile's
+    ``moe_layer`` values). Returns x, z, x's residual after least-squares
+    regression on z (``divergence_resid``), Pearson ``r_divergence_similarity``;
+    and with a ``target`` (per group, or group × layer, e.g. transfer gain) the
+    raw ``r_divergence_target`` and the partial correlation ``partial_r`` =
+    r(x, target | z) with two-sided ``partial_p`` (t test, n − 3 df).
+    """
+    from scipy import stats
+
+    by = _by_of(prof)
+    if "js_to_reference" not in prof:
+        raise ConfigError("the profile has no js_to_reference: call profile(..., reference=...)")
+    ref = prof.attrs["reference"]
+    x = prof["js_to_reference"].drop_sel({by: ref})
+    layers = prof["moe_layer"].values
+    z = _align(similarity, x, by, layers, "similarity")
+    y = _align(target, x, by, layers, "target") if target is not None else x
+    r = _core.routing_partial(
+        np.ascontiguousarray(x.values.T, dtype=np.float64),
+        np.ascontiguousarray(y.values.T, dtype=np.float64),
+        np.ascontiguousarray(z.values.T, dtype=np.float64),
+    )
+    n = x.sizes[by]
+    out = xr.Dataset(
+        {
+            "divergence": x,
+            "similarity": z,
+            "divergence_resid": ((by, "moe_layer"), r["x_resid"].T),
+            "r_divergence_similarity": ("moe_layer", r["r_xz"]),
+        },
+        attrs={"by": by, "reference": ref, "n_groups": n},
+    )
+    if target is not None:
+        df = n - 3
+        t = r["r_xy_z"] * np.sqrt(df / np.maximum(1 - r["r_xy_z"] ** 2, 1e-300))
+        out["target"] = y
+        out["r_divergence_target"] = ("moe_layer", r["r_xy"])
+        out["r_similarity_target"] = ("moe_layer", r["r_yz"])
+        out["partial_r"] = ("moe_layer", r["r_xy_z"])
+        out["partial_p"] = ("moe_layer", 2 * stats.t.sf(np.abs(t), df))
+    return out
+
+
+def plot_usage(prof: xr.Dataset, group: str | None = None, *, ax: Any = None) -> tuple[Any, Any]:
+    """Heatmap of expert usage (MoE layer × expert) for one group, or one panel per group."""
+    import matplotlib.pyplot as plt
+
+    by = _by_of(prof)
+    names = [group] if group is not None else [str(g) for g in prof[by].values]
+    if ax is None:
+        fig, axes = plt.subplots(1, len(names), figsize=(4 * len(names), 3.5), squeeze=False)
+        ax = axes[0] if len(names) > 1 else axes[0, 0]
+    else:
+        fig = np.ravel(ax)[0].figure
+    vmax = float(prof["usage"].max())
+    for a, name in zip(np.ravel(ax), names, strict=True):
+        u = prof["usage"].sel({by: name})
+        im = a.imshow(u.values, aspect="auto", origin="lower", vmin=0, vmax=vmax, cmap="viridis")
+        a.set(title=name, xlabel="expert", ylabel="MoE layer")
+        a.set_yticks(range(u.sizes["moe_layer"]), [str(v) for v in u["moe_layer"].values])
+    fig.colorbar(im, ax=ax, label="usage share")
+    return fig, ax
+
+
+def plot_divergence(prof: xr.Dataset, moe_layer: int | None = None, *, ax: Any = None) -> tuple[Any, Any]:
+    """Heatmap of ``js`` between groups at one MoE layer (default: mean over layers)."""
+    import matplotlib.pyplot as plt
+
+    by = _by_of(prof)
+    js = prof["js"].mean("moe_layer") if moe_layer is None else prof["js"].sel(moe_layer=moe_layer)
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(5, 4.5))
+    else:
+        fig = ax.figure
+    labels = [str(v) for v in prof[by].values]
+    im = ax.imshow(js.values, vmin=0, vmax=1, cmap="magma_r")
+    ax.set_xticks(range(len(labels)), labels, rotation=90)
+    ax.set_yticks(range(len(labels)), labels)
+    where = "mean over MoE layers" if moe_layer is None else f"MoE layer {moe_layer}"
+    ax.set_title(f"routing JS divergence ({where})")
+    fig.colorbar(im, ax=ax, label="JS / ln 2")
+    return fig, ax
+
+
+# --- helpers ---------------------------------------------------------------
+
+
+def _open(dump: Any) -> xr.Dataset:
+    if isinstance(dump, xr.Dataset):
+        return dump
+    if isinstance(dump, str | os.PathLike):
+        from xlt import dumps
+
+        return dumps.open_dump(dump)
+    raise ConfigError(f"expected a dump path or an xarray.Dataset, got {type(dump).__name__}")
+
+
+def _check_schema(ds: xr.Dataset) -> tuple[int, int, int]:
+    for name in ("routing_idx", "routing_weight"):
+        if name not in ds.variables:
+            raise DataError(f"the dump has no {name!r}: capture it with routing=True")
+        if ds[name].dims != _ROUTING_DIMS:
+            raise ShapeError(f"{name} has dims {ds[name].dims}, expected {_ROUTING_DIMS}")
+    if ds["routing_idx"].shape != ds["routing_weight"].shape:
+        raise ShapeError(
+            f"routing_idx {ds['routing_idx'].shape} and routing_weight {ds['routing_weight'].shape} differ"
+        )
+    if "router_prob" in ds.variables and ds["router_prob"].dims != ("token", "moe_layer", "expert"):
+        dims = ds["router_prob"].dims
+        raise ShapeError(f"router_prob has dims {dims}, expected (token, moe_layer, expert)")
+    t, layers, k = ds["routing_idx"].shape
+    if t == 0:
+        raise DataError("the dump has no tokens")
+    return t, layers, k
+
+
+def _n_experts(ds: xr.Dataset) -> int:
+    n = ds.attrs.get("n_experts")
+    if n is None:
+        raise DataError("the dump has no n_experts attribute; set ds.attrs['n_experts'] to the model's count")
+    return int(n)
+
+
+def _chunks(ds: xr.Dataset, n: int, size: int) -> Iterator[tuple[int, int]]:
+    """Token ranges of at least ``size`` tokens, cut on dask chunk edges."""
+    if size < 1:
+        raise ConfigError(f"chunk_tokens must be positive, got {size}")
+    chunks = ds["routing_idx"].chunks
+    edges = np.cumsum(chunks[0]) if chunks else np.arange(size, n + size, size).clip(max=n)
+    start = 0
+    for e in edges:
+        if e - start >= size or e == n:
+            yield start, int(e)
+            start = int(e)
+
+
+def _labeller(ds: xr.Dataset, by: str):
+    """(per-token variables it reads, function part → group label (str) of each token)."""
+    if by in ds.variables:
+        var = ds[by]
+        if var.dims == ("token",):
+            return [by], lambda part: np.asarray(part[by].values).astype(str)
+        if var.dims == ("item",):
+            if "token_item" not in ds.variables:
+                raise DataError(f"{by} is per item but the dump has no token_item to map tokens to items")
+            per_item = np.asarray(var.values).astype(str)
+            return ["token_item"], lambda part: per_item[np.asarray(part["token_item"].values)]
+        raise ShapeError(f"{by} has dims {var.dims}; group by a per-token or per-item variable")
+    if by in ("script", "family") and "language" in ds.variables:
+        from xlt import languages
+
+        names, lang = _labeller(ds, "language")
+
+        def derived(part: xr.Dataset) -> np.ndarray:
+            uniq, inv = np.unique(lang(part), return_inverse=True)
+            return np.array([getattr(languages.get(c), by) for c in uniq], dtype=str)[inv.reshape(-1)]
+
+        return names, derived
+    per_token = [n for n, v in ds.variables.items() if v.dims == ("token",)]
+    raise DataError(f"cannot group by {by!r}: not in the dump; per-token variables are {per_token}")
+
+
+def _group_labels(sub: xr.Dataset, label_of, bounds, groups) -> list[str]:
+    if groups is not None:
+        labels = [str(g) for g in groups]
+        if len(set(labels)) != len(labels) or not labels:
+            raise ConfigError(f"groups must be distinct and non-empty, got {labels}")
+        return labels
+    seen: set[str] = set()
+    for a, b in bounds:
+        seen.update(np.unique(label_of(sub.isel(token=slice(a, b)).compute())).tolist())
+    return sorted(seen)
+
+
+def _item_keys(ds: xr.Dataset, item: str | None):
+    """(per-token variables it reads, function part → int64 parallel item keys, or None)."""
+    if item is None or item not in ds.variables:
+        return [], None
+    var = ds[item]
+    if var.dims != ("token",):
+        raise ShapeError(f"{item} has dims {var.dims}; it must be per token")
+    if "item_id" in ds.variables and ds["item_id"].dims == ("item",):
+        ids = np.asarray(ds["item_id"].values)
+        _, key = np.unique(ids, return_inverse=True)
+        key = key.reshape(-1).astype(np.int64)
+        return [item], lambda part: key[np.asarray(part[item].values)]
+    if not np.issubdtype(var.dtype, np.integer):
+        raise DataError(f"{item} must hold integer item ids, got dtype {var.dtype}")
+    return [item], lambda part: np.ascontiguousarray(part[item].values, dtype=np.int64)
+
+
+def _indices(a: np.ndarray) -> np.ndarray:
+    if a.dtype in (np.int16, np.int32):
+        return np.ascontiguousarray(a)
+    if not np.issubdtype(a.dtype, np.integer):
+        raise DataError(f"routing_idx must hold integers, got dtype {a.dtype}")
+    if a.size and (a.min() < np.iinfo(np.int32).min or a.max() > np.iinfo(np.int32).max):
+        raise DataError("routing_idx holds values beyond int32; check n_experts and the dump")
+    return np.ascontiguousarray(a, dtype=np.int32)
+
+
+def _floats(var: xr.DataArray, name: str) -> np.ndarray:
+    a = np.asarray(var.values)
+    if a.dtype == np.uint16 and var.attrs.get("xlt_dtype") == "bfloat16":
+        import ml_dtypes
+
+        a = a.view(ml_dtypes.bfloat16)
+    if a.dtype in (np.float16, np.float32):
+        return np.ascontiguousarray(a)
+    if a.dtype.kind != "f" and a.dtype.name != "bfloat16":
+        raise DataError(f"{name} must hold floats, got dtype {a.dtype}")
+    return np.ascontiguousarray(a, dtype=np.float32)
+
+
+def _label(p: dict, ds: xr.Dataset, by: str, labels: list[str], reference, acc, thresholds) -> xr.Dataset:
+    other = f"{by}_other"
+    layers = ds["moe_layer"].values if "moe_layer" in ds.coords else np.arange(acc.n_layers)
+    gle, gl, ggl = (by, "moe_layer", "expert"), (by, "moe_layer"), (by, other, "moe_layer")
+    dims = {
+        "tokens": (by,),
+        "usage": gle,
+        "weight_mass": gle,
+        "token_entropy": gl,
+        "usage_entropy": gl,
+        "imbalance": gl,
+        "never_used": gl,
+        "js": ggl,
+        "js_to_reference": gl,
+        "lift": gle,
+        "specificity": ("moe_layer", "expert"),
+        "specialised": gle,
+        "parallel_overlap": ggl,
+        "parallel_items": (by, other),
+    }
+    data = {name: (dims[name], value) for name, value in p.items()}
+    data["tokens"] = ((by,), p["tokens"].astype(np.int64))
+    if "parallel_items" in p:
+        data["parallel_items"] = ((by, other), p["parallel_items"].astype(np.int64))
+    coords = {by: labels, other: labels, "moe_layer": layers, "expert": np.arange(acc.n_experts)}
+    attrs = {k: v for k, v in ds.attrs.items() if isinstance(v, str | int | float)}
+    min_lift, min_usage, min_spec = thresholds
+    attrs.update(
+        by=by,
+        reference=reference or "",
+        n_experts=acc.n_experts,
+        k=acc.k,
+        min_lift=min_lift,
+        min_usage=min_usage,
+        min_specificity=min_spec,
+    )
+    return xr.Dataset(data, coords=coords, attrs=attrs)
+
+
+def _by_of(prof: xr.Dataset) -> str:
+    by = prof.attrs.get("by")
+    if not by or by not in prof.dims:
+        raise ConfigError("not a routing profile (no 'by' attribute); pass the result of xlt.routing.profile")
+    return str(by)
+
+
+def _align(v: xr.DataArray, like: xr.DataArray, by: str, layers: np.ndarray, name: str) -> xr.DataArray:
+    if by not in v.dims:
+        raise ShapeError(f"{name} needs a {by!r} dim, got {v.dims}")
+    if "layer" in v.dims and "moe_layer" not in v.dims:
+        v = v.sel(layer=layers).rename(layer="moe_layer").assign_coords(moe_layer=layers)
+    missing = sorted(set(like[by].values.tolist()) - set(v[by].values.tolist()))
+    if missing:
+        raise DataError(f"{name} lacks the groups {missing}")
+    v = v.sel({by: like[by].values})
+    if "moe_layer" not in v.dims:
+        v = v.expand_dims(moe_layer=layers)
+    return v.transpose(by, "moe_layer").astype(np.float64)
