@@ -5,9 +5,10 @@ import ml_dtypes
 import numpy as np
 import pytest
 import torch
-import xlt
 from scipy.spatial.distance import pdist
 from scipy.stats import pearsonr, rankdata
+
+import xlt
 from xlt import similarity as sim
 
 RTOL = 1e-6

@@ -5,11 +5,12 @@ import numpy as np
 import pytest
 import torch
 import xarray as xr
-import xlt
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.stats import ortho_group
 from test_similarity import ref_debiased_cka, ref_linear_cka, ref_rsa
+
+import xlt
 from xlt import similarity as sim
 
 LANGS = ["arb_Arab", "heb_Hebr", "mlt_Latn"]

@@ -229,6 +229,8 @@ def capture_cmd(
     )
     sizes = ", ".join(f"{k}={v}" for k, v in ds.sizes.items())
     console.print(f"[green]wrote[/green] {out}: {sizes}")
+
+
 @app.command()
 def routing(
     dump: str = typer.Argument(..., help="Path of an activation dump with routing."),

@@ -64,8 +64,12 @@ def pretrain(
     log = []
     for step in bar:
         batch = _collate([(i, list(i)) for i in ids[(step * batch_size) % len(ids) :][:batch_size]])
-        h = hf.base_model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
-                          position_ids=batch["position_ids"], use_cache=False).last_hidden_state
+        h = hf.base_model(
+            input_ids=batch["input_ids"],
+            attention_mask=batch["attention_mask"],
+            position_ids=batch["position_ids"],
+            use_cache=False,
+        ).last_hidden_state
         target = remap[batch["labels"][:, 1:]]
         keep = target != -100
         logits = h[:, :-1][keep] @ head.weight[active].T
