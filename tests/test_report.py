@@ -30,11 +30,11 @@ def _inputs():
     cka = np.random.default_rng(0).uniform(0.2, 0.9, (2, 2, len(LANGS), 4))
     sim = xr.Dataset(
         {"cka": (("model", "state", "language", "layer"), cka)},
-        coords={"model": ["m0", "m1"], "state": ["base", "tuned"], "language": LANGS, "layer": layers},
+        coords={"model": ["m0", "m1"], "state": ["base", "task"], "language": LANGS, "layer": layers},
     )
     prof = xr.Dataset({"js_to_reference": (("language", "moe_layer"), cka[0, 0])}, coords={"language": LANGS})
     overlap = xr.Dataset(
-        {"jaccard": ("language", cka[0, 0, :, 0]), "root_overlap": ("language", cka[0, 1, :, 0])},
+        {"jaccard": ("language", cka[0, 0, :, 0]), "root_share": ("language", cka[0, 1, :, 0])},
         coords={"language": LANGS},
     )
     return (

@@ -256,5 +256,25 @@ def routing(
     console.print(f"routing profile of {n_groups} {by} groups x {n_layers} MoE layers -> {out}")
 
 
+@app.command("run")
+def run_cmd(
+    config: str = typer.Argument(None, help="Study YAML; omit for the embedded default demo study."),
+    dry_run: bool = typer.Option(
+        False, "--dry-run", help="Validate and print the plan with estimates; run nothing."
+    ),
+    out: str = typer.Option(None, "--out", help="Run directory (default: the config's output)."),
+    force: bool = typer.Option(False, "--force", help="Re-run stages even when complete."),
+) -> None:
+    """Run a study: linguistic overlap → evaluation → fine-tuning → capture → similarity → routing → decomposition → report."""
+    from xlt import study
+
+    s = study.load(config)
+    if dry_run:
+        console.print(study.describe(s))
+        return
+    root = study.run(s, output=out, force=force, log=console.print)
+    console.print(f"report: {root / 'report' / 'index.html'}")
+
+
 if __name__ == "__main__":
     app()

@@ -272,6 +272,8 @@ def open_dump(path: str | Path, *, decode: bool = True) -> Any:  # -> xarray.Dat
             del var_attrs["xlt_dtype"]
         if len(dims) == 1 and (dims[0] == name or dims[0] in GROWING):
             data = data.compute()  # indexes and labels: small, loaded to select and group on
+            if data.dtype.kind == "T":  # numpy's variable-width strings → plain fixed-width str
+                data = data.astype(object).astype(str)
             labels += [name] if dims[0] != name else []
         variables[name] = xr.Variable(dims, data, var_attrs)
     ds = xr.Dataset(variables, attrs=attrs)

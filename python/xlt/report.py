@@ -26,8 +26,9 @@ class Inputs:
     """What a report shows; every part but the decomposition is optional.
 
     gains: arm → `xlt.compare` Dataset (model × language); similarity: Dataset
-    with `cka` over (model, state ∈ {base, tuned}, language, layer) to the
-    source; routing: model → `xlt.routing.profile` Dataset; overlap: Dataset
+    with `cka` over (model, state, language, layer) to the
+    source (state "base" and one state per fine-tuned arm); routing: model →
+    `xlt.routing.profile` Dataset; overlap: Dataset
     over `language` (token and root overlap with the source).
     """
 
@@ -94,27 +95,19 @@ def fig_parts(dec: Decomposition):
 
 
 def fig_similarity(sim: xr.Dataset, source: str):
-    """CKA to the source by layer, base (dashed) vs tuned (solid)."""
+    """CKA to the source by layer: base (dashed) vs each tuned state (solid), one panel per model × state."""
     import matplotlib.pyplot as plt
 
-    models = list(sim.model.values)
-    fig, axes = plt.subplots(1, len(models), figsize=(5 * len(models), 3.2), squeeze=False)
-    for ax, m in zip(axes[0], models, strict=True):
+    panels = [(m, st) for m in sim.model.values for st in sim.state.values if st != "base"]
+    fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 3.2), squeeze=False)
+    for ax, (m, st) in zip(axes[0], panels, strict=True):
         for lang in sim.language.values:
             if lang == source:
                 continue
-            for state, style in (("base", "--"), ("tuned", "-")):
-                if state in sim.state.values:
-                    v = sim["cka"].sel(model=m, state=state, language=lang)
-                    ax.plot(
-                        sim.layer,
-                        v,
-                        style,
-                        color=_colour(str(lang)),
-                        lw=1,
-                        label=str(lang) if state == "tuned" else None,
-                    )
-        ax.set_title(f"{m}: CKA to {source}")
+            for state, style in (("base", "--"), (st, "-")):
+                v = sim["cka"].sel(model=m, state=state, language=lang)
+                ax.plot(sim.layer, v, style, color=_colour(str(lang)), lw=1, label=str(lang) if style == "-" else None)
+        ax.set_title(f"{m}, {st} vs base: CKA to {source}", fontsize=9)
         ax.set_xlabel("layer")
         ax.legend(fontsize=6, ncol=2)
     return fig, axes
@@ -138,7 +131,7 @@ def fig_overlap(overlap: xr.Dataset):
     """Token and root overlap with the source per language."""
     import matplotlib.pyplot as plt
 
-    names = [n for n in ("jaccard", "coverage", "root_overlap", "cognate_rate") if n in overlap]
+    names = [n for n in ("jaccard", "coverage", "root_share", "cognate_rate") if n in overlap]
     langs = [str(x) for x in overlap.language.values]
     fig, ax = plt.subplots(figsize=(6, 3))
     w = 0.8 / max(len(names), 1)

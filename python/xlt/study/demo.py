@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import random
 import shutil
@@ -57,7 +58,10 @@ def pretrain(
     remap[active] = torch.arange(len(active))
     head = hf.get_output_embeddings()
     opt = torch.optim.AdamW(hf.parameters(), lr=lr, weight_decay=0.01)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.1)
+    warm = max(1, steps // 10)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: min(1.0, (s + 1) / warm) * 0.5 * (1 + math.cos(math.pi * s / steps))
+    )
     hf.train()
     torch.manual_seed(seed)
     bar = tqdm(range(steps), desc=f"pre-training demo {family}", disable=not progress)

@@ -79,12 +79,12 @@ def execute(
         key = _hash([upstream, stage.name, {k: cfg[k] for k in stage.uses}])
         done = root / stage.name / DONE
         if not force and done.is_file() and json.loads(done.read_text()).get("hash") == key:
-            log(f"[skip] {stage.name} (done, inputs unchanged)")
+            log(f"skip {stage.name}: done, inputs unchanged")
             manifest["stages"][stage.name] = json.loads(done.read_text())
         else:
             if done.is_file():  # stale outputs from other inputs: start the stage afresh
                 shutil.rmtree(root / stage.name)
-            log(f"[run ] {stage.name}")
+            log(f"run  {stage.name}")
             t0 = time.perf_counter()
             stage.run(ctx)
             record = {

@@ -189,8 +189,8 @@ def similarity(ctx: Context) -> None:
             reps = xlt.open_dump(_dump(ctx, spec, state))["hidden"]
             pair = sim.pairwise(reps, dim="language", metric=s.analysis.similarity)
             to_src = pair.sel(language_other=s.source[0]).drop_vars("language_other")
-            frames.append(to_src.expand_dims(model=[spec.name], state=[state]))
-    xr.Dataset({"cka": xr.combine_by_coords(frames)}).to_netcdf(out / "similarity.nc")
+            frames.append(to_src.expand_dims(model=[spec.name], state=[state]).rename("cka"))
+    xr.combine_by_coords(frames, data_vars="all").to_netcdf(out / "similarity.nc")
 
 
 def routing(ctx: Context) -> None:
@@ -332,7 +332,7 @@ def report(ctx: Context) -> None:
         )
     inp = rp.Inputs(
         decomposition=dec,
-        gains={arm: xr.concat(ds, "model") for arm, ds in gains.items()},
+        gains={arm: xr.concat(ds, "model").sel(language=list(s.targets + s.controls)) for arm, ds in gains.items()},
         similarity=xr.open_dataset(ctx.root / "similarity" / "similarity.nc"),
         routing=routing,
         overlap=xr.open_dataset(ctx.root / "linguistic" / "overlap.nc"),
