@@ -106,7 +106,14 @@ def fig_similarity(sim: xr.Dataset, source: str):
                 continue
             for state, style in (("base", "--"), (st, "-")):
                 v = sim["cka"].sel(model=m, state=state, language=lang)
-                ax.plot(sim.layer, v, style, color=_colour(str(lang)), lw=1, label=str(lang) if style == "-" else None)
+                ax.plot(
+                    sim.layer,
+                    v,
+                    style,
+                    color=_colour(str(lang)),
+                    lw=1,
+                    label=str(lang) if style == "-" else None,
+                )
         ax.set_title(f"{m}, {st} vs base: CKA to {source}", fontsize=9)
         ax.set_xlabel("layer")
         ax.legend(fontsize=6, ncol=2)

@@ -11,8 +11,13 @@ from xlt.study.dryrun import describe, plan
 __all__ = ["Study", "load", "parse", "plan", "describe", "run"]
 
 
-def run(config: str | Path | Study | None = None, *, output: str | Path | None = None, force: bool = False,
-        log: Callable[[str], None] = print) -> Path:
+def run(
+    config: str | Path | Study | None = None,
+    *,
+    output: str | Path | None = None,
+    force: bool = False,
+    log: Callable[[str], None] = print,
+) -> Path:
     """Run a study (a YAML path, a `Study`, or None for the embedded default)
     and return its run directory; the report is `<run>/report/index.html`.
     Completed stages with unchanged inputs are skipped, so a killed run resumes."""

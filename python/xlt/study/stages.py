@@ -332,7 +332,10 @@ def report(ctx: Context) -> None:
         )
     inp = rp.Inputs(
         decomposition=dec,
-        gains={arm: xr.concat(ds, "model").sel(language=list(s.targets + s.controls)) for arm, ds in gains.items()},
+        gains={
+            arm: xr.concat(ds, "model", data_vars="all").sel(language=list(s.targets + s.controls))
+            for arm, ds in gains.items()
+        },
         similarity=xr.open_dataset(ctx.root / "similarity" / "similarity.nc"),
         routing=routing,
         overlap=xr.open_dataset(ctx.root / "linguistic" / "overlap.nc"),
