@@ -205,7 +205,7 @@ class DumpWriter:
                 "dtype": data.dtype,
                 "chunks": (rows, *data.shape[1:]),
                 "shards": (rows * SHARD_CHUNKS, *data.shape[1:]),
-                "fill_value": 0,
+                "fill_value": _missing(data.dtype, bf16),
             }
         arr = self.group.create_array(
             name,
@@ -225,6 +225,16 @@ class DumpWriter:
 
     def __exit__(self, *exc: Any) -> None:
         self.close()
+
+
+def _missing(dtype: np.dtype, bf16: bool) -> Any:
+    """Fill value of a variable: what a chunk lost from disk reads as. NaN (bf16 NaN bits)
+    and -1 make a truncated dump fail loudly in every kernel instead of reading as zeros."""
+    if bf16:
+        return 0x7FC0
+    if dtype.kind == "f":
+        return float("nan")
+    return -1 if dtype.kind == "i" else 0
 
 
 def _plain(value: Any) -> Any:

@@ -26,7 +26,9 @@ def _hidden(data: xr.Dataset | str | Path) -> xr.DataArray:
     if isinstance(data, str | Path):
         if not Path(data).exists():
             raise DataError(f"no dump at {data}; pass the path of a zarr dump written by xlt.capture")
-        data = xr.open_zarr(data, chunks={}, mask_and_scale=False)
+        from xlt.dumps import open_dump
+
+        data = open_dump(data, decode=False)
     if "hidden" not in data or data["hidden"].dims != ("token", "layer", "hidden"):
         got = data["hidden"].dims if "hidden" in data else "no 'hidden' variable"
         raise ShapeError(
