@@ -303,9 +303,9 @@ class _Plan:
         row = torch.arange(b).unsqueeze(1).expand(b, s)[keep]
         words = _word_ids(enc, b, s)[keep]
         tokens: dict[str, Any] = {
-            "token_item": (row + first_item).numpy().astype(np.int64),
+            "token_item": (row + first_item).numpy().astype(np.int32),
             "token_pos": pos.numpy().astype(np.int32),
-            "token_id": enc["input_ids"][keep].numpy().astype(np.int64),
+            "token_id": enc["input_ids"][keep].numpy().astype(np.int32),
             "word_id": words.numpy().astype(np.int32),
             "token_language": np.asarray([batch[i][0] for i in row.tolist()]),
         }
