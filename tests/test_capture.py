@@ -144,6 +144,24 @@ def test_special_tokens_never_counted(qwen_tok, tmp_path):
     assert ds.word_id.values.min() >= 0
 
 
+def test_bos_fed_to_the_model_but_not_recorded(tmp_path):
+    from xlt.assets import qwen_tokenizer
+
+    tok = qwen_tokenizer()
+    tok.bos_token = tok.eos_token
+    tok.add_bos_token = True  # a Llama-style tokenizer: every text starts with BOS
+    model = tiny("mixtral", tokenizer=tok)
+    texts = ["Hello world, how are you today?", "Hi"]
+    ds = xlt.capture(model, {"eng_Latn": texts}, hidden="tokens", dtype="float32", progress=False)
+    for row, text in enumerate(texts):
+        ids = tok(text)["input_ids"]
+        assert ids[0] == tok.bos_token_id
+        sel = ds.isel(token=np.flatnonzero(ds.token_item.values == row))
+        assert sel.token_id.values.tolist() == ids[1:] and sel.token_pos.values.tolist()[0] == 1
+        hidden, _ = reference(model, text)  # the reference run includes BOS
+        np.testing.assert_allclose(sel.hidden.values, hidden[:, 1:].transpose(1, 0, 2), rtol=0, atol=2e-5)
+
+
 def test_store_none_returns_loaded_dataset(corpus, qwen_tok):
     ds = xlt.capture(tiny("mixtral", tokenizer=qwen_tok), corpus, progress=False, batch_size=2)
     assert ds.sizes["item"] == 6 and ds.attrs["pooling"] == "mean" and ds.attrs["top_k"] == 2
@@ -345,3 +363,15 @@ def test_cli_capture(tmp_path):
     ds = xlt.open_dump(out)
     assert ds.sizes["item"] == 4 and list(ds.layer.values) == [0, 2]
     assert set(ds.language.values.tolist()) == {"arb_Arab", "mlt_Latn"}
+
+
+def test_append_a_language_with_string_ids(qwen_tok, tmp_path):
+    model = tiny("qwen3_moe", tokenizer=qwen_tok)
+    arb = [("s1", "مرحبا بالعالم"), ("s2", "كيف حالك اليوم؟")]
+    heb = [("s1", "שלום עולם"), ("s2", "מה שלומך היום?")]
+    store = tmp_path / "d"
+    xlt.capture(model, {"arb_Arab": arb}, store=store, progress=False)
+    ds = xlt.capture(model, {"arb_Arab": arb, "heb_Hebr": heb}, store=store, progress=False)
+    assert ds.item_id.values.tolist() == ["s1", "s2", "s1", "s2"]
+    assert ds.language.values.tolist() == ["arb_Arab"] * 2 + ["heb_Hebr"] * 2
+    assert sorted(set(ds.token_item.values.tolist())) == [0, 1, 2, 3]

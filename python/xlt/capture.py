@@ -57,6 +57,8 @@ def capture(
     settings is resumed, one of another model or settings is refused (``overwrite=True``
     replaces it). Returns the dump as an ``xarray.Dataset`` (lazy when ``store`` is given).
     """
+    from rich.progress import Progress
+
     from xlt.dumps import DumpWriter, open_dump
     from xlt.models.adapters import resolve
 
@@ -89,35 +91,19 @@ def capture(
             model, res, hidden, hidden_layers, routing, router_probs, dtype, weight_dtype, max_length
         )
         next_item = writer.rows["item"]
-        bar = _progress(progress, len(items), len(done))
-        try:
+        with Progress(transient=True, disable=not progress) as bar:
+            task = bar.add_task("capture", total=len(items))
             # batches are cut from the whole corpus, so a resumed run forms the same ones
             for start in range(0, len(items), batch_size):
                 batch = [it for it in items[start : start + batch_size] if (it[0], it[1]) not in done]
-                if not batch:
-                    continue
-                item_block, token_block = plan.run(batch, next_item)
-                writer.append(item_block, token_block)
-                next_item += len(batch)
-                if bar is not None:
-                    bar[0].update(bar[1], advance=len(batch))
+                if batch:
+                    item_block, token_block = plan.run(batch, next_item)
+                    writer.append(item_block, token_block)
+                    next_item += len(batch)
+                bar.update(task, advance=min(batch_size, len(items) - start))
                 if start // batch_size % 16 == 15:
                     gc.collect()
-        finally:
-            if bar is not None:
-                bar[0].stop()
     return open_dump(store)
-
-
-def _progress(enabled: bool, total: int, completed: int) -> Any:
-    if not enabled:
-        return None
-    from rich.progress import Progress
-
-    bar = Progress(transient=True)
-    task = bar.add_task("capture", total=total, completed=completed)
-    bar.start()
-    return bar, task
 
 
 def _layers(layers: str | list[int], n_layers: int) -> list[int]:
@@ -303,9 +289,9 @@ class _Plan:
         row = torch.arange(b).unsqueeze(1).expand(b, s)[keep]
         words = _word_ids(enc, b, s)[keep]
         tokens: dict[str, Any] = {
-            "token_item": (row + first_item).numpy().astype(np.int64),
+            "token_item": (row + first_item).numpy().astype(np.int32),
             "token_pos": pos.numpy().astype(np.int32),
-            "token_id": enc["input_ids"][keep].numpy().astype(np.int64),
+            "token_id": enc["input_ids"][keep].numpy().astype(np.int32),
             "word_id": words.numpy().astype(np.int32),
             "token_language": np.asarray([batch[i][0] for i in row.tolist()]),
         }
