@@ -47,6 +47,7 @@ def overhead(arch: str, n: int, batch_size: int, repeats: int) -> dict:
     a dump) vs tokenizing the same batches and running a plain transformers forward, with and
     without the LM head (capture stops before it)."""
     import torch
+
     import xlt
 
     model = bench_model(arch)

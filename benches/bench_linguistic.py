@@ -13,6 +13,7 @@ import unicodedata
 from pathlib import Path
 
 import numpy as np
+
 from xlt import _core
 from xlt.linguistic import roots
 

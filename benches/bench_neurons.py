@@ -19,9 +19,7 @@ GROUPS = 10
 
 def _numpy(x16: np.ndarray, group: np.ndarray):
     x = (x16.astype(np.uint32) << 16).view(np.float32).astype(np.float64)
-    return [
-        (xs.sum(0), (xs * xs).sum(0), (xs > 0).sum(0)) for xs in (x[group == g] for g in range(GROUPS))
-    ]
+    return [(xs.sum(0), (xs * xs).sum(0), (xs > 0).sum(0)) for xs in (x[group == g] for g in range(GROUPS))]
 
 
 def _torch(x16: np.ndarray, group: np.ndarray):
@@ -30,7 +28,9 @@ def _torch(x16: np.ndarray, group: np.ndarray):
     x = torch.from_numpy(x16.view(np.int16)).view(torch.bfloat16).to(torch.float64)
     idx = torch.from_numpy(group.astype(np.int64)).view(-1, 1, 1).expand_as(x)
     shape = (GROUPS,) + tuple(x.shape[1:])
-    return [torch.zeros(shape, dtype=torch.float64).scatter_add_(0, idx, v) for v in (x, x * x, (x > 0).double())]
+    return [
+        torch.zeros(shape, dtype=torch.float64).scatter_add_(0, idx, v) for v in (x, x * x, (x > 0).double())
+    ]
 
 
 def run(size: str = "ci", limits: dict | None = None) -> list[Row]:
@@ -51,8 +51,15 @@ def run(size: str = "ci", limits: dict | None = None) -> list[Row]:
     share = f"{gbs:.1f} GB/s = {100 * gbs / limits['mem_read_gbs']:.0f}% of memory read"
     case = f"bf16 {n} tok × {layers} × {hidden}, {GROUPS} groups"
     return [
-        Row("neurons", case, t, "numpy (decode, mask, sum)", best_of(lambda: _numpy(x16, group), 1),
-            "≥60% of mem bw", share),
+        Row(
+            "neurons",
+            case,
+            t,
+            "numpy (decode, mask, sum)",
+            best_of(lambda: _numpy(x16, group), 1),
+            "≥60% of mem bw",
+            share,
+        ),
         Row("neurons", case, t, "torch scatter_add f64", best_of(lambda: _torch(x16, group), 1)),
     ]
 

@@ -18,15 +18,39 @@ import numpy as np
 
 from xlt.dumps import DumpWriter
 
-LANGS = ("arb_Arab", "heb_Hebr", "mlt_Latn", "amh_Ethi", "tir_Ethi", "jpn_Jpan", "kor_Hang", "fra_Latn", "eng_Latn", "tur_Latn")
+LANGS = (
+    "arb_Arab",
+    "heb_Hebr",
+    "mlt_Latn",
+    "amh_Ethi",
+    "tir_Ethi",
+    "jpn_Jpan",
+    "kor_Hang",
+    "fra_Latn",
+    "eng_Latn",
+    "tur_Latn",
+)
 
 
-def make(path: Path, *, gb: float, layers: int = 8, hidden: int = 1024, moe_layers: int = 8, experts: int = 64,
-         k: int = 8, languages: int = 4, tokens_per_item: int = 64, seed: int = 0) -> dict:
+def make(
+    path: Path,
+    *,
+    gb: float,
+    layers: int = 8,
+    hidden: int = 1024,
+    moe_layers: int = 8,
+    experts: int = 64,
+    k: int = 8,
+    languages: int = 4,
+    tokens_per_item: int = 64,
+    seed: int = 0,
+) -> dict:
     """Write the dump; return its shape."""
     rng = np.random.default_rng(seed)
     per_token = layers * hidden * 2 + moe_layers * k * 4
-    n_tokens = max(tokens_per_item * languages, int(gb * 2**30 / per_token)) // tokens_per_item * tokens_per_item
+    n_tokens = (
+        max(tokens_per_item * languages, int(gb * 2**30 / per_token)) // tokens_per_item * tokens_per_item
+    )
     n_items = n_tokens // tokens_per_item
     langs = np.array(LANGS[:languages])
     # expert popularity: Zipf over a language- and layer-specific permutation
@@ -34,9 +58,13 @@ def make(path: Path, *, gb: float, layers: int = 8, hidden: int = 1024, moe_laye
     pop = np.stack([[rng.permutation(zipf) for _ in range(moe_layers)] for _ in langs])
     pop /= pop.sum(-1, keepdims=True)
     dims = {
-        "hidden": ("token", "layer", "hidden"), "routing_idx": ("token", "moe_layer", "k"),
-        "routing_weight": ("token", "moe_layer", "k"), "item_id": ("item",), "item_language": ("item",),
-        "language": ("token",), "token_item": ("token",),
+        "hidden": ("token", "layer", "hidden"),
+        "routing_idx": ("token", "moe_layer", "k"),
+        "routing_weight": ("token", "moe_layer", "k"),
+        "item_id": ("item",),
+        "language": ("item",),
+        "token_language": ("token",),
+        "token_item": ("token",),
     }
     attrs = {"model": "synthetic", "n_experts": experts, "top_k": k, "pooling": "tokens", "seed": seed}
     block = max(1, (64 * 2**20) // (per_token * tokens_per_item))  # ~64 MiB of items per append
@@ -52,16 +80,34 @@ def make(path: Path, *, gb: float, layers: int = 8, hidden: int = 1024, moe_laye
                 rows = np.flatnonzero(tl == lang)
                 for m in range(moe_layers):
                     draws = rng.choice(experts, size=(len(rows), k * 2), p=pop[li, m])
-                    idx[rows, m] = np.array([np.unique(d)[:k] if len(np.unique(d)) >= k else
-                                             np.r_[np.unique(d), np.setdiff1d(np.arange(experts), d)[: k - len(np.unique(d))]]
-                                             for d in draws])
+                    idx[rows, m] = np.array(
+                        [
+                            np.unique(d)[:k]
+                            if len(np.unique(d)) >= k
+                            else np.r_[
+                                np.unique(d), np.setdiff1d(np.arange(experts), d)[: k - len(np.unique(d))]
+                            ]
+                            for d in draws
+                        ]
+                    )
             w_ = rng.dirichlet(np.ones(k), size=(n, moe_layers)).astype(np.float16)
             w.append(
-                {"item_id": items, "item_language": langs[lang_of]},
-                {"hidden": x.astype(ml_dtypes.bfloat16), "routing_idx": idx, "routing_weight": w_,
-                 "language": langs[tl], "token_item": np.repeat(items, tokens_per_item)},
+                {"item_id": items, "language": langs[lang_of]},
+                {
+                    "hidden": x.astype(ml_dtypes.bfloat16),
+                    "routing_idx": idx,
+                    "routing_weight": w_,
+                    "token_language": langs[tl],
+                    "token_item": np.repeat(items, tokens_per_item),
+                },
             )
-    return {"tokens": n_tokens, "items": n_items, "layers": layers, "hidden": hidden, "gb": n_tokens * per_token / 2**30}
+    return {
+        "tokens": n_tokens,
+        "items": n_items,
+        "layers": layers,
+        "hidden": hidden,
+        "gb": n_tokens * per_token / 2**30,
+    }
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -86,7 +86,8 @@ def test_dump_path_streams_and_detects_corrupt_chunks(tmp_path):
     _write_dump(ds, path)
     xr.testing.assert_allclose(
         neurons.statistics(path, chunk_tokens=64).drop_vars("layer", errors="ignore"),
-        neurons.statistics(ds).drop_vars("layer", errors="ignore"), rtol=1e-12,
+        neurons.statistics(ds).drop_vars("layer", errors="ignore"),
+        rtol=1e-12,
     )
     _shards(path)[-1].write_bytes(b"\x00garbage")
     with pytest.raises(xlt.DataError, match=r"tokens \d+:\d+"):
@@ -114,4 +115,3 @@ def test_bad_input():
         neurons.statistics(bad)
     with pytest.raises(xlt.DataError, match="no dump"):
         neurons.statistics("/nonexistent/dump.zarr")
-

@@ -206,6 +206,8 @@ class DumpWriter:
                 "chunks": (rows, *data.shape[1:]),
                 "shards": (rows * SHARD_CHUNKS, *data.shape[1:]),
                 "fill_value": _missing(data.dtype, bf16),
+                # activations barely compress (bf16 noise); raw bytes stream at memory speed
+                **({"compressors": None} if bf16 or data.dtype.kind == "f" else {}),
             }
         arr = self.group.create_array(
             name,

@@ -47,9 +47,18 @@ def _bits(block: np.ndarray, bf16: bool) -> np.ndarray:
 
 
 def _groups(var: xr.DataArray, by: str) -> tuple[np.ndarray, np.ndarray]:
-    if by not in var.coords or var.coords[by].dims != ("token",):
-        raise DataError(f"no per-token coordinate {by!r} to group by; have {sorted(var.coords)}")
-    labels, ids = np.unique(np.asarray(var.coords[by].values), return_inverse=True)
+    """Group label of every token: a per-token coordinate `by` (or `token_<by>`, as
+    capture names it), or a per-item `by` mapped through `token_item`."""
+    c = var.coords
+    if by in c and c[by].dims == ("token",):
+        per_token = np.asarray(c[by].values)
+    elif f"token_{by}" in c and c[f"token_{by}"].dims == ("token",):
+        per_token = np.asarray(c[f"token_{by}"].values)
+    elif by in c and c[by].dims == ("item",) and "token_item" in c:
+        per_token = np.asarray(c[by].values)[np.asarray(c["token_item"].values)]
+    else:
+        raise DataError(f"no per-token coordinate {by!r} to group by; have {sorted(c)}")
+    labels, ids = np.unique(per_token.astype(str), return_inverse=True)
     return labels, ids.astype(np.int32)
 
 
@@ -62,9 +71,20 @@ def _partial(block: np.ndarray, ids: np.ndarray, n_groups: int, bf16: bool, wher
     return acc
 
 
-def _read(var: xr.DataArray, start: int, stop: int) -> np.ndarray:
+def _reader(data: xr.Dataset | str | Path, var: xr.DataArray):
+    """Read tokens start:stop as numpy: straight from zarr for a dump path (one copy,
+    no task graph), through the array's own slicing otherwise."""
+    if isinstance(data, str | Path):
+        import zarr
+
+        arr = zarr.open_array(str(Path(data) / "hidden"), mode="r")
+        return lambda start, stop: arr[start:stop]
+    return lambda start, stop: np.asarray(var.data[start:stop])
+
+
+def _read(read, start: int, stop: int) -> np.ndarray:
     try:
-        return np.asarray(var.isel(token=slice(start, stop)).values)
+        return read(start, stop)
     except Exception as e:  # zarr/codec errors on a corrupt or missing chunk
         raise DataError(
             f"could not read hidden states of tokens {start}:{stop} ({type(e).__name__}: {e}); "
@@ -76,12 +96,12 @@ def _is_bf16(var: xr.DataArray) -> bool:
     return var.attrs.get("xlt_dtype") == "bfloat16"
 
 
-def _in_memory(var: xr.DataArray, ids: np.ndarray, n_groups: int, chunk: int):
+def _in_memory(var: xr.DataArray, read, ids: np.ndarray, n_groups: int, chunk: int):
     total = _core.NeuronAccumulator(n_groups, var.sizes["layer"], var.sizes["hidden"])
     for start in range(0, var.sizes["token"], chunk):
         stop = min(start + chunk, var.sizes["token"])
         where = f"tokens {start}:{stop}"
-        total.merge(_partial(_read(var, start, stop), ids[start:stop], n_groups, _is_bf16(var), where))
+        total.merge(_partial(_read(read, start, stop), ids[start:stop], n_groups, _is_bf16(var), where))
     return total
 
 
@@ -126,7 +146,7 @@ def statistics(
     if var.chunks is not None and not isinstance(data, str | Path):
         acc = _dask(var, ids, len(labels))
     else:
-        acc = _in_memory(var, ids, len(labels), chunk_tokens)
+        acc = _in_memory(var, _reader(data, var), ids, len(labels), chunk_tokens)
     mean, variance, rate = acc.finish()
     dims = (by, "layer", "hidden")
     coords = {by: labels, "layer": var.coords["layer"].values if "layer" in var.coords else None}

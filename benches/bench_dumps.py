@@ -1,0 +1,88 @@
+"""Streaming over dumps on disk: neuron statistics throughput from the page
+cache against the machine's memory bandwidth, peak RSS for a small and a
+large dump with the same chunking (goal: < 10% apart), and routing profiles
+of the same dumps. Dumps are made by make_dump.py under benches/out/."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+from harness import Row, machine_limits  # noqa: E402
+from make_dump import make  # noqa: E402
+
+HERE = Path(__file__).parent
+SIZES = {"smoke": (0.05, 0.2), "ci": (0.25, 1.0), "full": (4.0, 40.0)}
+PROBE = """
+import json, resource, sys, time, warnings
+warnings.simplefilter("ignore")
+from xlt import neurons, routing
+path, what = sys.argv[1], sys.argv[2]
+run = (lambda: neurons.statistics(path, chunk_tokens=2048)) if what == "neurons" else (
+    lambda: routing.profile(path, reference="arb_Arab"))
+run()  # imports and first-touch costs out of the timing
+t = time.perf_counter()
+run()
+print(json.dumps({"s": time.perf_counter() - t, "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+"""
+
+
+def _probe(path: Path, what: str) -> dict:
+    out = subprocess.run(
+        [sys.executable, "-c", PROBE, str(path), what], capture_output=True, text=True, check=True
+    )
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def _cat(path: Path) -> None:  # warm the page cache
+    for f in path.rglob("*"):
+        if f.is_file():
+            f.read_bytes()
+
+
+def run(size: str = "ci", limits: dict | None = None) -> list[Row]:
+    limits = limits or machine_limits(size)
+    rows, rss = [], []
+    for gb in SIZES[size]:
+        path = HERE / "out" / f"dump_{gb:g}gb.zarr"
+        if not (path / "zarr.json").is_file():
+            t = time.perf_counter()
+            info = make(path, gb=gb)
+            print(f"made {path} ({info['gb']:.2f} GiB) in {time.perf_counter() - t:.0f} s", flush=True)
+        hidden_bytes = sum(f.stat().st_size for f in (path / "hidden").rglob("*") if f.is_file())
+        _cat(path)
+        n = _probe(path, "neurons")
+        gbs = hidden_bytes / n["s"] / 1e9
+        rss.append(n["rss_mb"])
+        rows.append(
+            Row(
+                "dumps",
+                f"neurons from page cache, {gb:g} GB dump",
+                n["s"],
+                goal="≥60% of mem bw",
+                note=f"{gb:.2f}→{gbs:.1f} GB/s = {100 * gbs / limits['mem_read_gbs']:.0f}% of memory read; peak RSS {n['rss_mb']:.0f} MB",
+            )
+        )
+        r = _probe(path, "routing")
+        rows.append(
+            Row("dumps", f"routing profile, {gb:g} GB dump", r["s"], note=f"peak RSS {r['rss_mb']:.0f} MB")
+        )
+    rows.append(
+        Row(
+            "dumps",
+            "peak RSS, large vs small dump (neurons)",
+            0.0,
+            goal="< 10% apart",
+            note=f"{rss[1]:.0f} vs {rss[0]:.0f} MB: {100 * (rss[1] / rss[0] - 1):+.1f}%",
+        )
+    )
+    return rows
+
+
+if __name__ == "__main__":
+    for row in run(sys.argv[1] if len(sys.argv) > 1 else "ci"):
+        print(row.line())
