@@ -3,7 +3,7 @@
 use faer::linalg::matmul::matmul;
 use faer::linalg::matmul::triangular::{self as tri, BlockStructure};
 use faer::{Accum, MatRef, Par};
-use ndarray::{Array2, Axis};
+use ndarray::{Array2, Axis, ShapeBuilder};
 use rayon::prelude::*;
 
 use crate::error::{ensure_data, ensure_shape, Result};
@@ -93,10 +93,34 @@ pub(crate) fn row_sq_norms(b: &Array2<f32>) -> Vec<f64> {
         .collect()
 }
 
-/// A C-ordered f32 block as a faer view.
-pub(crate) fn fview(b: &Array2<f32>) -> MatRef<'_, f32> {
+/// A C- or F-ordered block as a faer view.
+pub(crate) fn fview<T>(b: &Array2<T>) -> MatRef<'_, T> {
     let (r, c) = b.dim();
-    MatRef::from_row_major_slice(b.as_slice().expect("C-ordered block"), r, c)
+    if b.is_standard_layout() {
+        MatRef::from_row_major_slice(b.as_slice().expect("C-ordered block"), r, c)
+    } else {
+        MatRef::from_column_major_slice(b.as_slice_memory_order().expect("F-ordered block"), r, c)
+    }
+}
+
+/// An F-ordered copy of a block: `aᵀb` products run about twice as fast
+/// when both operands are contiguous along the rows being summed.
+pub(crate) fn fortran<T: Copy + Default>(b: &Array2<T>) -> Array2<T> {
+    const TILE: usize = 32; // cache-blocked transpose
+    let (r, c) = b.dim();
+    let src = b.as_standard_layout();
+    let src = src.as_slice().expect("C-ordered");
+    let mut out = vec![T::default(); r * c];
+    for i0 in (0..r).step_by(TILE) {
+        for j0 in (0..c).step_by(TILE) {
+            for j in j0..(j0 + TILE).min(c) {
+                for i in i0..(i0 + TILE).min(r) {
+                    out[j * r + i] = src[i * c + j];
+                }
+            }
+        }
+    }
+    Array2::from_shape_vec((r, c).f(), out).expect("shape matches")
 }
 
 const LOWER: BlockStructure = BlockStructure::TriangularLower;
@@ -111,7 +135,7 @@ pub enum Precision {
 }
 
 /// The two product precisions behind one interface.
-pub(crate) trait Scalar: Copy + Send + Sync + 'static {
+pub(crate) trait Scalar: Copy + Default + Send + Sync + 'static {
     /// A decoded f32 block in this precision.
     fn from_block(b: &Array2<f32>) -> Array2<Self>;
     /// `dst += aᵀ b` for row blocks `a` (r × p) and `b` (r × q); `dst` is an
@@ -187,20 +211,13 @@ impl Scalar for f64 {
         let (p, q) = (a.ncols(), b.ncols());
         let slice = dst.as_slice_memory_order_mut().expect("contiguous sum");
         let out = faer::MatMut::from_column_major_slice_mut(slice, p, q);
-        matmul(
-            out,
-            Accum::Add,
-            fview64(a).transpose(),
-            fview64(b),
-            1.0f64,
-            par,
-        );
+        matmul(out, Accum::Add, fview(a).transpose(), fview(b), 1.0f64, par);
     }
     fn add_syrk(dst: &mut Array2<f64>, a: &Array2<f64>, par: Par) {
         let d = a.ncols();
         let slice = dst.as_slice_memory_order_mut().expect("contiguous sum");
         let out = faer::MatMut::from_column_major_slice_mut(slice, d, d);
-        let (lhs, rhs) = (fview64(a).transpose(), fview64(a));
+        let (lhs, rhs) = (fview(a).transpose(), fview(a));
         tri::matmul(out, LOWER, Accum::Add, lhs, RECT, rhs, RECT, 1.0f64, par);
     }
     fn gram_tile(a: &Array2<f64>, b: &Array2<f64>) -> faer::Mat<f64> {
@@ -208,8 +225,8 @@ impl Scalar for f64 {
         matmul(
             out.as_mut(),
             Accum::Replace,
-            fview64(a),
-            fview64(b).transpose(),
+            fview(a),
+            fview(b).transpose(),
             1.0f64,
             Par::Seq,
         );
@@ -227,11 +244,6 @@ pub(crate) fn symmetrize(a: &mut Array2<f64>) {
             a[[i, j]] = a[[j, i]];
         }
     }
-}
-
-fn fview64(b: &Array2<f64>) -> MatRef<'_, f64> {
-    let (r, c) = b.dim();
-    MatRef::from_row_major_slice(b.as_slice().expect("C-ordered block"), r, c)
 }
 
 /// `a · bᵀ` for f32 row blocks `a` (r × d) and `b` (s × d), sequential

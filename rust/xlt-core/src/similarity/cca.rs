@@ -34,33 +34,46 @@ fn moments<'a>(x: &Mat<'a>, y: &Mat<'a>) -> Result<Moments> {
         xy: FMat::zeros(dx, dy),
         yy: FMat::zeros(dy, dy),
     };
-    let par = Par::rayon(0);
+    let par = Par::Seq; // the three products run side by side
     for (s, e) in x.blocks(BLOCK_ROWS) {
         let bx = centred_f64(x, s, e, &mx, "X")?;
         let by = centred_f64(y, s, e, &my, "Y")?;
-        matmul(
-            m.xx.as_mut(),
-            Accum::Add,
-            bx.transpose(),
-            bx.as_ref(),
-            1.0,
-            par,
-        );
-        matmul(
-            m.xy.as_mut(),
-            Accum::Add,
-            bx.transpose(),
-            by.as_ref(),
-            1.0,
-            par,
-        );
-        matmul(
-            m.yy.as_mut(),
-            Accum::Add,
-            by.transpose(),
-            by.as_ref(),
-            1.0,
-            par,
+        let Moments { xx, xy, yy } = &mut m;
+        rayon::join(
+            || {
+                matmul(
+                    xx.as_mut(),
+                    Accum::Add,
+                    bx.transpose(),
+                    bx.as_ref(),
+                    1.0,
+                    par,
+                )
+            },
+            || {
+                rayon::join(
+                    || {
+                        matmul(
+                            xy.as_mut(),
+                            Accum::Add,
+                            bx.transpose(),
+                            by.as_ref(),
+                            1.0,
+                            par,
+                        )
+                    },
+                    || {
+                        matmul(
+                            yy.as_mut(),
+                            Accum::Add,
+                            by.transpose(),
+                            by.as_ref(),
+                            1.0,
+                            par,
+                        )
+                    },
+                )
+            },
         );
     }
     Ok(m)

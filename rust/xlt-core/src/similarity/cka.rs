@@ -11,7 +11,9 @@ use ndarray::{Array2, Axis, ShapeBuilder};
 use rayon::prelude::*;
 
 pub use super::blocks::Precision;
-use super::blocks::{col_means, col_sums, decode, row_sq_norms, symmetrize, Scalar, BLOCK_ROWS};
+use super::blocks::{
+    col_means, col_sums, decode, fortran, row_sq_norms, symmetrize, Scalar, BLOCK_ROWS,
+};
 use crate::error::{ensure_data, ensure_shape, Error, Result};
 use crate::matrix::Mat;
 use faer::Par;
@@ -199,18 +201,32 @@ impl Sums {
     }
 
     fn products<T: Scalar>(&mut self, blocks: &[Array2<f32>], a: &Array2<f32>) {
-        let blocks: Vec<Array2<T>> = blocks.par_iter().map(T::from_block).collect();
-        let a = T::from_block(a);
-        for (t, b) in self.t.iter_mut().zip(&blocks) {
-            T::add_tn(t, b, &a, Par::Seq);
-        }
-        for (c, &(p, q)) in self.c.iter_mut().zip(&self.pairs) {
-            if p == q {
-                T::add_syrk(c, &blocks[p], Par::rayon(0));
-            } else {
-                T::add_tn(c, &blocks[p], &blocks[q], Par::rayon(0));
-            }
-        }
+        let blocks: Vec<Array2<T>> = blocks
+            .par_iter()
+            .map(|b| fortran(&T::from_block(b)))
+            .collect();
+        let a = fortran(&T::from_block(a));
+        self.t
+            .par_iter_mut()
+            .zip(&blocks)
+            .for_each(|(t, b)| T::add_tn(t, b, &a, Par::Seq));
+        // Independent products run side by side, each sequential: robust to
+        // busy machines; only a lone product is parallelised inside.
+        let par = if self.pairs.len() > 1 {
+            Par::Seq
+        } else {
+            Par::rayon(0)
+        };
+        self.c
+            .par_iter_mut()
+            .zip(&self.pairs)
+            .for_each(|(c, &(p, q))| {
+                if p == q {
+                    T::add_syrk(c, &blocks[p], par);
+                } else {
+                    T::add_tn(c, &blocks[p], &blocks[q], par);
+                }
+            });
     }
 
     /// The centred cross product `X̄_pᵀX̄_q` of kept pair `k`.
