@@ -112,7 +112,8 @@ import json, sys, time
 import xarray as xr
 from xlt import routing
 t0 = time.perf_counter()
-p = routing.profile(xr.open_zarr(sys.argv[1]), reference="g00", chunk_tokens=int(sys.argv[2]))
+item = "token_item" if sys.argv[3] == "items" else None
+p = routing.profile(xr.open_zarr(sys.argv[1]), reference="g00", chunk_tokens=int(sys.argv[2]), item=item)
 dt = time.perf_counter() - t0
 print(json.dumps({{"s": dt, "peak_rss_mib": {_HWM}, "tokens": int(p.tokens.sum())}}))
 """
@@ -151,25 +152,27 @@ def streaming(t, layers, k, e, groups, cap_mib, chunk, workdir):
         text=True,
         check=True,
     )
-    r = subprocess.run([sys.executable, "-c", _CHILD, str(path), str(chunk)], capture_output=True, text=True)
-    if r.returncode:
-        raise SystemExit(r.stderr)
-    out = json.loads(r.stdout.strip().splitlines()[-1])
-    grown = out["peak_rss_mib"] - float(base.stdout)
-    assert out["tokens"] == t
+    res = {"raw_mib": raw, "disk_mib": disk, "cap_mib": cap_mib, "chunk_tokens": chunk}
     print(
         f"streaming: zarr dump of {t:,} tokens x {layers} layers x k={k}: {raw:,.0f} MiB raw, "
-        f"{disk:,.0f} MiB on disk; memory cap {cap_mib} MiB, chunks of {chunk:,} tokens\n"
-        f"  profile {out['s']:.2f} s, peak RSS {out['peak_rss_mib']:,.0f} MiB "
-        f"({grown:,.0f} MiB above the bare imports) -> {'within' if grown < cap_mib else 'OVER'} the cap"
+        f"{disk:,.0f} MiB on disk; memory cap {cap_mib} MiB, chunks of {chunk:,} tokens"
     )
-    return {
-        "raw_mib": raw,
-        "peak_rss_mib": out["peak_rss_mib"],
-        "grown_mib": grown,
-        "cap_mib": cap_mib,
-        "s": out["s"],
-    }
+    for mode in ("no-items", "items"):
+        r = subprocess.run(
+            [sys.executable, "-c", _CHILD, str(path), str(chunk), mode], capture_output=True, text=True
+        )
+        if r.returncode:
+            raise SystemExit(r.stderr)
+        out = json.loads(r.stdout.strip().splitlines()[-1])
+        grown = out["peak_rss_mib"] - float(base.stdout)
+        assert out["tokens"] == t
+        verdict = "within" if grown < cap_mib else "OVER"
+        print(
+            f"  {mode:8s}: profile {out['s']:.2f} s, peak RSS {out['peak_rss_mib']:,.0f} MiB "
+            f"({grown:,.0f} MiB above the bare imports) -> {verdict} the cap"
+        )
+        res[mode] = {"s": out["s"], "peak_rss_mib": out["peak_rss_mib"], "grown_mib": grown}
+    return res
 
 
 def main():
