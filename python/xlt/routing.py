@@ -31,6 +31,9 @@ Formulas (natural logs; u = usage share, w = weight share, E experts, G groups):
   ``parallel_items`` counts those items.
 
 Top-k indices are counted as given (a token's k indices are assumed distinct).
+Memory does not grow with tokens, except for ``parallel_overlap``: it keeps one
+(layer × expert) count vector per (group, item) pair, pairs × layers × experts × 4 bytes;
+pass ``item=None`` to skip it.
 """
 
 from __future__ import annotations
