@@ -1,4 +1,5 @@
 import pytest
+
 import xlt
 from xlt import assets, languages
 

@@ -3,8 +3,9 @@ import sys
 
 import numpy as np
 import pytest
-import xlt
 from typer.testing import CliRunner
+
+import xlt
 from xlt import _arrays, _core
 from xlt.cli import app
 

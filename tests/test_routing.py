@@ -11,6 +11,7 @@ import pytest
 import xarray as xr
 from scipy.spatial.distance import jensenshannon
 from scipy.stats import entropy
+
 from xlt import _core, routing
 
 TOL = dict(rtol=1e-9, atol=1e-12)

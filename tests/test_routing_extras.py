@@ -11,6 +11,7 @@ from scipy import stats
 from scipy.spatial.distance import jensenshannon
 from test_routing import TOL, make_dump
 from typer.testing import CliRunner
+
 from xlt import _core, routing
 from xlt.cli import app
 

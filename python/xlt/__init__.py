@@ -11,7 +11,10 @@ so ``import xlt`` stays fast.
 from importlib.metadata import PackageNotFoundError, version
 
 from xlt import errors, languages
+from xlt.capture import capture
+from xlt.dumps import open_dump
 from xlt.errors import ConfigError, DataError, ShapeError, UnsupportedModelError, XltError
+from xlt.evaluate import compare, evaluate
 
 try:
     __version__ = version("xlt")
@@ -22,9 +25,13 @@ __all__ = [
     "__version__",
     "errors",
     "languages",
+    "capture",
+    "open_dump",
     "XltError",
     "ShapeError",
     "DataError",
     "ConfigError",
     "UnsupportedModelError",
+    "evaluate",
+    "compare",
 ]

@@ -51,6 +51,186 @@ def info() -> None:
     console.print(table)
 
 
+def _task(name: str, languages: str, data: str | None, variant: str, n_test: int):
+    from xlt import data as tasks
+
+    langs = xlt.languages.resolve(languages)
+    if name == "sib200":
+        return tasks.sib200(data, langs)
+    if name == "belebele":
+        return tasks.belebele(data, langs, variant=variant, n_test=n_test)
+    raise typer.BadParameter(f"unknown task {name!r}; use sib200 or belebele")
+
+
+_MODEL_HELP = "Model: a local path or hub id (tiny:<arch> once xlt.models is installed)."
+_LANG_HELP = "Languages: comma-separated FLORES codes or a preset (seed, factorial)."
+_DATA_HELP = "Task data folder (Belebele files; SIB-200 'data/annotated')."
+_TARGET_HELP = "Comma-separated: attention, mlp, experts, router or module names."
+_COT_HELP = "Chain-of-thought ablation: reasoning tokens to generate first (0: off)."
+
+
+@app.command()
+def finetune(
+    model: str = typer.Argument(..., help=_MODEL_HELP),
+    out: str = typer.Option(..., help="Folder for the adapter, train_log.jsonl and training.json."),
+    task: str = typer.Option("sib200", help="sib200 or belebele."),
+    languages: str = typer.Option("arb_Arab", help=_LANG_HELP),
+    arm: str = typer.Option("task", help="task, format-only or language-only."),
+    steps: int | None = typer.Option(None, help="Optimiser steps (default: one epoch)."),
+    epochs: float | None = typer.Option(None, help="Passes over the training items."),
+    lr: float = typer.Option(2e-4),
+    rank: int = typer.Option(8),
+    targets: str = typer.Option(
+        "attention", help="Comma-separated: attention, mlp, experts, router or module names."
+    ),
+    seed: int = typer.Option(0),
+    batch_size: int = typer.Option(8),
+    limit: int | None = typer.Option(None, help="Use only the first N items per language."),
+    data: str | None = typer.Option(
+        None, help="Task data folder (Belebele files; SIB-200 'data/annotated')."
+    ),
+    variant: str = typer.Option("lm-eval", help="Belebele prompt: lm-eval or paper."),
+    n_test: int = typer.Option(100, help="Belebele test questions held out of training."),
+) -> None:
+    """LoRA fine-tuning on a task's training split (runs under `accelerate launch` too)."""
+    from xlt import finetune as ft
+
+    t = _task(task, languages, data, variant, n_test)
+    res = ft.lora(
+        model,
+        t,
+        t.languages,
+        arm=arm,
+        steps=steps,
+        epochs=epochs,
+        lr=lr,
+        rank=rank,
+        targets=[x.strip() for x in targets.split(",") if x.strip()],
+        seed=seed,
+        out=out,
+        batch_size=batch_size,
+        limit=limit,
+    )
+    console.print(
+        f"final loss {res.log[-1]['loss']:.4f} after {len(res.log)} steps; adapter in {res.adapter}"
+    )
+
+
+@app.command("eval")
+def eval_(
+    model: str = typer.Argument(..., help=_MODEL_HELP),
+    task: str = typer.Option("sib200", help="sib200 or belebele."),
+    languages: str = typer.Option("seed", help=_LANG_HELP),
+    adapter: str | None = typer.Option(None, help="LoRA adapter folder written by `xlt finetune`."),
+    split: str = typer.Option("test", help="test, train, dev (SIB-200) or all."),
+    batch_size: int = typer.Option(8),
+    limit: int | None = typer.Option(None, help="Use only the first N items per language."),
+    out: str | None = typer.Option(None, help="Folder for lm-eval-format results_*.json and samples."),
+    data: str | None = typer.Option(
+        None, help="Task data folder (Belebele files; SIB-200 'data/annotated')."
+    ),
+    variant: str = typer.Option("lm-eval", help="Belebele prompt: lm-eval or paper."),
+    n_test: int = typer.Option(100, help="Belebele test questions."),
+    cot: int = typer.Option(
+        0, help="Chain-of-thought ablation: reasoning tokens to generate first (0: off)."
+    ),
+) -> None:
+    """Zero-shot log-likelihood evaluation (lm-evaluation-harness conventions)."""
+    from xlt import data as tasks
+
+    t = _task(task, languages, data, variant, n_test)
+    if cot:
+        t = tasks.ChainOfThought(t, max_new_tokens=cot)
+    ds = xlt.evaluate(model, t, adapter=adapter, split=split, batch_size=batch_size, limit=limit, out=out)
+    table = Table(title=f"{t.name} ({split}, {ds.sizes['item']} items)")
+    for col in ("language", "acc", "± stderr", "acc_norm"):
+        table.add_column(col)
+    for lang in ds.language.values:
+        row = ds.sel(language=lang)
+        table.add_row(
+            str(lang), f"{float(row.acc):.4f}", f"{float(row.acc_stderr):.4f}", f"{float(row.acc_norm):.4f}"
+        )
+
+
+@app.command()
+def overlap(
+    tokenizer: str = typer.Argument(..., help="tokenizer file/folder, 'qwen' or a model id"),
+    languages: list[str] = typer.Argument(..., help="FLORES codes, e.g. heb_Hebr amh_Ethi"),  # noqa: B008
+    reference: str = typer.Option("arb_Arab", help="reference (source) language"),
+    split: str = typer.Option("dev", help="FLORES split of the shipped sentences"),
+    out: str = typer.Option("", help="write the table as NetCDF to this path"),
+) -> None:
+    """Token overlap of languages with the reference under a real tokenizer (FLORES text)."""
+    from xlt.assets import flores
+    from xlt.linguistic import token_overlap
+
+    langs = [reference] + [lg for lg in languages if lg != reference]
+    ds = token_overlap(tokenizer, {lg: [s.text for s in flores(lg, split)] for lg in langs}, reference)
+    if out:
+        ds.to_netcdf(out)
+    table = Table(title=f"token overlap with {reference} ({ds.attrs['tokenizer']})")
+    cols = [
+        "jaccard",
+        "weighted_overlap",
+        "js_divergence",
+        "coverage",
+        "parity",
+        "fertility",
+        "single_token_rate",
+    ]
+    table.add_column("language")
+    for c in cols:
+        table.add_column(c)
+    for lg in ds.language.values:
+        table.add_row(str(lg), *(f"{float(ds[c].sel(language=lg)):.3f}" for c in cols))
+    console.print(table)
+
+
+@app.command("capture")
+def capture_cmd(
+    model: str = typer.Option(..., help="Hub id, local directory, or tiny:<arch> (e.g. tiny:qwen3_moe)."),
+    out: str = typer.Option(..., help="Dump path (zarr); an existing dump of the same settings is resumed."),
+    languages: str = typer.Option("seed", help="Preset name or comma-separated FLORES codes."),
+    split: str = typer.Option("test", help="FLORES/SIB-200 split: train, dev or test."),
+    limit: int = typer.Option(0, help="First N sentences per language (0: all)."),
+    hidden: str = typer.Option("mean", help="mean, last, tokens or none."),
+    layers: str = typer.Option(
+        "all", help="'all' or comma-separated hidden-state layers (0..L, negatives ok)."
+    ),
+    routing: bool = typer.Option(True, help="Record MoE routing (top-k ids and weights)."),
+    router_probs: bool = typer.Option(False, help="Also record every expert's probability."),
+    batch_size: int = typer.Option(8, help="Texts per forward."),
+    dtype: str = typer.Option("bfloat16", help="Storage dtype of hidden states."),
+    model_dtype: str = typer.Option("auto", help="dtype to load the model in."),
+    adapter: str = typer.Option(None, help="PEFT adapter directory or id to apply."),
+    device_map: str = typer.Option(None, help="e.g. auto, cuda, cpu."),
+    overwrite: bool = typer.Option(False, help="Replace an existing dump."),
+) -> None:
+    """Capture hidden states and MoE routing of FLORES sentences into a dump."""
+    from xlt import assets, models
+    from xlt import languages as registry
+    from xlt.capture import capture
+
+    codes = registry.resolve(languages)
+    corpus = {c: assets.flores(c, split)[: limit or None] for c in codes}
+    chosen = "all" if layers == "all" else [int(x) for x in layers.split(",")]
+    loaded = models.load(model, dtype=model_dtype, adapter=adapter, device_map=device_map)
+    ds = capture(
+        loaded,
+        corpus,
+        layers=chosen,
+        hidden=None if hidden == "none" else hidden,
+        routing=routing,
+        router_probs=router_probs,
+        batch_size=batch_size,
+        store=out,
+        dtype=dtype,
+        overwrite=overwrite,
+    )
+    sizes = ", ".join(f"{k}={v}" for k, v in ds.sizes.items())
+    console.print(f"[green]wrote[/green] {out}: {sizes}")
+
+
 @app.command()
 def routing(
     dump: str = typer.Argument(..., help="Path of an activation dump with routing."),

@@ -3,6 +3,10 @@
 //! One module per concept; the `xlt-py` crate binds them as `xlt._core`.
 pub mod error;
 pub mod matrix;
+pub mod neurons;
+pub mod overlap;
+pub mod roots;
+pub mod similarity;
 pub mod routing;
 
 pub use error::{Error, Result};

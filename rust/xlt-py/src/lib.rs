@@ -5,6 +5,9 @@ use pyo3::types::PyDict;
 
 mod arrays;
 mod errors;
+mod neurons;
+mod linguistic;
+mod similarity;
 mod routing;
 
 /// Facts about this build of the extension.
@@ -20,7 +23,10 @@ fn build_info(py: Python<'_>) -> PyResult<Bound<'_, PyDict>> {
 #[pymodule]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     errors::register(m)?;
+    linguistic::register(m)?;
+    similarity::register(m)?;
     routing::register(m)?;
     m.add_function(wrap_pyfunction!(build_info, m)?)?;
+    neurons::register(m)?;
     Ok(())
 }

@@ -1,0 +1,131 @@
+"""Loading models for capture: a transformers model (or PeftModel), its tokenizer, its
+architecture adapter row (:mod:`xlt.models.adapters`) and a lazily made nnsight
+``TransformersModel``. ``tiny(arch)`` builds random-weight models of every family."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from xlt.errors import ConfigError
+from xlt.models.adapters import TABLE, Arch, resolve
+from xlt.models.tiny import ARCHS, tiny
+
+__all__ = ["Model", "load", "tiny", "Arch", "TABLE", "ARCHS"]
+
+
+@dataclass(eq=False)
+class Model:
+    """A model ready for :func:`xlt.capture`.
+
+    ``hf`` is the transformers model or PeftModel, ``tokenizer`` its HF tokenizer, ``arch``
+    the adapter row, ``name``/``revision``/``adapter`` what gets recorded in dumps, and
+    ``remote`` is passed to nnsight traces (``True``, a server URL, or ``"local"`` for
+    nnsight's offline rehearsal of the remote path)."""
+
+    hf: Any
+    tokenizer: Any
+    arch: Arch
+    name: str
+    revision: str | None = None
+    adapter: str | None = None
+    remote: bool | str = False
+    _nn: Any = field(default=None, repr=False)
+
+    @property
+    def nn(self) -> Any:
+        """The nnsight ``TransformersModel`` wrapping ``hf`` (created on first use)."""
+        if self._nn is None:
+            from nnsight import TransformersModel
+
+            self._nn = TransformersModel(self.hf, tokenizer=self.tokenizer, task="text-generation")
+        return self._nn
+
+
+def _tokenizer_for(source: str | None, trust_remote_code: bool) -> Any:
+    from transformers import AutoTokenizer
+
+    if not source:
+        raise ConfigError("cannot tell which tokenizer this model uses; pass tokenizer=")
+    try:
+        return AutoTokenizer.from_pretrained(source, trust_remote_code=trust_remote_code)
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"could not load a tokenizer from {source!r} ({exc}); pass tokenizer=") from exc
+
+
+def load(
+    name_or_path: Any,
+    *,
+    dtype: Any = None,
+    device_map: Any = None,
+    adapter: str | None = None,
+    remote: bool | str = False,
+    tokenizer: Any = None,
+    trust_remote_code: bool = False,
+    revision: str | None = None,
+) -> Model:
+    """Load a model for capture.
+
+    ``name_or_path``: a hub id, a local directory, ``"tiny:<arch>"`` (see :func:`tiny`),
+    an in-memory transformers model, or a ``PeftModel``. ``adapter``: a PEFT adapter
+    directory or id applied on top. ``remote``: run traces on an NDIF server (``True`` or
+    its URL; the weights are then not loaded here) or ``"local"`` to rehearse that path
+    offline. ``dtype`` e.g. ``"bfloat16"`` or ``"auto"``. Raises
+    :class:`~xlt.errors.UnsupportedModelError` for architectures xlt cannot read.
+    """
+    import torch
+
+    if isinstance(dtype, str) and dtype != "auto":
+        if not isinstance(getattr(torch, dtype, None), torch.dtype):
+            raise ConfigError(f"unknown dtype {dtype!r}; use e.g. 'float32', 'bfloat16' or 'auto'")
+        dtype = getattr(torch, dtype)
+    if isinstance(name_or_path, str) and name_or_path.startswith("tiny:"):
+        model = tiny(name_or_path[5:], tokenizer=tokenizer)
+        hf, tok, name = model.hf, model.tokenizer, model.name
+    elif isinstance(name_or_path, str):
+        name = name_or_path
+        tok = tokenizer or _tokenizer_for(name, trust_remote_code)
+        if remote is True or (isinstance(remote, str) and remote != "local"):
+            from nnsight import TransformersModel
+
+            nn = TransformersModel(
+                name, tokenizer=tok, revision=revision, trust_remote_code=trust_remote_code
+            )
+            arch = resolve(nn._module).arch
+            return Model(nn._module, tok, arch, name, revision, adapter, remote, _nn=nn)
+        from transformers import AutoModelForCausalLM
+
+        try:
+            hf = AutoModelForCausalLM.from_pretrained(
+                name,
+                dtype=dtype or "auto",
+                device_map=device_map,
+                revision=revision,
+                trust_remote_code=trust_remote_code,
+            )
+        except (OSError, ValueError) as exc:
+            raise ConfigError(f"could not load model {name!r}: {exc}") from exc
+        revision = revision or getattr(hf.config, "_commit_hash", None)
+    elif hasattr(name_or_path, "config") and hasattr(name_or_path, "forward"):
+        hf = name_or_path
+        if isinstance(dtype, torch.dtype):
+            hf = hf.to(dtype)
+        cfg = getattr(hf, "config", None)
+        name = getattr(cfg, "name_or_path", "") or type(hf).__name__
+        tok = tokenizer or _tokenizer_for(getattr(cfg, "name_or_path", None), trust_remote_code)
+        if hasattr(hf, "peft_config") and adapter is None:
+            adapter = "peft:" + ",".join(sorted(hf.peft_config))  # in-memory adapter names
+    else:
+        raise ConfigError(
+            f"load() takes a hub id, a directory, 'tiny:<arch>' or a transformers/peft model, "
+            f"not {type(name_or_path).__name__}"
+        )
+    if adapter is not None and not hasattr(hf, "peft_config"):
+        from peft import PeftModel
+
+        try:
+            hf = PeftModel.from_pretrained(hf, adapter)
+        except (OSError, ValueError) as exc:
+            raise ConfigError(f"could not load the PEFT adapter {adapter!r}: {exc}") from exc
+    hf.eval()
+    return Model(hf, tok, resolve(hf).arch, name, revision, adapter, remote)

@@ -1,0 +1,260 @@
+"""Architecture adapters as data: one row per model family says where the decoder
+layers, the final norm and the MoE routers live, which layers have a router, and how a
+router's output becomes (top-k expert ids, top-k weights, full probabilities).
+
+Rows are keyed by transformers' ``config.model_type``. A model whose type is not in the
+table gets a generic row found by shape (:func:`generic`), or an
+:class:`~xlt.errors.UnsupportedModelError` naming what was missing.
+
+Routing rules (``Arch.rule``), written once here and used on every router output:
+
+* ``softmax_topk`` (Qwen2/3-MoE, Mixtral, OLMoE): probabilities = softmax(logits); top-k of
+  them, renormalised to sum 1 when the row's ``norm_topk`` says so.
+* ``sigmoid_group_topk`` (DeepSeek-V3): scores = sigmoid(logits); experts chosen on
+  scores + ``e_score_correction_bias`` within the best ``topk_group`` of ``n_group``
+  groups (a group scores the sum of its best two); weights = the chosen *scores*,
+  renormalised if ``norm_topk_prob``, times ``routed_scaling_factor``. Probabilities are
+  the sigmoid scores (they do not sum to 1).
+* ``topk_softmax`` (GPT-OSS): top-k of the logits, weights = softmax over those k only;
+  probabilities = softmax over all experts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Any
+
+from xlt.errors import UnsupportedModelError
+
+RULES = ("softmax_topk", "sigmoid_group_topk", "topk_softmax")
+
+
+@dataclass(frozen=True)
+class Arch:
+    """One family's row. Paths are attribute paths from the ``*ForCausalLM`` model;
+    ``router`` and ``shared`` are relative to one decoder layer; ``None`` = absent."""
+
+    name: str
+    layers: str = "model.layers"
+    norm: str = "model.norm"
+    router: str | None = None
+    rule: str | None = None
+    experts_key: str | None = None
+    top_k_key: str | None = None
+    norm_topk: str | bool = False  # config key, or a constant for the family
+    dense_prefix_key: str | None = None  # first k layers without router (DeepSeek-V3)
+    shared: str | None = None
+
+    @property
+    def is_moe(self) -> bool:
+        return self.router is not None
+
+
+def _moe(name: str, **kw: Any) -> Arch:
+    base = dict(
+        router="mlp.gate", rule="softmax_topk", experts_key="num_experts", top_k_key="num_experts_per_tok"
+    )
+    return Arch(name, **{**base, **kw})
+
+
+TABLE: dict[str, Arch] = {
+    a.name: a
+    for a in (
+        _moe("qwen2_moe", norm_topk="norm_topk_prob", shared="mlp.shared_expert"),
+        _moe("qwen3_moe", norm_topk="norm_topk_prob"),
+        _moe("mixtral", experts_key="num_local_experts", norm_topk=True),
+        _moe("olmoe", norm_topk="norm_topk_prob"),
+        _moe(
+            "deepseek_v3",
+            rule="sigmoid_group_topk",
+            experts_key="n_routed_experts",
+            norm_topk="norm_topk_prob",
+            dense_prefix_key="first_k_dense_replace",
+            shared="mlp.shared_experts",
+        ),
+        _moe("gpt_oss", router="mlp.router", rule="topk_softmax", experts_key="num_local_experts"),
+        Arch("llama"),
+        Arch("qwen3"),
+        Arch("mistral"),
+        Arch("gemma"),
+        Arch("olmo"),
+    )
+}
+
+
+def get_path(root: Any, path: str) -> Any:
+    """Follow a dotted attribute path (integers index lists); None if any step is missing."""
+    obj = root
+    for part in path.split("."):
+        if part.isdigit():
+            try:
+                obj = obj[int(part)]
+            except (IndexError, TypeError, KeyError):
+                return None
+        else:
+            obj = getattr(obj, part, None)
+        if obj is None:
+            return None
+    return obj
+
+
+def unwrap(hf: Any) -> Any:
+    """The transformers model inside a ``PeftModel`` (or the model itself)."""
+    inner = get_path(hf, "base_model.model")
+    return inner if inner is not None and hasattr(hf, "peft_config") else hf
+
+
+def prefix(hf: Any) -> str:
+    """Path prefix from what nnsight wraps to the transformers model."""
+    return "base_model.model." if unwrap(hf) is not hf else ""
+
+
+@dataclass(frozen=True)
+class Resolved:
+    """An adapter row checked against one model instance."""
+
+    arch: Arch
+    n_layers: int
+    hidden_size: int
+    moe_layers: tuple[int, ...]
+    n_experts: int
+    top_k: int
+    norm_topk: bool
+
+    def router(self, hf: Any, layer: int) -> Any:
+        return get_path(unwrap(hf), f"{self.arch.layers}.{layer}.{self.arch.router}")
+
+
+def resolve(hf: Any) -> Resolved:
+    """The adapter row for a transformers model (or PeftModel), verified on the instance."""
+    model = unwrap(hf)
+    config = model.config
+    mtype = getattr(config, "model_type", type(model).__name__)
+    arch = TABLE.get(mtype) or generic(model)
+    layers = get_path(model, arch.layers)
+    if layers is None or not hasattr(layers, "__len__"):
+        raise UnsupportedModelError(f"{mtype}: no decoder layer list at {arch.layers!r}")
+    if get_path(model, arch.norm) is None:
+        raise UnsupportedModelError(f"{mtype}: no final norm at {arch.norm!r}")
+    hidden = int(config.hidden_size)
+    if not arch.is_moe:
+        return Resolved(arch, len(layers), hidden, (), 0, 0, False)
+    n_experts = int(getattr(config, arch.experts_key))
+    top_k = int(getattr(config, arch.top_k_key))
+    moe = tuple(i for i in range(len(layers)) if get_path(layers[i], arch.router) is not None)
+    if not moe:
+        raise UnsupportedModelError(f"{mtype}: no router at layers[i].{arch.router} in any layer")
+    if arch.dense_prefix_key is not None:
+        first = int(getattr(config, arch.dense_prefix_key))
+        if moe != tuple(range(first, len(layers))):
+            raise UnsupportedModelError(
+                f"{mtype}: routers in layers {moe}, but {arch.dense_prefix_key}={first} says "
+                f"{first}..{len(layers) - 1}; the adapter row does not fit this model"
+            )
+    for i in moe:
+        w = getattr(get_path(layers[i], arch.router), "weight", None)
+        if w is None or tuple(w.shape) != (n_experts, hidden):
+            shape = None if w is None else tuple(w.shape)
+            raise UnsupportedModelError(
+                f"{mtype}: router layers[{i}].{arch.router} has weight {shape}, "
+                f"expected ({n_experts}, {hidden}) from config.{arch.experts_key}"
+            )
+    norm = arch.norm_topk if isinstance(arch.norm_topk, bool) else bool(getattr(config, arch.norm_topk))
+    return Resolved(arch, len(layers), hidden, moe, n_experts, top_k, norm)
+
+
+_EXPERT_KEYS = ("num_experts", "num_local_experts", "n_routed_experts", "moe_num_experts")
+
+
+def generic(model: Any) -> Arch:
+    """A row found by shape for a model type not in :data:`TABLE`: the module list with
+    ``num_hidden_layers`` entries, a sibling final norm, and per layer one submodule
+    whose weight is ``[n_experts, hidden]`` (a router producing [tokens, n_experts])."""
+    config = model.config
+    mtype = getattr(config, "model_type", type(model).__name__)
+    n_layers = getattr(config, "num_hidden_layers", None)
+    lists = [
+        name
+        for name, mod in model.named_modules()
+        if type(mod).__name__ == "ModuleList" and n_layers is not None and len(mod) == n_layers
+    ]
+    if len(lists) != 1:
+        raise UnsupportedModelError(
+            f"model type {mtype!r} is not in xlt's adapter table and no unique list of "
+            f"{n_layers} decoder layers was found (candidates: {lists}); add a row to "
+            "xlt.models.adapters.TABLE"
+        )
+    layers = lists[0]
+    parent = layers.rsplit(".", 1)[0] if "." in layers else ""
+    norms = [n for n in ("norm", "final_layernorm", "ln_f") if get_path(model, f"{parent}.{n}".strip("."))]
+    if not norms:
+        raise UnsupportedModelError(f"{mtype}: no final norm (norm, final_layernorm, ln_f) beside {layers}")
+    row = Arch(f"generic:{mtype}", layers=layers, norm=f"{parent}.{norms[0]}".strip("."))
+    key = next((k for k in _EXPERT_KEYS if getattr(config, k, None)), None)
+    if key is None:
+        return row  # dense
+    n_experts, hidden = int(getattr(config, key)), int(config.hidden_size)
+    first = get_path(model, layers)
+    routers: set[str] = set()
+    for layer in first:
+        routers |= {
+            name
+            for name, mod in layer.named_modules()
+            if name
+            and "expert" not in name
+            and tuple(getattr(getattr(mod, "weight", None), "shape", ())) == (n_experts, hidden)
+        }
+    if len(routers) != 1 or not getattr(config, "num_experts_per_tok", None):
+        raise UnsupportedModelError(
+            f"{mtype}: config says {n_experts} experts but no unique router module with a "
+            f"[{n_experts}, {hidden}] weight was found in the decoder layers (candidates: "
+            f"{sorted(routers)}) or num_experts_per_tok is missing; add a row to xlt.models.adapters.TABLE"
+        )
+    return replace(
+        row,
+        router=routers.pop(),
+        rule="softmax_topk",
+        experts_key=key,
+        top_k_key="num_experts_per_tok",
+        norm_topk="norm_topk_prob" if hasattr(config, "norm_topk_prob") else False,
+    )
+
+
+def route(logits: Any, rule: str, top_k: int, norm_topk: bool, router: Any = None) -> tuple[Any, Any, Any]:
+    """(top-k indices, top-k weights, full probabilities) from router logits [tokens, E],
+    following ``rule`` (see the module docstring). ``router`` supplies DeepSeek-V3's bias,
+    groups and scaling factor."""
+    import torch
+
+    logits = logits.float()
+    if rule == "softmax_topk":
+        probs = torch.softmax(logits, dim=-1)
+        weights, idx = torch.topk(probs, top_k, dim=-1)
+        if norm_topk:
+            weights = weights / weights.sum(dim=-1, keepdim=True)
+        return idx, weights, probs
+    if rule == "topk_softmax":
+        top, idx = torch.topk(logits, top_k, dim=-1)
+        return idx, torch.softmax(top, dim=-1), torch.softmax(logits, dim=-1)
+    if rule == "sigmoid_group_topk":
+        scores = logits.sigmoid()
+        choice = scores + router.e_score_correction_bias.float()
+        n, e, g = scores.shape[0], scores.shape[1], int(router.num_group)
+        group_scores = choice.view(n, g, e // g).topk(2, dim=-1)[0].sum(-1)
+        groups = torch.topk(group_scores, int(router.topk_group), dim=-1)[1]
+        keep = torch.zeros_like(group_scores, dtype=torch.bool).scatter_(1, groups, True)
+        choice = choice.masked_fill(~keep.repeat_interleave(e // g, dim=1), float("-inf"))
+        idx = torch.topk(choice, top_k, dim=-1)[1]
+        weights = scores.gather(1, idx)
+        if norm_topk:
+            weights = weights / (weights.sum(dim=-1, keepdim=True) + 1e-20)
+        return idx, weights * float(router.routed_scaling_factor), scores
+    raise ValueError(f"unknown routing rule {rule!r}; known: {RULES}")  # plain: may run remotely
+
+
+def probabilities(logits: Any, rule: str) -> Any:
+    """Full per-expert probabilities (sigmoid scores for DeepSeek-V3) from logits."""
+    import torch
+
+    logits = logits.float()
+    return logits.sigmoid() if rule == "sigmoid_group_topk" else torch.softmax(logits, dim=-1)

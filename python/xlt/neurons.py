@@ -1,0 +1,167 @@
+"""Streaming neuron statistics per language (or any per-token coordinate) and
+language-specific neurons by LAPE (Tang et al. 2024).
+
+One pass over token-level hidden states (`hidden`: token × layer × hidden), in
+token blocks, with memory independent of the dump size; bf16 (stored as uint16
+bits) and f16 are decoded inside the Rust kernel. A dask-backed Dataset is
+reduced chunk-wise (partial sums per chunk, tree-summed), so it runs on a
+`dask.distributed` cluster unchanged.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import xarray as xr
+
+from xlt import _core
+from xlt.errors import DataError, ShapeError
+
+STATE = ("sum", "sumsq", "positive")
+
+
+def _hidden(data: xr.Dataset | str | Path) -> xr.DataArray:
+    """The token-level `hidden` variable, raw (bf16 as uint16 bits)."""
+    if isinstance(data, str | Path):
+        if not Path(data).exists():
+            raise DataError(f"no dump at {data}; pass the path of a zarr dump written by xlt.capture")
+        data = xr.open_zarr(data, chunks={}, mask_and_scale=False)
+    if "hidden" not in data or data["hidden"].dims != ("token", "layer", "hidden"):
+        got = data["hidden"].dims if "hidden" in data else "no 'hidden' variable"
+        raise ShapeError(
+            f"neuron statistics need token-level hidden states (token, layer, hidden), got {got}; "
+            "capture with hidden='tokens'"
+        )
+    return data["hidden"]
+
+
+def _bits(block: np.ndarray, bf16: bool) -> np.ndarray:
+    if block.dtype.name == "bfloat16" or bf16:
+        return np.ascontiguousarray(block).view(np.uint16)
+    if block.dtype == np.float64:
+        return block.astype(np.float32)
+    return block
+
+
+def _groups(var: xr.DataArray, by: str) -> tuple[np.ndarray, np.ndarray]:
+    if by not in var.coords or var.coords[by].dims != ("token",):
+        raise DataError(f"no per-token coordinate {by!r} to group by; have {sorted(var.coords)}")
+    labels, ids = np.unique(np.asarray(var.coords[by].values), return_inverse=True)
+    return labels, ids.astype(np.int32)
+
+
+def _partial(block: np.ndarray, ids: np.ndarray, n_groups: int, bf16: bool, where: str):
+    acc = _core.NeuronAccumulator(n_groups, block.shape[1], block.shape[2])
+    try:
+        acc.update(_bits(block, bf16), ids)
+    except DataError as e:
+        raise DataError(f"{where}: {e}") from None
+    return acc
+
+
+def _read(var: xr.DataArray, start: int, stop: int) -> np.ndarray:
+    try:
+        return np.asarray(var.isel(token=slice(start, stop)).values)
+    except Exception as e:  # zarr/codec errors on a corrupt or missing chunk
+        raise DataError(
+            f"could not read hidden states of tokens {start}:{stop} ({type(e).__name__}: {e}); "
+            "the dump chunk is corrupt or truncated — recapture those items"
+        ) from None
+
+
+def _is_bf16(var: xr.DataArray) -> bool:
+    return var.attrs.get("xlt_dtype") == "bfloat16"
+
+
+def _in_memory(var: xr.DataArray, ids: np.ndarray, n_groups: int, chunk: int):
+    total = _core.NeuronAccumulator(n_groups, var.sizes["layer"], var.sizes["hidden"])
+    for start in range(0, var.sizes["token"], chunk):
+        stop = min(start + chunk, var.sizes["token"])
+        where = f"tokens {start}:{stop}"
+        total.merge(_partial(_read(var, start, stop), ids[start:stop], n_groups, _is_bf16(var), where))
+    return total
+
+
+def _dask(var: xr.DataArray, ids: np.ndarray, n_groups: int):
+    import dask
+    import dask.array as da
+
+    x = var.data.rechunk({1: -1, 2: -1})
+    starts = np.cumsum((0,) + x.chunks[0])
+    bf16 = _is_bf16(var)
+
+    def part(block, group, i):
+        a, b = starts[i], starts[i + 1]
+        st = _partial(block, group, n_groups, bf16, f"dask chunk {i} (tokens {a}:{b})").state()
+        return st["count"], np.stack([st[k].astype(np.float64) for k in STATE])
+
+    blocks = x.to_delayed().ravel()
+    parts = [
+        dask.delayed(part, nout=2)(blk, ids[starts[i] : starts[i + 1]], i) for i, blk in enumerate(blocks)
+    ]
+    shape = (len(STATE), var.sizes["layer"], n_groups, var.sizes["hidden"])
+    counts = da.stack([da.from_delayed(p[0], (n_groups,), np.uint64) for p in parts])
+    sums = da.stack([da.from_delayed(p[1], shape, np.float64) for p in parts])
+    count, s = dask.compute(counts.sum(axis=0, split_every=8), sums.sum(axis=0, split_every=8))
+    return _core.NeuronAccumulator.from_state(
+        count.astype(np.uint64), s[0], s[1], np.rint(s[2]).astype(np.uint64)
+    )
+
+
+def statistics(
+    data: xr.Dataset | str | Path, by: str = "language", *, chunk_tokens: int = 4096
+) -> xr.Dataset:
+    """Count, mean, variance and positive rate per group × layer × neuron.
+
+    `data` is a dump path or a Dataset (in memory or dask-backed) with
+    token-level `hidden`; `by` names a per-token coordinate. Dask-backed input
+    is reduced chunk-wise on the active dask scheduler; otherwise blocks of
+    `chunk_tokens` tokens stream through one accumulator.
+    """
+    var = _hidden(data)
+    labels, ids = _groups(var, by)
+    if var.chunks is not None and not isinstance(data, str | Path):
+        acc = _dask(var, ids, len(labels))
+    else:
+        acc = _in_memory(var, ids, len(labels), chunk_tokens)
+    mean, variance, rate = acc.finish()
+    dims = (by, "layer", "hidden")
+    coords = {by: labels, "layer": var.coords["layer"].values if "layer" in var.coords else None}
+    coords = {k: v for k, v in coords.items() if v is not None}
+    return xr.Dataset(
+        {
+            "count": ((by,), acc.count.astype(np.int64)),
+            "mean": (dims, mean),
+            "var": (dims, variance),
+            "positive_rate": (dims, rate),
+        },
+        coords=coords,
+        attrs={"grouped_by": by},
+    )
+
+
+def lape(
+    data: xr.Dataset | str | Path,
+    by: str = "language",
+    *,
+    top: float = 0.01,
+    min_rate: float = 0.2,
+    chunk_tokens: int = 4096,
+) -> xr.Dataset:
+    """Neuron statistics plus LAPE and language-specific neurons.
+
+    LAPE per (layer, hidden) is the natural-log entropy over groups of the
+    positive rate normalised to sum to 1; neurons in the lowest `top`
+    fraction of LAPE whose positive rate reaches `min_rate` in some group are
+    specific to each group where it does (`specific`: group × layer × hidden).
+    """
+    ds = statistics(data, by, chunk_tokens=chunk_tokens)
+    rate = np.ascontiguousarray(ds["positive_rate"].values)
+    ent = _core.lape(rate)
+    mask = _core.lape_specific(rate, ent, top, min_rate)
+    return ds.assign(
+        lape=(("layer", "hidden"), ent),
+        specific=((by, "layer", "hidden"), mask),
+        n_specific=((by, "layer"), mask.sum(axis=2)),
+    ).assign_attrs(top=top, min_rate=min_rate)

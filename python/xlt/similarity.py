@@ -1,0 +1,236 @@
+"""Representation similarity between paired rows: the same items in two
+languages, or the same tokens at two layers.
+
+Every measure takes (n, d) matrices — numpy arrays or CPU torch tensors in
+float32, float16 or bfloat16, C or F order — without copying them; the maths
+runs in Rust (``xlt._core``) with the GIL released. X and Y must have the same
+rows in the same order; their widths may differ (except for ``retrieval``).
+
+``pairwise`` compares every language (or layer) of a labelled
+``xarray.DataArray`` with every other, computing each matrix's statistics once;
+``CkaAccumulator`` streams row blocks of dumps larger than memory.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from xlt import _core
+from xlt._arrays import as_matrix
+from xlt.errors import ConfigError, ShapeError
+
+__all__ = [
+    "linear_cka",
+    "debiased_cka",
+    "rsa",
+    "svcca",
+    "pwcca",
+    "procrustes",
+    "retrieval",
+    "pairwise",
+    "CkaAccumulator",
+    "METRICS",
+]
+
+METRICS = ("linear_cka", "debiased_cka", "rsa", "svcca", "pwcca", "procrustes", "retrieval")
+
+
+def linear_cka(x: Any, y: Any) -> float:
+    """Linear CKA (Kornblith et al. 2019) between paired rows of ``x`` and ``y``, in [0, 1].
+
+    Computed in feature space (``X̄ᵀȲ``) or from Gram tiles when rows are few,
+    whichever is cheaper; never forms an n × n matrix in memory.
+    """
+    return _core.linear_cka(as_matrix(x, "X"), as_matrix(y, "Y"))
+
+
+def debiased_cka(x: Any, y: Any) -> float:
+    """Debiased CKA: CKA from the unbiased HSIC estimator (Song et al. 2012).
+
+    Near 0 in expectation for independent inputs (plain CKA is biased upwards
+    when d is large against n). Needs at least 4 rows.
+    """
+    return _core.debiased_cka(as_matrix(x, "X"), as_matrix(y, "Y"))
+
+
+def rsa(x: Any, y: Any, metric: str = "correlation", method: str = "spearman") -> float:
+    """Representational similarity analysis.
+
+    Builds each input's RDM with ``metric`` ("correlation", "cosine" or
+    "euclidean" between rows) and correlates their upper triangles by
+    ``method`` ("spearman", with tie-averaged ranks, or "pearson").
+    """
+    return _core.rsa(as_matrix(x, "X"), as_matrix(y, "Y"), metric, method)
+
+
+def svcca(x: Any, y: Any, keep: float = 0.99) -> float:
+    """SVCCA (Raghu et al. 2017): mean canonical correlation after keeping the
+    principal directions of each side that explain ``keep`` of its variance."""
+    return _core.svcca(as_matrix(x, "X"), as_matrix(y, "Y"), keep)
+
+
+def pwcca(x: Any, y: Any) -> float:
+    """PWCCA (Morcos et al. 2018): canonical correlations weighted by how much
+    of ``x`` each canonical variate accounts for (so not symmetric).
+
+    Directions of ``x`` or ``y`` with variance below 1e-10 of the largest are
+    treated as null; with fewer rows than columns the correlations are trivially 1.
+    """
+    return _core.pwcca(as_matrix(x, "X"), as_matrix(y, "Y"))
+
+
+def procrustes(x: Any, y: Any) -> float:
+    """Orthogonal Procrustes distance ``2 − 2‖X̂ᵀŶ‖_*`` of the centred inputs
+    scaled to unit Frobenius norm: 0 when one is a rotation of the other, at most 2."""
+    return _core.procrustes(as_matrix(x, "X"), as_matrix(y, "Y"))
+
+
+def retrieval(x: Any, y: Any) -> tuple[float, float]:
+    """Top-1 cosine retrieval accuracy ``(x→y, y→x)``: how often row i of one
+    side is nearest to row i of the other. Both sides need the same width."""
+    return _core.retrieval(as_matrix(x, "X"), as_matrix(y, "Y"))
+
+
+class CkaAccumulator:
+    """Streaming linear and debiased CKA: feed row blocks, read the result.
+
+    Each ``update(x, y)`` takes the next rows of X and Y, either as (rows,
+    hidden) matrices or as (rows, layer, hidden) arrays to track every layer
+    at once. Memory is ``(dx² + dy² + dx·dy) · 8`` bytes per layer, independent
+    of the number of rows. Equal to the in-memory functions up to rounding.
+    """
+
+    def __init__(self) -> None:
+        self._acc = _core.CkaAccumulator()
+        self._layered: bool | None = None
+
+    @property
+    def n(self) -> int:
+        """Rows seen so far."""
+        return self._acc.n
+
+    def update(self, x: Any, y: Any) -> None:
+        """Add the next block of paired rows (2-D, or 3-D with a layer axis)."""
+        xs, ys = _layers(x, "X"), _layers(y, "Y")
+        layered = np.ndim(x) == 3
+        if self._layered is not None and layered != self._layered:
+            raise ShapeError("every update must have the same number of axes (2-D or 3-D)")
+        self._layered = layered
+        self._acc.update(xs, ys)
+
+    def result(self) -> Any:
+        """``xarray.Dataset`` with ``linear_cka`` and ``debiased_cka`` (per ``layer`` if 3-D)."""
+        import xarray as xr
+
+        lin, deb = self._acc.linear(), self._acc.debiased()
+        if self._layered:
+            return xr.Dataset(
+                {"linear_cka": ("layer", lin), "debiased_cka": ("layer", deb)},
+                coords={"layer": np.arange(len(lin))},
+                attrs={"n": self.n},
+            )
+        return xr.Dataset({"linear_cka": lin[0], "debiased_cka": deb[0]}, attrs={"n": self.n})
+
+
+def _layers(a: Any, name: str) -> list[np.ndarray]:
+    ndim = np.ndim(a) if not hasattr(a, "dim") else a.dim()
+    if ndim == 2:
+        return [as_matrix(a, name)]
+    if ndim == 3:
+        return [as_matrix(a[:, i, :], f"{name}[:, {i}, :]") for i in range(a.shape[1])]
+    raise ShapeError(f"{name} must be (rows, hidden) or (rows, layer, hidden), got {ndim} axes")
+
+
+def pairwise(reps: Any, dim: str = "language", metric: str = "linear_cka", **options: Any) -> Any:
+    """Similarity between every pair of languages (or layers) of ``reps``.
+
+    ``reps`` is an ``xarray.DataArray`` with dims ``item`` and ``hidden``,
+    usually ``layer``, and languages either as a ``language`` dimension or as
+    a ``language`` coordinate along ``item`` (rows are then matched by the
+    ``item_id`` coordinate, or by order). ``metric`` is one of
+    :data:`METRICS`; ``options`` go to it (``rdm=``/``method=`` for RSA,
+    ``keep=`` for SVCCA). Returns a DataArray ``(language, language_other,
+    layer)`` for ``dim="language"`` or ``([language,] layer, layer_other)`` for
+    ``dim="layer"``. CKA and RSA compute each matrix's statistics once;
+    retrieval gives the mean of both directions; PWCCA row p, column q weighs by p.
+    """
+    import xarray as xr
+
+    if metric not in METRICS:
+        raise ConfigError(f"unknown metric {metric!r}; use one of {', '.join(METRICS)}")
+    if dim not in ("language", "layer"):
+        raise ConfigError(f"dim must be 'language' or 'layer', got {dim!r}")
+    reps = _with_language_dim(reps)
+    for need in ("item", "hidden", dim):
+        if need not in reps.dims:
+            raise ShapeError(f"reps needs a {need!r} dimension, has dims {reps.dims}")
+    other = "layer" if dim == "language" else "language"
+    outer = [None] if other not in reps.dims else list(range(reps.sizes[other]))
+    results = []
+    for o in outer:
+        sub = reps if o is None else reps.isel({other: o})
+        mats = [_matrix(sub.isel({dim: i})) for i in range(sub.sizes[dim])]
+        results.append(_all_pairs(mats, metric, options))
+    values = np.stack(results, axis=-1 if dim == "language" else 0)
+    labels = reps.coords[dim].values if dim in reps.coords else np.arange(reps.sizes[dim])
+    coords: dict[str, Any] = {dim: labels, f"{dim}_other": labels}
+    dims: tuple[str, ...] = (dim, f"{dim}_other")
+    if outer != [None]:
+        dims = dims + (other,) if dim == "language" else (other,) + dims
+        coords[other] = reps.coords[other].values if other in reps.coords else np.arange(len(outer))
+    else:
+        values = values[..., 0] if dim == "language" else values[0]
+    return xr.DataArray(values, dims=dims, coords=coords, name=metric, attrs={"metric": metric, **options})
+
+
+def _with_language_dim(reps: Any) -> Any:
+    """Turn a ``language`` coordinate along ``item`` into a dimension."""
+    import xarray as xr
+
+    if "language" in reps.dims or "language" not in reps.coords:
+        return reps
+    if reps.coords["language"].dims != ("item",):
+        raise ShapeError("the 'language' coordinate must run along 'item'")
+    langs = list(dict.fromkeys(reps.coords["language"].values.tolist()))
+    parts = []
+    for lang in langs:
+        part = reps.isel(item=np.flatnonzero(reps.coords["language"].values == lang))
+        if "item_id" in part.coords:
+            part = part.sortby("item_id")
+        parts.append(part.drop_vars("language"))
+    ids = [p.coords["item_id"].values if "item_id" in p.coords else np.arange(p.sizes["item"]) for p in parts]
+    if any(len(i) != len(ids[0]) or (i != ids[0]).any() for i in ids):
+        raise ShapeError(
+            "languages do not cover the same items; select the items every language has "
+            "(e.g. by item_id) before comparing"
+        )
+    parts = [p.assign_coords(item=np.arange(p.sizes["item"])) for p in parts]
+    return xr.concat(parts, dim=xr.DataArray(langs, dims="language", name="language"))
+
+
+def _matrix(a: Any) -> np.ndarray:
+    """An (item, hidden) view of a DataArray, bf16 dumps (uint16 bits) included."""
+    v = a.transpose("item", "hidden").data
+    return as_matrix(np.asarray(v), a.name or "reps")
+
+
+def _all_pairs(mats: list[np.ndarray], metric: str, options: dict[str, Any]) -> np.ndarray:
+    if metric in ("linear_cka", "debiased_cka"):
+        return _core.cka_pairwise(mats, debiased=metric == "debiased_cka", **options)
+    if metric == "rsa":
+        return _core.rsa_pairwise(mats, options.get("rdm", "correlation"), options.get("method", "spearman"))
+    one = {"svcca": svcca, "pwcca": pwcca, "procrustes": procrustes}.get(metric)
+    m = len(mats)
+    out = np.empty((m, m))
+    for p in range(m):
+        for q in range(m):
+            if metric != "pwcca" and q < p:
+                out[p, q] = out[q, p]
+            elif metric == "retrieval":
+                out[p, q] = float(np.mean(retrieval(mats[p], mats[q])))
+            else:
+                assert one is not None
+                out[p, q] = one(mats[p], mats[q], **options)
+    return out

@@ -1,0 +1,119 @@
+"""Paired statistics for base-vs-tuned accuracy: Wilson intervals, Newcombe's paired
+(Wilson-score) interval of a difference, the exact McNemar test, Holm's step-down
+correction, a paired bootstrap, and the seed paper's transfer regression.
+
+Paired 2×2 notation: ``a`` both right, ``b`` tuned right and base wrong (gains),
+``c`` base right and tuned wrong (losses), ``d`` both wrong.
+"""
+
+from __future__ import annotations
+
+import math
+from statistics import NormalDist
+
+import numpy as np
+
+
+def _z(alpha: float) -> float:
+    return NormalDist().inv_cdf(1 - alpha / 2)
+
+
+def wilson(k: int, n: int, alpha: float = 0.05) -> tuple[float, float]:
+    """Wilson score interval of a proportion k/n (nan, nan when n == 0)."""
+    if n == 0:
+        return math.nan, math.nan
+    z, p = _z(alpha), k / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z / (1 + z * z / n) * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def newcombe_paired(a: int, b: int, c: int, d: int, alpha: float = 0.05) -> tuple[float, float]:
+    """Newcombe (1998, method 10) interval of the paired difference p_tuned − p_base,
+    built from the two Wilson intervals and the phi correlation of the 2×2 table."""
+    n = a + b + c + d
+    if n == 0:
+        return math.nan, math.nan
+    p1, p2 = (a + b) / n, (a + c) / n  # tuned, base
+    l1, u1 = wilson(a + b, n, alpha)
+    l2, u2 = wilson(a + c, n, alpha)
+    den = (a + b) * (c + d) * (a + c) * (b + d)
+    phi = (a * d - b * c) / math.sqrt(den) if den > 0 else 0.0
+    dl = math.sqrt(max(0.0, (p1 - l1) ** 2 - 2 * phi * (p1 - l1) * (u2 - p2) + (u2 - p2) ** 2))
+    du = math.sqrt(max(0.0, (u1 - p1) ** 2 - 2 * phi * (u1 - p1) * (p2 - l2) + (p2 - l2) ** 2))
+    return p1 - p2 - dl, p1 - p2 + du
+
+
+def mcnemar_exact(b: int, c: int) -> float:
+    """Two-sided exact McNemar p-value on the discordant pairs (binomial, p = 1/2)."""
+    m = b + c
+    if m == 0:
+        return 1.0
+    tail = sum(math.comb(m, i) for i in range(min(b, c) + 1)) / 2**m
+    return min(1.0, 2 * tail)
+
+
+def holm(p: np.ndarray) -> np.ndarray:
+    """Holm step-down adjusted p-values (NaNs stay NaN and do not count as tests)."""
+    p = np.asarray(p, dtype=float)
+    out = np.full_like(p, np.nan)
+    ok = np.flatnonzero(~np.isnan(p))
+    order = ok[np.argsort(p[ok], kind="stable")]
+    m, running = len(order), 0.0
+    for rank, i in enumerate(order):
+        running = max(running, min(1.0, (m - rank) * p[i]))
+        out[i] = running
+    return out
+
+
+def paired_bootstrap(b: int, c: int, n: int, n_boot: int = 10_000, seed: int = 0, alpha: float = 0.05):
+    """Percentile interval of the accuracy gain under resampling items with replacement.
+
+    Only the per-item gain (+1, 0, −1) matters, so resampling n items is a multinomial
+    draw over those three outcomes — exact and cheap."""
+    if n == 0:
+        return math.nan, math.nan
+    rng = np.random.default_rng(seed)
+    draws = rng.multinomial(n, [b / n, c / n, (n - b - c) / n], size=n_boot)
+    gains = (draws[:, 0] - draws[:, 1]) / n
+    lo, hi = np.quantile(gains, [alpha / 2, 1 - alpha / 2])
+    return float(lo), float(hi)
+
+
+def gain_regression(gain, base_acc, semitic, groups=None, alpha: float = 0.05) -> dict:
+    """The seed paper's regression ``gain ~ base_acc + semitic`` by OLS; cluster-robust
+    standard errors by ``groups`` (models) when there are several, else HC1.
+
+    Returns ``{"terms", "coef", "se", "p", "lo", "hi", "nobs", "r2", "cov_type"}`` or a
+    ``{"skipped": reason}`` dict when the design cannot be estimated."""
+    import statsmodels.api as sm
+
+    y = np.asarray(gain, dtype=float)
+    s = np.asarray(semitic, dtype=float)
+    X = np.column_stack([np.ones_like(y), np.asarray(base_acc, dtype=float), s])
+    if len(y) < 4:
+        return {"skipped": f"{len(y)} observations; the regression needs at least 4"}
+    if y.min() == y.max():
+        return {"skipped": "the gain is the same in every language; nothing to explain"}
+    if s.min() == s.max():
+        return {"skipped": "the Semitic indicator is constant; include Semitic and non-Semitic languages"}
+    if np.linalg.matrix_rank(X) < 3:
+        return {"skipped": "base accuracy is collinear with the Semitic indicator"}
+    model = sm.OLS(y, X)
+    g = None if groups is None else np.unique(np.asarray(groups), return_inverse=True)[1]
+    if g is not None and g.max() >= 1:
+        fit, cov = model.fit(cov_type="cluster", cov_kwds={"groups": g}), "cluster(model)"
+    else:
+        fit, cov = model.fit(cov_type="HC1"), "HC1"
+    ci = fit.conf_int(alpha)
+    return {
+        "terms": ["Intercept", "base_acc", "semitic"],
+        "coef": fit.params,
+        "se": fit.bse,
+        "p": fit.pvalues,
+        "lo": ci[:, 0],
+        "hi": ci[:, 1],
+        "nobs": int(fit.nobs),
+        "r2": float(fit.rsquared),
+        "cov_type": cov,
+    }

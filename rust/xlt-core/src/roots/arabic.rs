@@ -1,0 +1,505 @@
+//! Arabic (all `*_Arab` Arabic varieties): clitics, inflection, the verbal
+//! Forms I–X and their participles and masdars, the common noun and broken
+//! plural templates, and weak (w/y/hamza) and geminate radical restoration.
+use std::sync::LazyLock;
+
+use super::engine::{self, Lang, Weak};
+
+// Affix kinds: prefixes 0 = any, 1 = nominal (article), 2 = verbal (imperfect);
+// suffixes 0 = none/any, 1 = nominal, 2 = verbal, 3 = pronoun, 4 = nominal + pronoun,
+// 5 = verbal + pronoun.
+fn compatible(p: u8, s: u8) -> bool {
+    match p {
+        1 => matches!(s, 0 | 1),
+        2 => matches!(s, 0 | 2 | 3 | 5),
+        _ => true,
+    }
+}
+
+const PREFIXES: &[(&str, f32, u8)] = &[
+    ("", 0.0, 0),
+    ("و", 0.5, 0),
+    ("ف", 0.6, 0),
+    ("ب", 0.6, 0),
+    ("ل", 0.7, 0),
+    ("ك", 1.1, 0),
+    ("وب", 1.1, 0),
+    ("ول", 1.1, 0),
+    ("فب", 1.3, 0),
+    ("فل", 1.3, 0),
+    ("وك", 1.4, 0),
+    ("ال", 0.2, 1),
+    ("وال", 0.4, 1),
+    ("فال", 0.5, 1),
+    ("بال", 0.4, 1),
+    ("كال", 0.5, 1),
+    ("لل", 0.4, 1),
+    ("ولل", 0.6, 1),
+    ("فلل", 0.7, 1),
+    ("وبال", 0.6, 1),
+    ("ي", 0.8, 2),
+    ("ت", 1.0, 2),
+    ("ن", 1.1, 2),
+    ("أ", 1.0, 2),
+    ("وي", 1.1, 2),
+    ("وت", 1.3, 2),
+    ("ون", 1.4, 2),
+    ("وأ", 1.3, 2),
+    ("في", 1.3, 2),
+    ("فت", 1.5, 2),
+    ("فن", 1.6, 2),
+    ("فأ", 1.5, 2),
+    ("لي", 1.2, 2),
+    ("لت", 1.5, 2),
+    ("لن", 1.6, 2),
+    ("لأ", 1.5, 2),
+    ("أ", 1.1, 0),
+    ("أو", 1.3, 0),
+    ("أف", 1.3, 0),
+    ("سي", 1.0, 2),
+    ("ست", 1.2, 2),
+    ("سن", 1.3, 2),
+    ("سأ", 1.3, 2),
+    ("وسي", 1.3, 2),
+    ("فسي", 1.4, 2),
+];
+
+/// Inflectional endings (string, cost, kind).
+const ENDINGS: &[(&str, f32, u8)] = &[
+    ("", 0.0, 0),
+    ("ة", 0.2, 1),
+    ("ات", 0.5, 1),
+    ("ان", 0.8, 0),
+    ("ين", 0.7, 0),
+    ("ون", 0.7, 0),
+    ("ية", 0.7, 1),
+    ("يات", 0.9, 1),
+    ("يين", 1.0, 1),
+    ("يون", 1.0, 1),
+    ("ي", 1.0, 1),
+    ("اء", 1.2, 1),
+    ("تين", 1.0, 1),
+    ("تان", 1.0, 1),
+    ("يتين", 1.1, 1),
+    ("يتان", 1.1, 1),
+    ("وا", 0.6, 2),
+    ("ت", 0.9, 2),
+    ("تم", 0.8, 2),
+    ("تما", 1.0, 2),
+    ("تن", 1.0, 2),
+    ("نا", 0.9, 2),
+    ("ا", 0.7, 0),
+    ("يا", 0.8, 1),
+    ("ن", 1.1, 2),
+    ("تا", 1.1, 2),
+];
+
+/// Endings as written before an attached pronoun.
+const ENDINGS_BEFORE_PRONOUN: &[(&str, f32, u8)] = &[
+    ("", 0.0, 3),
+    ("ت", 0.3, 4),
+    ("ات", 0.5, 4),
+    ("ي", 0.9, 4),
+    ("و", 0.7, 5),
+    ("تمو", 1.0, 5),
+    ("ا", 1.0, 5),
+    ("ان", 1.0, 4),
+    ("ين", 1.0, 4),
+    ("تن", 1.1, 5),
+    ("نا", 1.1, 5),
+    ("يت", 0.9, 4),
+    ("تا", 1.0, 5),
+    ("تما", 1.0, 5),
+    ("ن", 1.1, 5),
+    ("يي", 1.1, 4),
+    ("تي", 1.1, 4),
+    ("يتي", 1.2, 4),
+];
+
+const PRONOUNS: &[(&str, f32)] = &[
+    ("ه", 0.5),
+    ("ها", 0.5),
+    ("هم", 0.5),
+    ("هما", 0.6),
+    ("هن", 0.7),
+    ("ك", 0.9),
+    ("كم", 0.7),
+    ("كما", 0.8),
+    ("كن", 0.9),
+    ("ي", 1.0),
+    ("ني", 0.9),
+    ("نا", 0.7),
+];
+
+/// Stem templates (`C` = radical; `<`, `-`, `>` mark two-radical ones as
+/// initial-, hollow- or final-weak).
+const PATTERNS: &[(&str, f32)] = &[
+    // bare roots
+    ("CCC", 0.0),
+    ("CC", 1.2),
+    ("CCCC", 1.6),
+    // Form I nouns and adjectives, broken plurals
+    ("CاCC", 0.6),
+    ("CCاC", 0.5),
+    ("CCيC", 0.5),
+    ("CCوC", 0.6),
+    ("CوCC", 1.0),
+    ("CيCC", 1.2),
+    ("CCCى", 0.8),
+    ("CCاCة", 0.9),
+    ("CواCC", 0.9),
+    ("CCائC", 0.9),
+    ("CCاءC", 1.2),
+    ("أCCاC", 0.8),
+    ("اCCاC", 0.9),
+    ("أCاCC", 1.1),
+    ("أCCC", 1.0),
+    ("اCCC", 1.1),
+    ("إCCاC", 0.8),
+    ("أCاCيC", 1.3),
+    ("CCاCيC", 1.6),
+    ("CCاCC", 1.6),
+    ("CCCاء", 1.2),
+    ("CCCان", 1.3),
+    ("CاCوC", 1.3),
+    // maf'al, maf'ul, mif'al, maf'il, plurals mafa'il / mafa'il
+    ("مCCC", 0.7),
+    ("مCCوC", 0.5),
+    ("مCCاC", 0.9),
+    ("مCCيC", 1.0),
+    ("مCاCC", 0.8),
+    ("مCاCيC", 0.9),
+    // derived Forms: perfect, imperfect stem, participles, masdars
+    ("تCCC", 0.9),
+    ("تCCيC", 0.6),
+    ("تCاCC", 0.8),
+    ("تCاCيC", 1.1),
+    ("اCتCC", 0.8),
+    ("CتCC", 1.2),
+    ("اCتCاC", 0.6),
+    ("انCCC", 0.9),
+    ("نCCC", 1.3),
+    ("انCCاC", 0.7),
+    ("استCCC", 0.5),
+    ("ستCCC", 0.8),
+    ("استCCاC", 0.4),
+    ("مستCCC", 0.4),
+    ("متCCC", 0.7),
+    ("متCاCC", 0.7),
+    ("منCCC", 0.8),
+    ("مCتCC", 0.8),
+    ("اCطCC", 1.0),
+    ("اCدCC", 1.2),
+    ("مCطCC", 1.1),
+    ("اتCCاC<", 0.9),
+    ("اتCC<", 1.1),
+    ("متCC<", 1.1),
+    // hollow stems (middle و/ي dropped or turned into ا)
+    ("CاC-", 0.4),
+    ("CيC-", 1.2),
+    ("مCاC-", 1.0),
+    ("مCيC-", 1.1),
+    ("أCاC-", 1.1),
+    ("إCاC-", 1.0),
+    ("اCاC-", 1.2),
+    ("استCاC-", 0.5),
+    ("مستCاC-", 0.8),
+    ("مستCيC-", 0.8),
+    ("اCتاC-", 1.0),
+    ("مCتاC-", 1.0),
+    ("انCاC-", 1.1),
+    // defective stems (final و/ي as ا/ى/ي or dropped)
+    ("CCا>", 0.9),
+    ("CCى>", 0.8),
+    ("مCCى>", 0.9),
+    ("مCCي>", 1.2),
+    ("اCتCى>", 0.9),
+    ("استCCى>", 0.8),
+    ("تCCي>", 1.2),
+    ("اCتCا>", 1.0),
+    ("استCCا>", 0.9),
+    // assimilated stems (initial و dropped)
+    ("CC<", 1.5),
+    ("CتاC-", 1.0),
+    ("CتCي>", 1.0),
+    ("استيCاC<", 0.6),
+    ("إيCاC<", 0.8),
+    ("ايCاC<", 0.9),
+    ("ميCاC<", 0.9),
+    ("مCC<", 1.6),
+];
+
+fn is_hamza(c: char) -> bool {
+    matches!(c, 'ء' | 'أ' | 'إ' | 'آ' | 'ؤ' | 'ئ')
+}
+
+fn is_weak(c: char) -> bool {
+    matches!(c, 'ا' | 'و' | 'ي' | 'ى')
+}
+
+/// Letters that double as affix or pattern letters ("سألتمونيها").
+fn is_servile(c: char) -> bool {
+    matches!(c, 'س' | 'أ' | 'ل' | 'ت' | 'م' | 'و' | 'ن' | 'ي' | 'ه' | 'ا')
+}
+
+fn root_cost(r: &[char]) -> f32 {
+    let mut cost = 0.0;
+    for (i, &c) in r.iter().enumerate() {
+        match c {
+            'ة' => cost += 20.0,
+            'ى' if i + 1 != r.len() => cost += 20.0,
+            'ا' if i == 0 => cost += 0.6,
+            'ا' if i + 1 == r.len() => cost += 0.6,
+            'ا' => cost += 0.3,
+            'ى' => cost += 0.4,
+            'ي' if i == 0 => cost += 0.8,
+            _ => {}
+        }
+        if is_servile(c) {
+            cost += 0.12;
+        }
+    }
+    if r.len() >= 2 && r[0] == r[1] {
+        cost += 2.0;
+    }
+    if r.len() == 4 {
+        cost += 1.0;
+    }
+    let weak = r.iter().filter(|c| is_weak(**c)).count();
+    if weak >= 2 {
+        cost += 0.8 * (weak - 1) as f32;
+    }
+    cost
+}
+
+fn restore(r: &[char; 2], weak: Weak, prefixed: bool, _: bool) -> Vec<([char; 3], f32)> {
+    let [a, b] = *r;
+    let mut out = Vec::with_capacity(4);
+    let both = matches!(weak, Weak::Any);
+    if both || weak == Weak::Initial {
+        out.push((
+            ['و', a, b],
+            if prefixed || weak == Weak::Initial {
+                0.3
+            } else {
+                1.2
+            },
+        ));
+    }
+    if both || weak == Weak::Hollow {
+        out.push(([a, 'و', b], if weak == Weak::Hollow { 0.0 } else { 0.8 }));
+    }
+    if both || weak == Weak::Final {
+        out.push(([a, b, 'ي'], if weak == Weak::Final { 0.0 } else { 0.9 }));
+    }
+    if both {
+        out.push(([a, b, b], 0.5));
+    }
+    out
+}
+
+static LANG: LazyLock<Lang> = LazyLock::new(|| {
+    let mut suffixes: Vec<(String, f32, u8)> = ENDINGS
+        .iter()
+        .map(|(s, c, k)| (s.to_string(), *c, *k))
+        .collect();
+    for (e, ec, ek) in ENDINGS_BEFORE_PRONOUN {
+        for (p, pc) in PRONOUNS {
+            // "my" attaches to nouns; verbs take the object form ني
+            let kind = if *p == "ي" && *ek == 3 { 4 } else { *ek };
+            suffixes.push((format!("{e}{p}"), ec + pc, kind));
+        }
+    }
+    let list: Vec<(&str, f32, u8)> = suffixes
+        .iter()
+        .map(|(s, c, k)| (s.as_str(), *c, *k))
+        .collect();
+    Lang {
+        prefixes: engine::affixes(PREFIXES),
+        suffixes: engine::affixes(&list),
+        patterns: engine::patterns(PATTERNS),
+        root_cost,
+        restore,
+        compatible,
+    }
+});
+
+/// Function words (pronouns, particles, prepositions, demonstratives, relatives):
+/// no root.
+const FUNCTION_WORDS: &[&str] = &[
+    "في",
+    "من",
+    "على",
+    "إلى",
+    "الى",
+    "عن",
+    "مع",
+    "أو",
+    "او",
+    "ثم",
+    "أن",
+    "ان",
+    "إن",
+    "لا",
+    "لم",
+    "لن",
+    "ما",
+    "هل",
+    "قد",
+    "لقد",
+    "بل",
+    "كل",
+    "هذا",
+    "هذه",
+    "ذلك",
+    "تلك",
+    "هذان",
+    "هؤلاء",
+    "أولئك",
+    "الذي",
+    "التي",
+    "الذين",
+    "اللذان",
+    "اللتان",
+    "اللاتي",
+    "هو",
+    "هي",
+    "هم",
+    "هن",
+    "هما",
+    "أنا",
+    "انا",
+    "نحن",
+    "أنت",
+    "انت",
+    "أنتم",
+    "انتم",
+    "إذا",
+    "اذا",
+    "إذ",
+    "اذ",
+    "لو",
+    "لولا",
+    "حتى",
+    "منذ",
+    "عند",
+    "لدى",
+    "لكن",
+    "لكنه",
+    "أي",
+    "اي",
+    "كي",
+    "لكي",
+    "كما",
+    "مما",
+    "عما",
+    "فيه",
+    "فيها",
+    "منه",
+    "منها",
+    "عليه",
+    "عليها",
+    "إليه",
+    "اليه",
+    "له",
+    "لها",
+    "لهم",
+    "به",
+    "بها",
+    "بهم",
+    "وهو",
+    "وهي",
+    "وفي",
+    "ومن",
+    "وما",
+    "ولا",
+    "فلا",
+    "فإن",
+    "وإن",
+    "إلا",
+    "الا",
+    "أما",
+    "اما",
+    "إما",
+    "امام",
+    "يا",
+    "أيضا",
+    "ايضا",
+    "سوى",
+    "هنا",
+    "هناك",
+    "ثمة",
+    "ليس",
+    "عسى",
+    "نعم",
+    "بلى",
+    "كلا",
+    "أيها",
+    "أيتها",
+    "ذا",
+    "ذو",
+    "ذي",
+    "التى",
+];
+
+/// Strip diacritics and tatweel, fold letter variants (Persian kaf/yeh, wasla).
+/// None if a character is not an Arabic letter.
+pub fn normalise(word: &str) -> Option<Vec<char>> {
+    let mut out = Vec::with_capacity(word.len() / 2);
+    for c in word.chars() {
+        match c {
+            '\u{610}'..='\u{61A}'
+            | '\u{64B}'..='\u{65F}'
+            | '\u{670}'
+            | '\u{6D6}'..='\u{6ED}'
+            | '\u{640}' => {}
+            'ٱ' => out.push('ا'),
+            'ک' => out.push('ك'),
+            'ی' | 'ې' => out.push('ي'),
+            'ھ' | 'ە' => out.push('ه'),
+            'ۀ' => out.push('ة'),
+            'ء'..='ي' if !matches!(c, 'ػ'..='ؿ') => out.push(c),
+            _ => return None,
+        }
+    }
+    Some(out)
+}
+
+/// Spell a radical sequence as a dictionary root: hamza as ء, hollow and
+/// defective alif as و, alif maqsura as ي.
+fn spell(r: &[char]) -> String {
+    let n = r.len();
+    r.iter()
+        .enumerate()
+        .map(|(i, &c)| match c {
+            c if is_hamza(c) => 'ء',
+            'ا' if i == 0 => 'ء',
+            'ا' => 'و',
+            'ى' => 'ي',
+            _ if i + 1 == n && c == 'ة' => 'ت',
+            c => c,
+        })
+        .collect()
+}
+
+/// The root of one Arabic word, or None.
+pub fn root(word: &str) -> Option<String> {
+    let w = normalise(word)?;
+    if w.len() < 2 {
+        return None;
+    }
+    let s: String = w.iter().collect();
+    if FUNCTION_WORDS.contains(&s.as_str()) {
+        return None;
+    }
+    // The divine name is a fused article + noun of root أله, not a pattern.
+    let stem = w
+        .iter()
+        .skip_while(|c| matches!(c, 'و' | 'ف' | 'ب' | 'ت'))
+        .collect::<String>();
+    if matches!(stem.as_str(), "الله" | "لله" | "اللهم") {
+        return Some("أله".into());
+    }
+    let (r, _) = engine::analyse(&w, &LANG)?;
+    Some(spell(&r))
+}

@@ -1,0 +1,19 @@
+//! Representation similarity between paired rows of two matrices (the same
+//! items in two languages, or the same tokens at two layers): linear and
+//! debiased CKA, RSA, SVCCA, PWCCA, Procrustes distance and retrieval.
+//!
+//! Inputs are borrowed f32/f16/bf16 matrices read in f32 row blocks; sums
+//! are kept in f64 and products formed on centred (or shifted) rows, so the
+//! results match an f64 reference to about 1e-7 relative.
+mod blocks;
+pub mod cca;
+pub mod cka;
+pub mod retrieval;
+pub mod rsa;
+
+pub use cca::{procrustes, pwcca, svcca};
+pub use cka::{
+    debiased_cka, linear_cka, pairwise_stats, CkaAccumulator, CkaStats, Precision, Route,
+};
+pub use retrieval::retrieval;
+pub use rsa::{rsa, rsa_pairwise, RdmMetric, RsaMethod};

@@ -1,0 +1,228 @@
+"""LoRA fine-tuning end to end on tiny dense and MoE models (SIB-200 Arabic)."""
+
+import json
+
+import numpy as np
+import pytest
+
+import xlt
+from xlt import data, finetune
+from xlt.evaluate import evaluate
+
+
+def tiny(arch, tok, seed=0):
+    """Tiny random model of a real architecture (swap for xlt.models.tiny when it lands)."""
+    import torch
+    from transformers import AutoModelForCausalLM, LlamaConfig, Qwen3MoeConfig
+
+    common = dict(
+        vocab_size=len(tok), hidden_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2
+    )
+    if arch == "qwen3_moe":
+        cfg = Qwen3MoeConfig(
+            **common,
+            intermediate_size=128,
+            moe_intermediate_size=32,
+            num_experts=8,
+            num_experts_per_tok=2,
+            head_dim=16,
+        )
+    else:
+        cfg = LlamaConfig(**common, intermediate_size=128)
+    torch.manual_seed(seed)
+    return AutoModelForCausalLM.from_config(cfg).eval()
+
+
+TARGETS = {"qwen3_moe": ["attention", "experts"], "llama": ["attention", "mlp"]}
+N_TRAIN, N_EVAL = 8, 4
+
+
+@pytest.fixture(scope="module")
+def tok():
+    return xlt.assets.qwen_tokenizer()
+
+
+@pytest.fixture(scope="module")
+def sib():
+    return data.sib200(languages=["arb_Arab", "heb_Hebr"])
+
+
+@pytest.fixture(scope="module", params=["llama", "qwen3_moe"])
+def trained(request, tok, sib, tmp_path_factory):
+    arch = request.param
+    model = tiny(arch, tok)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    base_eval = evaluate((model, tok), sib, limit=N_EVAL, progress=False)
+    loss0 = finetune.loss((model, tok), sib, ["arb_Arab"], limit=N_TRAIN)
+    out = tmp_path_factory.mktemp(f"adapter_{arch}")
+    ft = finetune.lora(
+        (model, tok),
+        sib,
+        ["arb_Arab"],
+        steps=8,
+        lr=3e-2,
+        rank=4,
+        targets=TARGETS[arch],
+        limit=N_TRAIN,
+        batch_size=4,
+        out=out,
+        progress=False,
+    )
+    return dict(arch=arch, ft=ft, out=out, loss0=loss0, base_eval=base_eval, before=before)
+
+
+def test_lora_lowers_the_loss_on_sib200_arabic(trained, sib):
+    loss1 = finetune.loss(trained["ft"], sib, ["arb_Arab"], limit=N_TRAIN)
+    assert loss1 < trained["loss0"] - 0.2, (trained["arch"], trained["loss0"], loss1)
+    log = trained["ft"].log
+    assert [r["step"] for r in log] == list(range(1, 9))
+    assert np.mean([r["loss"] for r in log[-3:]]) < log[0]["loss"]
+
+
+def test_adapter_files_and_only_lora_trained(trained):
+    out, ft = trained["out"], trained["ft"]
+    assert (out / "adapter_model.safetensors").is_file() and (out / "adapter_config.json").is_file()
+    lines = (out / "train_log.jsonl").read_text().splitlines()
+    assert len(lines) == 8 and json.loads(lines[-1])["loss"] == ft.log[-1]["loss"]
+    meta = json.loads((out / "training.json").read_text())
+    assert meta["arm"] == "task" and meta["languages"] == ["arb_Arab"] and meta["examples"] == N_TRAIN
+    assert meta["base"]["model_type"] == trained["arch"]
+    trainable = [n for n, p in ft.hf.named_parameters() if p.requires_grad]
+    assert trainable and all("lora_" in n for n in trainable)
+    assert not any("mlp.gate." in n for n in trainable)  # router stays frozen
+    if trained["arch"] == "qwen3_moe":
+        assert meta["target_parameters"] == ["mlp.experts.gate_up_proj", "mlp.experts.down_proj"]
+        assert any("experts" in n for n in trainable)
+    base_now = ft.hf.get_base_model().state_dict()
+    for k, v in trained["before"].items():
+        key = k if k in base_now else k.replace(".weight", ".base_layer.weight")
+        if key in base_now:
+            assert (base_now[key] == v).all(), k
+
+
+def test_adapter_reloads_and_evaluates_identically_and_merged_agrees(trained, tok, sib):
+    from peft import PeftModel
+
+    arch, out = trained["arch"], trained["out"]
+    tuned = evaluate(trained["ft"], sib, limit=N_EVAL, progress=False)
+    fresh = tiny(arch, tok)
+    reloaded = evaluate((fresh, tok), sib, adapter=out, limit=N_EVAL, progress=False)
+    np.testing.assert_allclose(reloaded.loglik.values, tuned.loglik.values, rtol=0, atol=1e-5)
+    assert not np.allclose(tuned.loglik.values, trained["base_eval"].loglik.values, atol=1e-3)
+    # the adapter was detached again after that evaluation
+    plain = evaluate((fresh, tok), sib, limit=N_EVAL, progress=False)
+    np.testing.assert_allclose(plain.loglik.values, trained["base_eval"].loglik.values, rtol=0, atol=1e-5)
+    merged = PeftModel.from_pretrained(fresh, str(out)).merge_and_unload()
+    m = evaluate((merged, tok), sib, limit=N_EVAL, progress=False)
+    np.testing.assert_allclose(m.loglik.values, tuned.loglik.values, rtol=0, atol=1e-4)
+
+
+def test_adapter_for_another_base_model_is_refused(trained, tok, sib):
+    other = "qwen3_moe" if trained["arch"] == "llama" else "llama"
+    with pytest.raises(xlt.UnsupportedModelError, match="different base model"):
+        evaluate((tiny(other, tok), tok), sib, adapter=trained["out"], limit=1, progress=False)
+    with pytest.raises(xlt.ConfigError, match="already carries"):
+        evaluate(trained["ft"], sib, adapter=trained["out"], limit=1, progress=False)
+
+
+def test_masked_loss_equals_transformers_loss(tok, sib):
+    import torch
+
+    model = tiny("llama", tok)
+    ((ids, labels),) = finetune.examples(tok, sib, ["arb_Arab"], limit=1)
+    assert sum(lab != -100 for lab in labels) == 1  # one answer token: " A".." G"
+    with torch.no_grad():
+        ref = model(input_ids=torch.tensor([ids]), labels=torch.tensor([labels])).loss
+    assert finetune.loss((model, tok), sib, ["arb_Arab"], limit=1) == pytest.approx(float(ref), rel=1e-5)
+
+
+def test_other_arms(tok, sib, tmp_path):
+    model = tiny("llama", tok)
+    lm = finetune.examples(tok, sib, ["arb_Arab"], arm="language-only", limit=2)
+    assert all(ids == labels for ids, labels in lm)
+    assert tok.decode(lm[0][0]) == data.texts(sib, "arb_Arab")[0]
+    fo = finetune.examples(tok, sib, ["arb_Arab"], arm="format-only", limit=1)
+    assert "_ _ _" in tok.decode(fo[0][0])
+    for arm in ("language-only", "format-only"):
+        ft = finetune.lora(
+            (model, tok), sib, ["arb_Arab"], arm=arm, steps=2, limit=2, out=tmp_path / arm, progress=False
+        )
+        assert len(ft.log) == 2 and json.loads((tmp_path / arm / "training.json").read_text())["arm"] == arm
+        ft.hf.unload()
+
+
+def test_targets_resolve_against_the_model(tok):
+    moe, dense = tiny("qwen3_moe", tok), tiny("llama", tok)
+    assert finetune.resolve_targets(moe, "router") == ([], ["mlp.gate.weight"])
+    assert finetune.resolve_targets(dense, "attention") == (["k_proj", "o_proj", "q_proj", "v_proj"], [])
+    assert finetune.resolve_targets(dense, ["q_proj"]) == (["q_proj"], [])
+    with pytest.raises(xlt.ConfigError, match="matches nothing"):
+        finetune.resolve_targets(dense, "experts")
+    with pytest.raises(xlt.ConfigError, match="matches nothing"):
+        finetune.resolve_targets(dense, "nonexistent_proj")
+
+
+def test_router_is_trained_only_when_asked(tok, sib):
+    model = tiny("qwen3_moe", tok)
+    ft = finetune.lora((model, tok), sib, ["arb_Arab"], steps=1, limit=2, targets="router", progress=False)
+    trainable = [n for n, p in ft.hf.named_parameters() if p.requires_grad]
+    assert trainable and all("mlp.gate.lora_" in n for n in trainable)
+
+
+def test_bad_input(tok, sib):
+    model = tiny("llama", tok)
+    with pytest.raises(xlt.DataError, match="not in task"):
+        finetune.lora((model, tok), sib, ["fra_Latn"], steps=1, progress=False)
+    with pytest.raises(xlt.ConfigError, match="unknown arm"):
+        finetune.lora((model, tok), sib, ["arb_Arab"], arm="cot", steps=1, progress=False)
+    with pytest.raises(xlt.ConfigError, match="steps or epochs"):
+        finetune.lora((model, tok), sib, ["arb_Arab"], steps=1, epochs=1, progress=False)
+    empty = data.belebele(
+        xlt.assets.ROOT.parent.parent.parent / "tests" / "data" / "belebele" / "flat",
+        ["eng_Latn"],
+        n_test=900,
+    )
+    with pytest.raises(xlt.DataError, match="empty"):
+        finetune.lora((model, tok), empty, ["eng_Latn"], steps=1, progress=False)
+
+
+def test_cli_finetune_then_eval(tok, tmp_path):
+    from typer.testing import CliRunner
+
+    from xlt.cli import app
+
+    model_dir = tmp_path / "model"
+    tiny("llama", tok).save_pretrained(model_dir)
+    tok.save_pretrained(model_dir)
+    r = CliRunner().invoke(
+        app,
+        [
+            "finetune",
+            str(model_dir),
+            "--out",
+            str(tmp_path / "ad"),
+            "--languages",
+            "arb_Arab",
+            "--steps",
+            "2",
+            "--limit",
+            "2",
+            "--targets",
+            "attention,mlp",
+        ],
+    )
+    assert r.exit_code == 0, r.output
+    assert (tmp_path / "ad" / "adapter_model.safetensors").is_file()
+    args = [
+        "eval",
+        str(model_dir),
+        "--languages",
+        "arb_Arab,heb_Hebr",
+        "--limit",
+        "2",
+        "--out",
+        str(tmp_path / "ev"),
+    ]
+    r = CliRunner().invoke(app, args + ["--adapter", str(tmp_path / "ad")])
+    assert r.exit_code == 0, r.output
+    assert "heb_Hebr" in r.output and len(list((tmp_path / "ev").glob("results_*.json"))) == 1
