@@ -76,45 +76,50 @@ def run_numpy(idx, w, group, e, groups):
     return usage, ent, js
 
 
-def in_memory(t, layers, k, e, groups):
+def in_memory(t, layers, k, e, groups, repeat):
     idx, w, group, item = synth(t, layers, k, e, groups)
     gb = (idx.nbytes + w.nbytes) / 2**30
-    t0 = time.perf_counter()
-    p = run_xlt(idx, w, group, None, e, groups)
-    t_xlt = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    p_items = run_xlt(idx, w, group, item, e, groups)
-    t_items = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    usage, _, js = run_numpy(idx, w, group, e, groups)
-    t_np = time.perf_counter() - t0
+    t_xlt = t_items = t_np = float("inf")
+    for _ in range(repeat):  # interleaved, best of `repeat`: the machine may be shared
+        t0 = time.perf_counter()
+        p = run_xlt(idx, w, group, None, e, groups)
+        t_xlt = min(t_xlt, time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        p_items = run_xlt(idx, w, group, item, e, groups)
+        t_items = min(t_items, time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        usage, _, js = run_numpy(idx, w, group, e, groups)
+        t_np = min(t_np, time.perf_counter() - t0)
     assert np.allclose(p["usage"], usage, rtol=1e-9, atol=1e-12)
     assert np.allclose(p["js"], js, rtol=1e-9, atol=1e-12)
     assert np.array_equal(p["usage"], p_items["usage"])
     print(
         f"in memory: {t:,} tokens x {layers} layers x k={k} over {e} experts, {groups} groups "
         f"({gb:.2f} GiB int16+f16)\n"
+        f"  best of {repeat}\n"
         f"  xlt  {t_xlt:7.2f} s   ({t * layers * k / t_xlt / 1e6:,.0f} M selections/s)\n"
-        f"  xlt with parallel items {t_items:7.2f} s\n"
+        f"  xlt with parallel items (+ parallel_overlap) {t_items:7.2f} s\n"
         f"  numpy {t_np:7.2f} s\n"
         f"  ratio numpy / xlt = {t_np / t_xlt:.1f}x"
     )
     return {"tokens": t, "xlt_s": t_xlt, "xlt_items_s": t_items, "numpy_s": t_np, "ratio": t_np / t_xlt}
 
 
-_CHILD = """
-import json, resource, sys, time
+# Peak RSS from VmHWM: ru_maxrss would include the parent's memory at fork time.
+_HWM = "int(next(x for x in open('/proc/self/status') if x.startswith('VmHWM')).split()[1]) / 1024"
+_CHILD = f"""
+import json, sys, time
 import xarray as xr
 from xlt import routing
 t0 = time.perf_counter()
-p = routing.profile(xr.open_zarr(sys.argv[1]), reference="g00", chunk_tokens=int(sys.argv[2]))
+item = "token_item" if sys.argv[3] == "items" else None
+p = routing.profile(xr.open_zarr(sys.argv[1]), reference="g00", chunk_tokens=int(sys.argv[2]), item=item)
 dt = time.perf_counter() - t0
-print(json.dumps({"s": dt, "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-                  "tokens": int(p.tokens.sum())}))
+print(json.dumps({{"s": dt, "peak_rss_mib": {_HWM}, "tokens": int(p.tokens.sum())}}))
 """
 
 
-def streaming(t, layers, k, e, groups, cap_mib, workdir):
+def streaming(t, layers, k, e, groups, cap_mib, chunk, workdir):
     import xarray as xr
 
     path = Path(workdir) / "routing.zarr"
@@ -130,7 +135,7 @@ def streaming(t, layers, k, e, groups, cap_mib, workdir):
             },
             coords={"language": ("token", lang), "token_item": ("token", item + a)},
             attrs={"n_experts": e},
-        ).chunk({"token": 32768})
+        ).chunk({"token": min(chunk, 32768)})
         if n == 0:
             ds.to_zarr(path, mode="w")
         else:
@@ -141,32 +146,33 @@ def streaming(t, layers, k, e, groups, cap_mib, workdir):
         [
             sys.executable,
             "-c",
-            "import json,resource,xarray,xlt.routing;"
-            "print(json.dumps(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss/1024))",
+            f"import xarray, zarr, dask.array, xlt.routing; print({_HWM})",
         ],
         capture_output=True,
         text=True,
         check=True,
     )
-    r = subprocess.run([sys.executable, "-c", _CHILD, str(path), "65536"], capture_output=True, text=True)
-    if r.returncode:
-        raise SystemExit(r.stderr)
-    out = json.loads(r.stdout.strip().splitlines()[-1])
-    grown = out["peak_rss_mib"] - float(base.stdout)
-    assert out["tokens"] == t
+    res = {"raw_mib": raw, "disk_mib": disk, "cap_mib": cap_mib, "chunk_tokens": chunk}
     print(
         f"streaming: zarr dump of {t:,} tokens x {layers} layers x k={k}: {raw:,.0f} MiB raw, "
-        f"{disk:,.0f} MiB on disk; memory cap {cap_mib} MiB\n"
-        f"  profile {out['s']:.2f} s, peak RSS {out['peak_rss_mib']:,.0f} MiB "
-        f"({grown:,.0f} MiB above the bare imports) -> {'within' if grown < cap_mib else 'OVER'} the cap"
+        f"{disk:,.0f} MiB on disk; memory cap {cap_mib} MiB, chunks of {chunk:,} tokens"
     )
-    return {
-        "raw_mib": raw,
-        "peak_rss_mib": out["peak_rss_mib"],
-        "grown_mib": grown,
-        "cap_mib": cap_mib,
-        "s": out["s"],
-    }
+    for mode in ("no-items", "items"):
+        r = subprocess.run(
+            [sys.executable, "-c", _CHILD, str(path), str(chunk), mode], capture_output=True, text=True
+        )
+        if r.returncode:
+            raise SystemExit(r.stderr)
+        out = json.loads(r.stdout.strip().splitlines()[-1])
+        grown = out["peak_rss_mib"] - float(base.stdout)
+        assert out["tokens"] == t
+        verdict = "within" if grown < cap_mib else "OVER"
+        print(
+            f"  {mode:8s}: profile {out['s']:.2f} s, peak RSS {out['peak_rss_mib']:,.0f} MiB "
+            f"({grown:,.0f} MiB above the bare imports) -> {verdict} the cap"
+        )
+        res[mode] = {"s": out["s"], "peak_rss_mib": out["peak_rss_mib"], "grown_mib": grown}
+    return res
 
 
 def main():
@@ -175,19 +181,23 @@ def main():
     ap.add_argument("--tokens", type=int, default=2_000_000)
     ap.add_argument("--stream-tokens", type=int, default=1_000_000)
     ap.add_argument("--cap-mib", type=int, default=1024, help="memory cap of the streaming run")
+    ap.add_argument("--chunk-tokens", type=int, default=65536, help="tokens per streamed chunk")
+    ap.add_argument("--repeat", type=int, default=2, help="best of this many interleaved runs")
     ap.add_argument("--skip-stream", action="store_true")
     a = ap.parse_args()
     layers, k, e, groups = 48, 8, 128, 22
-    t, ts, cap = (a.tokens, a.stream_tokens, a.cap_mib) if not a.smoke else (60_000, 40_000, 64)
+    t, ts, cap, chunk = (a.tokens, a.stream_tokens, a.cap_mib, a.chunk_tokens)
+    if a.smoke:
+        t, ts, cap, chunk = 60_000, 40_000, 256, 8192
     from xlt import _core
 
     info = _core.build_info()
     print(f"xlt build: {'release' if info['release'] else 'DEBUG'}, {info['threads']} threads")
-    res = {"in_memory": in_memory(t, layers, k, e, groups)}
+    res = {"in_memory": in_memory(t, layers, k, e, groups, 1 if a.smoke else a.repeat)}
     if not a.skip_stream:
         work = tempfile.mkdtemp(prefix="xlt-bench-routing-")
         try:
-            res["streaming"] = streaming(ts, layers, k, e, groups, cap, work)
+            res["streaming"] = streaming(ts, layers, k, e, groups, cap, chunk, work)
         finally:
             shutil.rmtree(work, ignore_errors=True)
     print(json.dumps(res))

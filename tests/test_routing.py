@@ -1,7 +1,5 @@
 """Routing profiles: parity with a plain numpy/scipy reference, crafted cases, streaming.
-
-Still to come (added by the lead after merging capture): routing captured from tiny
-MoE models of three families through the real capture path, profiled here.
+Routing captured from tiny MoE models through the real capture path: test_routing_capture.py.
 """
 
 import pickle
@@ -38,6 +36,31 @@ def make_dump(
         "moe_layer": np.arange(1, L + 1),
     }
     return xr.Dataset(data, coords=coords, attrs={"n_experts": E, "model": "synthetic"})
+
+
+def write_dump(ds, path):
+    """Write a make_dump() dataset through xlt.dumps in the real schema: ``language`` and
+    ``item_id`` per item, ``token_item`` the item row of each token, ``token_language``."""
+    from xlt.dumps import DumpWriter
+
+    lang, item = ds.language.values, ds.token_item.values
+    pairs = sorted(set(zip(lang.tolist(), item.tolist(), strict=True)))
+    row = {p: i for i, p in enumerate(pairs)}
+    routing_vars = [v for v in ("routing_idx", "routing_weight", "router_prob") if v in ds]
+    dims = {
+        "language": ("item",),
+        "item_id": ("item",),
+        "token_item": ("token",),
+        "token_language": ("token",),
+    }
+    dims.update({v: ds[v].dims for v in routing_vars})
+    attrs = {"model": "synthetic", "n_experts": ds.attrs["n_experts"]}
+    with DumpWriter(path, attrs=attrs, dims=dims, coords={"moe_layer": ds.moe_layer.values}) as w:
+        items = {"language": np.array([p[0] for p in pairs]), "item_id": np.array([p[1] for p in pairs])}
+        tokens = {v: ds[v].values for v in routing_vars}
+        tokens["token_item"] = np.array([row[p] for p in zip(lang.tolist(), item.tolist(), strict=True)])
+        tokens["token_language"] = lang
+        w.append(items, tokens)
 
 
 def reference(ds, labels, ref=None, min_lift=2.0, min_usage=None, min_spec=0.0):
@@ -227,13 +250,15 @@ def test_dask_and_zarr_backed_equal_in_memory(tmp_path):
     xr.testing.assert_identical(eager, from_store)
 
 
-def test_dump_path_goes_through_xlt_dumps(tmp_path):
-    dumps = pytest.importorskip("xlt.dumps")
-    path = tmp_path / "d.zarr"
-    make_dump(seed=8).to_zarr(path)
-    prof = routing.profile(str(path))
-    expected = routing.profile(dumps.open_dump(str(path)))
-    xr.testing.assert_identical(prof, expected)
+def test_dump_path_in_the_real_schema_equals_in_memory(tmp_path):
+    ds = make_dump(seed=8)
+    write_dump(ds, tmp_path / "d.zarr")
+    from_path = routing.profile(str(tmp_path / "d.zarr"), reference="heb_Hebr", chunk_tokens=128)
+    in_memory = routing.profile(ds, reference="heb_Hebr")
+    xr.testing.assert_allclose(from_path.drop_attrs(), in_memory.drop_attrs(), rtol=1e-12, atol=0)
+    np.testing.assert_array_equal(from_path.parallel_items, in_memory.parallel_items)
+    by_token = routing.profile(str(tmp_path / "d.zarr"), by="token_language")
+    np.testing.assert_array_equal(by_token.usage, in_memory.usage)
 
 
 def test_accumulators_merge_and_pickle():

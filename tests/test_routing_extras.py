@@ -9,7 +9,7 @@ import pytest
 import xarray as xr
 from scipy import stats
 from scipy.spatial.distance import jensenshannon
-from test_routing import TOL, make_dump
+from test_routing import TOL, make_dump, write_dump
 from typer.testing import CliRunner
 
 from xlt import _core, routing
@@ -95,9 +95,8 @@ def test_plots_return_figure_and_axes(profiles):
 
 
 def test_cli_writes_a_profile(tmp_path):
-    pytest.importorskip("xlt.dumps")
     path = tmp_path / "d.zarr"
-    make_dump(T=200).to_zarr(path)
+    write_dump(make_dump(T=200), path)
     out = tmp_path / "profile.nc"
     r = CliRunner().invoke(app, ["routing", str(path), "--out", str(out), "--reference", "arb_Arab"])
     assert r.exit_code == 0, r.output

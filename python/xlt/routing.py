@@ -31,6 +31,9 @@ Formulas (natural logs; u = usage share, w = weight share, E experts, G groups):
   ``parallel_items`` counts those items.
 
 Top-k indices are counted as given (a token's k indices are assumed distinct).
+Memory does not grow with tokens, except for ``parallel_overlap``: it keeps one
+(layer × expert) count vector per (group, item) pair, pairs × layers × experts × 4 bytes;
+pass ``item=None`` to skip it.
 """
 
 from __future__ import annotations
@@ -329,11 +332,11 @@ def _labeller(ds: xr.Dataset, by: str):
     if by in ds.variables:
         var = ds[by]
         if var.dims == ("token",):
-            return [by], lambda part: np.asarray(part[by].values).astype(str)
+            return [by], lambda part: _as_str(part[by].values)
         if var.dims == ("item",):
             if "token_item" not in ds.variables:
                 raise DataError(f"{by} is per item but the dump has no token_item to map tokens to items")
-            per_item = np.asarray(var.values).astype(str)
+            per_item = _as_str(var.values)
             return ["token_item"], lambda part: per_item[np.asarray(part["token_item"].values)]
         raise ShapeError(f"{by} has dims {var.dims}; group by a per-token or per-item variable")
     if by in ("script", "family") and "language" in ds.variables:
@@ -348,6 +351,12 @@ def _labeller(ds: xr.Dataset, by: str):
         return names, derived
     per_token = [n for n, v in ds.variables.items() if v.dims == ("token",)]
     raise DataError(f"cannot group by {by!r}: not in the dump; per-token variables are {per_token}")
+
+
+def _as_str(values: Any) -> np.ndarray:
+    """Labels as a fixed-width str array (dumps may hold numpy's variable-width StringDType)."""
+    a = np.asarray(values)
+    return a if a.dtype.kind == "U" else a.astype(object).astype(str)
 
 
 def _group_labels(sub: xr.Dataset, label_of, bounds, groups) -> list[str]:

@@ -477,11 +477,11 @@ impl Job<'_, '_> {
                 // NaN fails `>= 0`, inf fails `<= MAX`; non-short-circuit so it vectorises
                 let fine = w
                     .iter()
-                    .fold(true, |ok, &v| ok & (v >= 0.0) & (v <= f32::MAX));
+                    .fold(true, |ok, &v| ok & (0.0..=f32::MAX).contains(&v));
                 if !fine && self.c.group[t] >= 0 {
                     let j = w
                         .iter()
-                        .position(|v| !(*v >= 0.0 && *v <= f32::MAX))
+                        .position(|v| !(0.0..=f32::MAX).contains(v))
                         .unwrap_or(0);
                     return Err(self.bad_value("routing_weight", w[j], t, l0 + j / k));
                 }
