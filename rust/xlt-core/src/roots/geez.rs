@@ -62,9 +62,9 @@ fn root_cost(r: &[char]) -> f32 {
     r.iter().filter(|&&c| matches!(c, 'አ' | 'ወ' | 'የ')).count() as f32 * 0.2
 }
 
-fn restore(r: &[char; 2], _: Weak, _: bool, _: bool) -> Vec<([char; 3], f32)> {
+fn restore(r: &[char; 2], _: Weak, _: bool, _: bool) -> engine::Restored {
     // Unwritten gemination: a two-consonant stem is a geminate root.
-    vec![([r[0], r[1], r[1]], 0.5)]
+    [Some(([r[0], r[1], r[1]], 0.5)), None, None, None, None]
 }
 
 static LANG: LazyLock<Lang> = LazyLock::new(|| Lang {
@@ -74,6 +74,7 @@ static LANG: LazyLock<Lang> = LazyLock::new(|| Lang {
     root_cost,
     restore,
     compatible,
+    min_prefix: |_| 0,
 });
 
 /// The first-order letter of a syllable's row and its vowel order.
