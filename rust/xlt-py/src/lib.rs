@@ -5,8 +5,8 @@ use pyo3::types::PyDict;
 
 mod arrays;
 mod errors;
-mod neurons;
 mod linguistic;
+mod neurons;
 
 /// Facts about this build of the extension.
 #[pyfunction]

@@ -293,7 +293,11 @@ fn restore(r: &[char; 2], weak: Weak, prefixed: bool, _: bool) -> engine::Restor
     let mut out: engine::Restored = [None; 5];
     let both = matches!(weak, Weak::Any);
     if both || weak == Weak::Initial {
-        let c = if prefixed || weak == Weak::Initial { 0.3 } else { 1.2 };
+        let c = if prefixed || weak == Weak::Initial {
+            0.3
+        } else {
+            1.2
+        };
         out[0] = Some((['و', a, b], c));
     }
     if both || weak == Weak::Hollow {
@@ -342,8 +346,8 @@ static LANG: LazyLock<Lang> = LazyLock::new(|| {
         .map(|(s, c, k)| (s.as_str(), *c, *k))
         .collect();
     Lang {
-        prefixes: engine::affixes(PREFIXES),
-        suffixes: engine::affixes(&list),
+        prefixes: engine::prefixes(PREFIXES),
+        suffixes: engine::suffixes(&list),
         patterns: engine::patterns(PATTERNS),
         root_cost,
         restore,
@@ -555,43 +559,28 @@ const IRREGULAR_PREFIXES: &[&str] = &[
 ];
 const IRREGULAR_SUFFIXES: &[&str] = &["", "ه", "ها", "هم", "هما", "هن", "ك", "كم", "ي", "نا"];
 
-type Table = Vec<(Vec<char>, &'static str)>;
-
-fn sorted(list: impl Iterator<Item = (Vec<char>, &'static str)>) -> Table {
-    let mut t: Table = list.collect();
-    t.sort();
-    t
-}
-
-static FUNCTION: LazyLock<Vec<Vec<char>>> = LazyLock::new(|| {
-    sorted(FUNCTION_WORDS.iter().map(|f| (f.chars().collect(), "")))
-        .into_iter()
-        .map(|(f, _)| f)
-        .collect()
-});
-static IRREGULAR_STEMS: LazyLock<Table> =
-    LazyLock::new(|| sorted(IRREGULAR.iter().map(|(f, r)| (f.chars().collect(), *r))));
-static IRREGULAR_AFFIXES: LazyLock<(Vec<Vec<char>>, Vec<Vec<char>>)> = LazyLock::new(|| {
-    let chars = |l: &[&str]| l.iter().map(|a| a.chars().collect()).collect();
-    (chars(IRREGULAR_PREFIXES), chars(IRREGULAR_SUFFIXES))
-});
-
-fn irregular(w: &[char]) -> Option<&'static str> {
-    if w.len() > 10 {
-        return None;
-    }
-    let (prefixes, suffixes) = &*IRREGULAR_AFFIXES;
-    for p in prefixes.iter().filter(|p| w.starts_with(p)) {
-        let rest = &w[p.len()..];
-        for s in suffixes.iter().filter(|s| rest.len() > s.len() && rest.ends_with(s)) {
-            let stem = &rest[..rest.len() - s.len()];
-            if let Ok(i) = IRREGULAR_STEMS.binary_search_by(|(f, _)| f.as_slice().cmp(stem)) {
-                return Some(IRREGULAR_STEMS[i].1);
+/// Every surface form of the closed classes, sorted: function words (no
+/// root) and the irregular stems with their clitics and pronouns.
+static CLOSED: LazyLock<Vec<(Vec<char>, Option<&'static str>)>> = LazyLock::new(|| {
+    let mut t: Vec<(Vec<char>, Option<&'static str>)> = Vec::new();
+    for (stem, root) in IRREGULAR {
+        for p in IRREGULAR_PREFIXES {
+            for s in IRREGULAR_SUFFIXES {
+                t.push((format!("{p}{stem}{s}").chars().collect(), Some(*root)));
             }
         }
     }
-    None
-}
+    // function words win over an irregular reading ("بني" is not "my son" here)
+    t.retain(|(f, _)| {
+        !FUNCTION_WORDS
+            .iter()
+            .any(|x| x.chars().eq(f.iter().copied()))
+    });
+    t.extend(FUNCTION_WORDS.iter().map(|f| (f.chars().collect(), None)));
+    t.sort();
+    t.dedup_by(|a, b| a.0 == b.0);
+    t
+});
 
 /// The root of one Arabic word, or None.
 pub fn root(word: &str) -> Option<String> {
@@ -599,11 +588,8 @@ pub fn root(word: &str) -> Option<String> {
     if w.len() < 2 {
         return None;
     }
-    if FUNCTION.binary_search_by(|f| f.as_slice().cmp(&w)).is_ok() {
-        return None;
-    }
-    if let Some(r) = irregular(&w) {
-        return Some(r.into());
+    if let Ok(i) = CLOSED.binary_search_by(|(f, _)| f.as_slice().cmp(&w)) {
+        return CLOSED[i].1.map(str::to_owned);
     }
     let (r, _) = engine::analyse(&w, &LANG)?;
     Some(spell(&r))

@@ -39,8 +39,8 @@ pub enum Weak {
 
 /// Everything language-specific the engine needs.
 pub struct Lang {
-    pub prefixes: Vec<Affix>,
-    pub suffixes: Vec<Affix>,
+    pub prefixes: Affixes,
+    pub suffixes: Affixes,
     /// Patterns indexed by stem length.
     pub patterns: Vec<Vec<Pattern>>,
     /// Penalty of a radical sequence (implausible letters, identical C1=C2, ...).
@@ -54,11 +54,79 @@ pub struct Lang {
     pub min_prefix: fn(&[char]) -> usize,
 }
 
-/// Compile affix lists (strings) into char vectors.
-pub fn affixes(list: &[(&str, f32, u8)]) -> Vec<Affix> {
-    list.iter()
-        .map(|(s, c, k)| (s.chars().collect(), *c, *k))
-        .collect()
+/// Affixes with an index by their outer letter (first of a prefix, last of a
+/// suffix), so a word only meets the affixes it can carry.
+pub struct Affixes {
+    items: Vec<Affix>,
+    by_letter: Vec<(char, Vec<u16>)>,
+    empty: Vec<u16>,
+}
+
+impl Affixes {
+    fn new(list: &[(&str, f32, u8)], prefix: bool) -> Self {
+        let items: Vec<Affix> = list
+            .iter()
+            .map(|(s, c, k)| (s.chars().collect(), *c, *k))
+            .collect();
+        let mut by_letter: Vec<(char, Vec<u16>)> = Vec::new();
+        let mut empty = Vec::new();
+        for (i, (a, _, _)) in items.iter().enumerate() {
+            let outer = if prefix { a.first() } else { a.last() };
+            match outer {
+                None => empty.push(i as u16),
+                Some(&c) => match by_letter.iter_mut().find(|(k, _)| *k == c) {
+                    Some((_, v)) => v.push(i as u16),
+                    None => by_letter.push((c, vec![i as u16])),
+                },
+            }
+        }
+        Affixes {
+            items,
+            by_letter,
+            empty,
+        }
+    }
+
+    /// Indices (in list order) of the affixes `w` carries, into `out`.
+    fn matching(&self, w: &[char], prefix: bool, out: &mut [u16; 64]) -> usize {
+        let outer = if prefix { w.first() } else { w.last() };
+        let lettered = outer
+            .and_then(|c| self.by_letter.iter().find(|(k, _)| k == c))
+            .map_or(&[][..], |(_, v)| v.as_slice());
+        let mut n = 0;
+        for &i in self.empty.iter().chain(lettered) {
+            let a = &self.items[i as usize].0;
+            let fits = if prefix { starts(w, a) } else { ends(w, a) };
+            if fits && n < out.len() {
+                out[n] = i;
+                n += 1;
+            }
+        }
+        n
+    }
+}
+
+/// Does `w` start with `a`? (Written out: slice equality calls memcmp, slow
+/// on slices this short.)
+#[inline]
+pub fn starts(w: &[char], a: &[char]) -> bool {
+    a.len() <= w.len() && a.iter().zip(w).all(|(x, y)| x == y)
+}
+
+/// Does `w` end with `a`?
+#[inline]
+pub fn ends(w: &[char], a: &[char]) -> bool {
+    a.len() <= w.len() && a.iter().rev().zip(w.iter().rev()).all(|(x, y)| x == y)
+}
+
+/// Compile a prefix list (string, cost, kind).
+pub fn prefixes(list: &[(&str, f32, u8)]) -> Affixes {
+    Affixes::new(list, true)
+}
+
+/// Compile a suffix list (string, cost, kind).
+pub fn suffixes(list: &[(&str, f32, u8)]) -> Affixes {
+    Affixes::new(list, false)
 }
 
 /// Compile templates: `C` = radical; a trailing `<`, `-`, `>` on the template
@@ -115,24 +183,20 @@ pub fn analyse(w: &[char], lang: &Lang) -> Option<(Vec<char>, f32)> {
         len: 0,
         cost: f32::INFINITY,
     };
-    // Suffixes of the whole word, found once (a suffix of `rest` is one of `w`).
-    let mut sufs = [0u16; MAX];
-    let mut n_sufs = 0;
-    for (i, a) in lang.suffixes.iter().enumerate() {
-        if n_sufs < MAX && w.ends_with(&a.0) {
-            sufs[n_sufs] = i as u16;
-            n_sufs += 1;
-        }
-    }
+    // Affixes of the whole word, found once (a suffix of `rest` is one of `w`).
+    let (mut pres, mut sufs) = ([0u16; MAX], [0u16; MAX]);
+    let n_pres = lang.prefixes.matching(w, true, &mut pres);
+    let n_sufs = lang.suffixes.matching(w, false, &mut sufs);
     let min_prefix = (lang.min_prefix)(w);
     let mut radicals = ['\0'; 12];
-    for (p, pc, pk) in &lang.prefixes {
-        if p.len() < min_prefix || w.len() < p.len() + 2 || !w.starts_with(p) {
+    for &pi in &pres[..n_pres] {
+        let (p, pc, pk) = &lang.prefixes.items[pi as usize];
+        if p.len() < min_prefix || w.len() < p.len() + 2 {
             continue;
         }
         let rest = &w[p.len()..];
         for &si in &sufs[..n_sufs] {
-            let (s, sc, sk) = &lang.suffixes[si as usize];
+            let (s, sc, sk) = &lang.suffixes.items[si as usize];
             if rest.len() < s.len() + 2 || !(lang.compatible)(*pk, *sk) {
                 continue;
             }
@@ -168,7 +232,14 @@ pub fn analyse(w: &[char], lang: &Lang) -> Option<(Vec<char>, f32)> {
     (best.len > 0).then(|| (best.root[..best.len].to_vec(), best.cost))
 }
 
-fn consider(r: &[char], weak: Weak, affixed: (bool, bool), cost: f32, lang: &Lang, best: &mut Best) {
+fn consider(
+    r: &[char],
+    weak: Weak,
+    affixed: (bool, bool),
+    cost: f32,
+    lang: &Lang,
+    best: &mut Best,
+) {
     match r.len() {
         2 => {
             for (root, c) in (lang.restore)(&[r[0], r[1]], weak, affixed.0, affixed.1)

@@ -68,8 +68,8 @@ fn restore(r: &[char; 2], _: Weak, _: bool, _: bool) -> engine::Restored {
 }
 
 static LANG: LazyLock<Lang> = LazyLock::new(|| Lang {
-    prefixes: engine::affixes(PREFIXES),
-    suffixes: engine::affixes(SUFFIXES),
+    prefixes: engine::prefixes(PREFIXES),
+    suffixes: engine::suffixes(SUFFIXES),
     patterns: engine::patterns(PATTERNS),
     root_cost,
     restore,

@@ -138,7 +138,13 @@ fn root_cost(r: &[char]) -> f32 {
 fn restore(r: &[char; 2], weak: Weak, prefixed: bool, suffixed: bool) -> engine::Restored {
     let [a, b] = *r;
     if weak == Weak::Initial {
-        return [Some((['י', a, b], 0.0)), Some((['נ', a, b], 0.4)), None, None, None];
+        return [
+            Some((['י', a, b], 0.0)),
+            Some((['נ', a, b], 0.4)),
+            None,
+            None,
+            None,
+        ];
     }
     let lamed_he = if suffixed { 0.2 } else { 0.8 };
     let initial = if prefixed { 0.5 } else { 1.3 };
@@ -151,17 +157,24 @@ fn restore(r: &[char; 2], weak: Weak, prefixed: bool, suffixed: bool) -> engine:
     ]
 }
 
-static LANG: LazyLock<Lang> = LazyLock::new(|| Lang {
-    prefixes: engine::affixes(PREFIXES),
-    suffixes: engine::affixes(SUFFIXES)
-        .into_iter()
-        .map(|(s, c, k)| (s.into_iter().map(fold_final).collect(), c, k))
-        .collect(),
-    patterns: engine::patterns(PATTERNS),
-    root_cost,
-    restore,
-    compatible,
-    min_prefix: |_| 0,
+static LANG: LazyLock<Lang> = LazyLock::new(|| {
+    let folded: Vec<(String, f32, u8)> = SUFFIXES
+        .iter()
+        .map(|(s, c, k)| (s.chars().map(fold_final).collect(), *c, *k))
+        .collect();
+    let suffixes: Vec<(&str, f32, u8)> = folded
+        .iter()
+        .map(|(s, c, k)| (s.as_str(), *c, *k))
+        .collect();
+    Lang {
+        prefixes: engine::prefixes(PREFIXES),
+        suffixes: engine::suffixes(&suffixes),
+        patterns: engine::patterns(PATTERNS),
+        root_cost,
+        restore,
+        compatible,
+        min_prefix: |_| 0,
+    }
 });
 
 /// Function words: no root.
