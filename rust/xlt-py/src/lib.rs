@@ -5,10 +5,10 @@ use pyo3::types::PyDict;
 
 mod arrays;
 mod errors;
-mod neurons;
 mod linguistic;
 mod similarity;
 mod routing;
+mod neurons;
 
 /// Facts about this build of the extension.
 #[pyfunction]

@@ -18,8 +18,8 @@ fn compatible(p: u8, s: u8) -> bool {
 
 const PREFIXES: &[(&str, f32, u8)] = &[
     ("", 0.0, 0),
-    ("و", 0.5, 0),
-    ("ف", 0.6, 0),
+    ("و", 0.35, 0),
+    ("ف", 0.45, 0),
     ("ب", 0.6, 0),
     ("ل", 0.7, 0),
     ("ك", 1.1, 0),
@@ -41,15 +41,15 @@ const PREFIXES: &[(&str, f32, u8)] = &[
     ("ت", 1.0, 2),
     ("ن", 1.1, 2),
     ("أ", 1.0, 2),
-    ("وي", 1.1, 2),
-    ("وت", 1.3, 2),
-    ("ون", 1.4, 2),
-    ("وأ", 1.3, 2),
-    ("في", 1.3, 2),
-    ("فت", 1.5, 2),
-    ("فن", 1.6, 2),
-    ("فأ", 1.5, 2),
-    ("لي", 1.2, 2),
+    ("وي", 0.85, 2),
+    ("وت", 1.15, 2),
+    ("ون", 1.25, 2),
+    ("وأ", 1.15, 2),
+    ("في", 0.9, 2),
+    ("فت", 1.2, 2),
+    ("فن", 1.3, 2),
+    ("فأ", 1.2, 2),
+    ("لي", 0.9, 2),
     ("لت", 1.5, 2),
     ("لن", 1.6, 2),
     ("لأ", 1.5, 2),
@@ -71,7 +71,7 @@ const ENDINGS: &[(&str, f32, u8)] = &[
     ("ات", 0.5, 1),
     ("ان", 0.8, 0),
     ("ين", 0.7, 0),
-    ("ون", 0.7, 0),
+    ("ون", 0.85, 0),
     ("ية", 0.7, 1),
     ("يات", 0.9, 1),
     ("يين", 1.0, 1),
@@ -83,7 +83,7 @@ const ENDINGS: &[(&str, f32, u8)] = &[
     ("يتين", 1.1, 1),
     ("يتان", 1.1, 1),
     ("وا", 0.6, 2),
-    ("ت", 0.9, 2),
+    ("ت", 0.5, 2),
     ("تم", 0.8, 2),
     ("تما", 1.0, 2),
     ("تن", 1.0, 2),
@@ -101,6 +101,7 @@ const ENDINGS_BEFORE_PRONOUN: &[(&str, f32, u8)] = &[
     ("ات", 0.5, 4),
     ("ي", 0.9, 4),
     ("و", 0.7, 5),
+    ("ون", 0.8, 5),
     ("تمو", 1.0, 5),
     ("ا", 1.0, 5),
     ("ان", 1.0, 4),
@@ -143,9 +144,9 @@ const PATTERNS: &[(&str, f32)] = &[
     ("CCاC", 0.5),
     ("CCيC", 0.5),
     ("CCوC", 0.6),
-    ("CوCC", 1.0),
-    ("CيCC", 1.2),
-    ("CCCى", 0.8),
+    ("CوCC", 1.4),
+    ("CيCC", 1.4),
+    ("CCCى", 0.9),
     ("CCاCة", 0.9),
     ("CواCC", 0.9),
     ("CCائC", 0.9),
@@ -153,8 +154,8 @@ const PATTERNS: &[(&str, f32)] = &[
     ("أCCاC", 0.8),
     ("اCCاC", 0.9),
     ("أCاCC", 1.1),
-    ("أCCC", 1.0),
-    ("اCCC", 1.1),
+    ("أCCC", 0.6),
+    ("اCCC", 0.9),
     ("إCCاC", 0.8),
     ("أCاCيC", 1.3),
     ("CCاCيC", 1.6),
@@ -175,7 +176,8 @@ const PATTERNS: &[(&str, f32)] = &[
     ("تCاCC", 0.8),
     ("تCاCيC", 1.1),
     ("اCتCC", 0.8),
-    ("CتCC", 1.2),
+    ("CتCC", 0.9),
+    ("CتC", 1.1),
     ("اCتCاC", 0.6),
     ("انCCC", 0.9),
     ("نCCC", 1.3),
@@ -184,6 +186,9 @@ const PATTERNS: &[(&str, f32)] = &[
     ("ستCCC", 0.8),
     ("استCCاC", 0.4),
     ("مستCCC", 0.4),
+    ("مستCC", 0.7),
+    ("استCC", 0.8),
+    ("ستCC", 1.0),
     ("متCCC", 0.7),
     ("متCاCC", 0.7),
     ("منCCC", 0.8),
@@ -195,32 +200,39 @@ const PATTERNS: &[(&str, f32)] = &[
     ("اتCC<", 1.1),
     ("متCC<", 1.1),
     // hollow stems (middle و/ي dropped or turned into ا)
-    ("CاC-", 0.4),
+    ("CاC-", 0.2),
+    ("CائC-", 0.5),
     ("CيC-", 1.2),
-    ("مCاC-", 1.0),
-    ("مCيC-", 1.1),
-    ("أCاC-", 1.1),
-    ("إCاC-", 1.0),
+    ("مCاC-", 0.7),
+    ("مCيC-", 0.7),
+    ("أCاC-", 0.5),
+    ("إCاC-", 0.5),
     ("اCاC-", 1.2),
     ("استCاC-", 0.5),
     ("مستCاC-", 0.8),
     ("مستCيC-", 0.8),
-    ("اCتاC-", 1.0),
-    ("مCتاC-", 1.0),
+    ("اCتاC-", 0.6),
+    ("مCتاC-", 0.6),
     ("انCاC-", 1.1),
     // defective stems (final و/ي as ا/ى/ي or dropped)
     ("CCا>", 0.9),
     ("CCى>", 0.8),
-    ("مCCى>", 0.9),
+    ("مCCى>", 0.6),
+    ("تCاCى>", 0.6),
+    ("CCاء>", 0.35),
+    ("إCCاء>", 0.4),
+    ("اCتCاء>", 0.3),
+    ("انCCاء>", 0.4),
+    ("استCCاء>", 0.25),
     ("مCCي>", 1.2),
     ("اCتCى>", 0.9),
     ("استCCى>", 0.8),
-    ("تCCي>", 1.2),
+    ("تCCي>", 0.6),
     ("اCتCا>", 1.0),
     ("استCCا>", 0.9),
     // assimilated stems (initial و dropped)
     ("CC<", 1.5),
-    ("CتاC-", 1.0),
+    ("CتاC-", 0.6),
     ("CتCي>", 1.0),
     ("استيCاC<", 0.6),
     ("إيCاC<", 0.8),
@@ -253,6 +265,12 @@ fn root_cost(r: &[char]) -> f32 {
             'ا' => cost += 0.3,
             'ى' => cost += 0.4,
             'ي' if i == 0 => cost += 0.8,
+            // usually a prefix letter (Form IV, participles, t-forms) rather than a radical
+            'أ' | 'إ' | 'م' | 'ت' if i == 0 && r.len() == 3 => cost += 0.3,
+            // more often the conjunction w-/f- than a radical
+            'و' | 'ف' if i == 0 => cost += 0.2,
+            // usually the person or feminine suffix
+            'ت' if i + 1 == r.len() => cost += 0.2,
             _ => {}
         }
         if is_servile(c) {
@@ -272,30 +290,45 @@ fn root_cost(r: &[char]) -> f32 {
     cost
 }
 
-fn restore(r: &[char; 2], weak: Weak, prefixed: bool, _: bool) -> Vec<([char; 3], f32)> {
+fn restore(r: &[char; 2], weak: Weak, prefixed: bool, _: bool) -> engine::Restored {
     let [a, b] = *r;
-    let mut out = Vec::with_capacity(4);
+    let mut out: engine::Restored = [None; 5];
     let both = matches!(weak, Weak::Any);
     if both || weak == Weak::Initial {
-        out.push((
-            ['و', a, b],
-            if prefixed || weak == Weak::Initial {
-                0.3
-            } else {
-                1.2
-            },
-        ));
+        let c = if prefixed || weak == Weak::Initial {
+            0.3
+        } else {
+            1.2
+        };
+        out[0] = Some((['و', a, b], c));
     }
     if both || weak == Weak::Hollow {
-        out.push(([a, 'و', b], if weak == Weak::Hollow { 0.0 } else { 0.8 }));
+        out[1] = Some(([a, 'و', b], if weak == Weak::Hollow { 0.0 } else { 0.8 }));
     }
     if both || weak == Weak::Final {
-        out.push(([a, b, 'ي'], if weak == Weak::Final { 0.0 } else { 0.9 }));
+        out[2] = Some(([a, b, 'ي'], if weak == Weak::Final { 0.0 } else { 0.9 }));
     }
     if both {
-        out.push(([a, b, b], 0.5));
+        out[3] = Some(([a, b, b], 0.5));
     }
     out
+}
+
+/// A word-initial article (after w-/f-, b-/k-) is always a prefix: "ال..." never
+/// starts a stem, "لل..." is l- + article.
+fn min_prefix(w: &[char]) -> usize {
+    let mut i = 0;
+    if matches!(w.first(), Some('و' | 'ف')) {
+        i += 1;
+    }
+    if matches!(w.get(i), Some('ب' | 'ك')) && w.get(i + 1) == Some(&'ا') {
+        i += 1;
+    }
+    match w.get(i..i + 2) {
+        Some(['ا', 'ل']) if w.len() > i + 3 => i + 2,
+        Some(['ل', 'ل']) if w.len() > i + 3 => i + 2,
+        _ => 0,
+    }
 }
 
 static LANG: LazyLock<Lang> = LazyLock::new(|| {
@@ -315,12 +348,13 @@ static LANG: LazyLock<Lang> = LazyLock::new(|| {
         .map(|(s, c, k)| (s.as_str(), *c, *k))
         .collect();
     Lang {
-        prefixes: engine::affixes(PREFIXES),
-        suffixes: engine::affixes(&list),
+        prefixes: engine::prefixes(PREFIXES),
+        suffixes: engine::suffixes(&list),
         patterns: engine::patterns(PATTERNS),
         root_cost,
         restore,
         compatible,
+        min_prefix,
     }
 });
 
@@ -482,23 +516,82 @@ fn spell(r: &[char]) -> String {
         .collect()
 }
 
+/// Closed classes the templates cannot derive: the divine name (a fused
+/// article + noun of root أله), and the biradical nouns of the grammars
+/// (al-asmāʾ al-thunāʾiyya: ابن, اسم, أب, أخ, يد, دم, امرؤ, ...) whose third
+/// radical never surfaces in the singular. Stems as (letters, root).
+const IRREGULAR: &[(&str, &str)] = &[
+    ("الله", "أله"),
+    ("لله", "أله"),
+    ("اللهم", "أله"),
+    ("ابن", "بني"),
+    ("بن", "بني"),
+    ("ابنة", "بني"),
+    ("بنت", "بني"),
+    ("ابنا", "بني"),
+    ("ابني", "بني"),
+    ("اسم", "سمو"),
+    ("بسم", "سمو"),
+    ("اسما", "سمو"),
+    ("اب", "أبو"),
+    ("أب", "أبو"),
+    ("أبو", "أبو"),
+    ("أبا", "أبو"),
+    ("أبي", "أبو"),
+    ("أخ", "أخو"),
+    ("أخو", "أخو"),
+    ("أخا", "أخو"),
+    ("أخي", "أخو"),
+    ("أخت", "أخو"),
+    ("يد", "يدي"),
+    ("دم", "دمو"),
+    ("امرؤ", "مرأ"),
+    ("امرأ", "مرأ"),
+    ("امرئ", "مرأ"),
+    ("امرأة", "مرأ"),
+    ("اثنان", "ثني"),
+    ("اثنين", "ثني"),
+    ("اثنتان", "ثني"),
+    ("اثنتين", "ثني"),
+];
+
+/// Clitics that may precede an irregular stem, and pronouns that may follow it.
+const IRREGULAR_PREFIXES: &[&str] = &[
+    "", "و", "ف", "ب", "ل", "ك", "وب", "ول", "فب", "فل", "ال", "وال", "بال", "فال",
+];
+const IRREGULAR_SUFFIXES: &[&str] = &["", "ه", "ها", "هم", "هما", "هن", "ك", "كم", "ي", "نا"];
+
+/// Every surface form of the closed classes, sorted: function words (no
+/// root) and the irregular stems with their clitics and pronouns.
+static CLOSED: LazyLock<Vec<(Vec<char>, Option<&'static str>)>> = LazyLock::new(|| {
+    let mut t: Vec<(Vec<char>, Option<&'static str>)> = Vec::new();
+    for (stem, root) in IRREGULAR {
+        for p in IRREGULAR_PREFIXES {
+            for s in IRREGULAR_SUFFIXES {
+                t.push((format!("{p}{stem}{s}").chars().collect(), Some(*root)));
+            }
+        }
+    }
+    // function words win over an irregular reading ("بني" is not "my son" here)
+    t.retain(|(f, _)| {
+        !FUNCTION_WORDS
+            .iter()
+            .any(|x| x.chars().eq(f.iter().copied()))
+    });
+    t.extend(FUNCTION_WORDS.iter().map(|f| (f.chars().collect(), None)));
+    t.sort();
+    t.dedup_by(|a, b| a.0 == b.0);
+    t
+});
+
 /// The root of one Arabic word, or None.
 pub fn root(word: &str) -> Option<String> {
     let w = normalise(word)?;
     if w.len() < 2 {
         return None;
     }
-    let s: String = w.iter().collect();
-    if FUNCTION_WORDS.contains(&s.as_str()) {
-        return None;
-    }
-    // The divine name is a fused article + noun of root أله, not a pattern.
-    let stem = w
-        .iter()
-        .skip_while(|c| matches!(c, 'و' | 'ف' | 'ب' | 'ت'))
-        .collect::<String>();
-    if matches!(stem.as_str(), "الله" | "لله" | "اللهم") {
-        return Some("أله".into());
+    if let Ok(i) = CLOSED.binary_search_by(|(f, _)| f.as_slice().cmp(&w)) {
+        return CLOSED[i].1.map(str::to_owned);
     }
     let (r, _) = engine::analyse(&w, &LANG)?;
     Some(spell(&r))

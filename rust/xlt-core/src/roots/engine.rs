@@ -4,11 +4,16 @@
 //! radicals of two-radical results, and keep the cheapest analysis.
 //! Costs encode linguistic plausibility (common affixes and patterns are
 //! cheap, stripping letters that are usually radicals is dear).
+//!
+//! The search allocates nothing per word: affixes are indexed by their
+//! first / last letter, candidates live in fixed arrays.
 
 /// One pattern with its cost.
 pub type Entry = (&'static str, f32);
 /// One affix with its cost and kind (the language's compatibility classes).
 pub type Affix = (Vec<char>, f32, u8);
+/// Up to five restored three-radical roots with their costs.
+pub type Restored = [Option<([char; 3], f32)>; 5];
 
 /// A compiled template: letters (`None` = radical slot) and cost.
 #[derive(Debug, Clone)]
@@ -34,24 +39,94 @@ pub enum Weak {
 
 /// Everything language-specific the engine needs.
 pub struct Lang {
-    pub prefixes: Vec<Affix>,
-    pub suffixes: Vec<Affix>,
+    pub prefixes: Affixes,
+    pub suffixes: Affixes,
     /// Patterns indexed by stem length.
     pub patterns: Vec<Vec<Pattern>>,
     /// Penalty of a radical sequence (implausible letters, identical C1=C2, ...).
     pub root_cost: fn(&[char]) -> f32,
     /// Candidate three-radical roots for two radicals, with their costs
     /// (given the restoration hint and whether a prefix / a suffix was stripped).
-    pub restore: fn(&[char; 2], Weak, bool, bool) -> Vec<([char; 3], f32)>,
+    pub restore: fn(&[char; 2], Weak, bool, bool) -> Restored,
     /// May a prefix and a suffix of these kinds go together?
     pub compatible: fn(u8, u8) -> bool,
+    /// The shortest prefix a word must lose (e.g. a word-initial article).
+    pub min_prefix: fn(&[char]) -> usize,
 }
 
-/// Compile affix lists (strings) into char vectors.
-pub fn affixes(list: &[(&str, f32, u8)]) -> Vec<Affix> {
-    list.iter()
-        .map(|(s, c, k)| (s.chars().collect(), *c, *k))
-        .collect()
+/// Affixes with an index by their outer letter (first of a prefix, last of a
+/// suffix), so a word only meets the affixes it can carry.
+pub struct Affixes {
+    items: Vec<Affix>,
+    by_letter: Vec<(char, Vec<u16>)>,
+    empty: Vec<u16>,
+}
+
+impl Affixes {
+    fn new(list: &[(&str, f32, u8)], prefix: bool) -> Self {
+        let items: Vec<Affix> = list
+            .iter()
+            .map(|(s, c, k)| (s.chars().collect(), *c, *k))
+            .collect();
+        let mut by_letter: Vec<(char, Vec<u16>)> = Vec::new();
+        let mut empty = Vec::new();
+        for (i, (a, _, _)) in items.iter().enumerate() {
+            let outer = if prefix { a.first() } else { a.last() };
+            match outer {
+                None => empty.push(i as u16),
+                Some(&c) => match by_letter.iter_mut().find(|(k, _)| *k == c) {
+                    Some((_, v)) => v.push(i as u16),
+                    None => by_letter.push((c, vec![i as u16])),
+                },
+            }
+        }
+        Affixes {
+            items,
+            by_letter,
+            empty,
+        }
+    }
+
+    /// Indices (in list order) of the affixes `w` carries, into `out`.
+    fn matching(&self, w: &[char], prefix: bool, out: &mut [u16; 64]) -> usize {
+        let outer = if prefix { w.first() } else { w.last() };
+        let lettered = outer
+            .and_then(|c| self.by_letter.iter().find(|(k, _)| k == c))
+            .map_or(&[][..], |(_, v)| v.as_slice());
+        let mut n = 0;
+        for &i in self.empty.iter().chain(lettered) {
+            let a = &self.items[i as usize].0;
+            let fits = if prefix { starts(w, a) } else { ends(w, a) };
+            if fits && n < out.len() {
+                out[n] = i;
+                n += 1;
+            }
+        }
+        n
+    }
+}
+
+/// Does `w` start with `a`? (Written out: slice equality calls memcmp, slow
+/// on slices this short.)
+#[inline]
+pub fn starts(w: &[char], a: &[char]) -> bool {
+    a.len() <= w.len() && a.iter().zip(w).all(|(x, y)| x == y)
+}
+
+/// Does `w` end with `a`?
+#[inline]
+pub fn ends(w: &[char], a: &[char]) -> bool {
+    a.len() <= w.len() && a.iter().rev().zip(w.iter().rev()).all(|(x, y)| x == y)
+}
+
+/// Compile a prefix list (string, cost, kind).
+pub fn prefixes(list: &[(&str, f32, u8)]) -> Affixes {
+    Affixes::new(list, true)
+}
+
+/// Compile a suffix list (string, cost, kind).
+pub fn suffixes(list: &[(&str, f32, u8)]) -> Affixes {
+    Affixes::new(list, false)
 }
 
 /// Compile templates: `C` = radical; a trailing `<`, `-`, `>` on the template
@@ -77,26 +152,56 @@ pub fn patterns(list: &[Entry]) -> Vec<Vec<Pattern>> {
             weak,
         });
     }
+    for p in &mut out {
+        p.sort_by(|a, b| a.cost.total_cmp(&b.cost));
+    }
     out
+}
+
+/// The best analysis so far: up to four radicals and the total cost.
+struct Best {
+    root: [char; 4],
+    len: usize,
+    cost: f32,
+}
+
+impl Best {
+    fn offer(&mut self, root: &[char], cost: f32) {
+        if cost < self.cost {
+            self.root[..root.len()].copy_from_slice(root);
+            self.len = root.len();
+            self.cost = cost;
+        }
+    }
 }
 
 /// The cheapest root of `w` (already normalised) and its cost.
 pub fn analyse(w: &[char], lang: &Lang) -> Option<(Vec<char>, f32)> {
-    let mut best: Option<(Vec<char>, f32)> = None;
-    let mut radicals: Vec<char> = Vec::with_capacity(8);
-    // Suffixes of the whole word, found once (a suffix of `rest` is one of `w`).
-    let suffixes: Vec<&Affix> = lang.suffixes.iter().filter(|a| w.ends_with(&a.0)).collect();
-    for (p, pc, pk) in &lang.prefixes {
-        if w.len() < p.len() + 2 || !w.starts_with(p) {
+    const MAX: usize = 64;
+    let mut best = Best {
+        root: ['\0'; 4],
+        len: 0,
+        cost: f32::INFINITY,
+    };
+    // Affixes of the whole word, found once (a suffix of `rest` is one of `w`).
+    let (mut pres, mut sufs) = ([0u16; MAX], [0u16; MAX]);
+    let n_pres = lang.prefixes.matching(w, true, &mut pres);
+    let n_sufs = lang.suffixes.matching(w, false, &mut sufs);
+    let min_prefix = (lang.min_prefix)(w);
+    let mut radicals = ['\0'; 12];
+    for &pi in &pres[..n_pres] {
+        let (p, pc, pk) = &lang.prefixes.items[pi as usize];
+        if p.len() < min_prefix || w.len() < p.len() + 2 {
             continue;
         }
         let rest = &w[p.len()..];
-        for (s, sc, sk) in suffixes.iter().map(|a| (&a.0, &a.1, &a.2)) {
+        for &si in &sufs[..n_sufs] {
+            let (s, sc, sk) = &lang.suffixes.items[si as usize];
             if rest.len() < s.len() + 2 || !(lang.compatible)(*pk, *sk) {
                 continue;
             }
             let base = pc + sc;
-            if best.as_ref().is_some_and(|b| base >= b.1) {
+            if base >= best.cost {
                 continue;
             }
             let stem = &rest[..rest.len() - s.len()];
@@ -105,32 +210,26 @@ pub fn analyse(w: &[char], lang: &Lang) -> Option<(Vec<char>, f32)> {
             };
             for pat in pats {
                 let cost = base + pat.cost;
-                if best.as_ref().is_some_and(|b| cost >= b.1) {
-                    continue;
+                if cost >= best.cost {
+                    break; // patterns are sorted by cost
                 }
-                radicals.clear();
+                let mut n = 0;
                 let ok = pat.slots.iter().zip(stem).all(|(slot, &ch)| match slot {
                     Some(f) => *f == ch,
                     None => {
-                        radicals.push(ch);
+                        radicals[n] = ch;
+                        n += 1;
                         true
                     }
                 });
-                if !ok {
-                    continue;
+                if ok {
+                    let affixed = (!p.is_empty(), !s.is_empty());
+                    consider(&radicals[..n], pat.weak, affixed, cost, lang, &mut best);
                 }
-                consider(
-                    &radicals,
-                    pat.weak,
-                    (!p.is_empty(), !s.is_empty()),
-                    cost,
-                    lang,
-                    &mut best,
-                );
             }
         }
     }
-    best
+    (best.len > 0).then(|| (best.root[..best.len].to_vec(), best.cost))
 }
 
 fn consider(
@@ -139,21 +238,18 @@ fn consider(
     affixed: (bool, bool),
     cost: f32,
     lang: &Lang,
-    best: &mut Option<(Vec<char>, f32)>,
+    best: &mut Best,
 ) {
-    let mut offer = |root: &[char], c: f32| {
-        let total = c + (lang.root_cost)(root);
-        if best.as_ref().is_none_or(|b| total < b.1) {
-            *best = Some((root.to_vec(), total));
-        }
-    };
     match r.len() {
         2 => {
-            for (root, c) in (lang.restore)(&[r[0], r[1]], weak, affixed.0, affixed.1) {
-                offer(&root, cost + c);
+            for (root, c) in (lang.restore)(&[r[0], r[1]], weak, affixed.0, affixed.1)
+                .into_iter()
+                .flatten()
+            {
+                best.offer(&root, cost + c + (lang.root_cost)(&root));
             }
         }
-        3 | 4 => offer(r, cost),
+        3 | 4 => best.offer(r, cost + (lang.root_cost)(r)),
         _ => {}
     }
 }

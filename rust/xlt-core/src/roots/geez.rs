@@ -62,18 +62,19 @@ fn root_cost(r: &[char]) -> f32 {
     r.iter().filter(|&&c| matches!(c, 'አ' | 'ወ' | 'የ')).count() as f32 * 0.2
 }
 
-fn restore(r: &[char; 2], _: Weak, _: bool, _: bool) -> Vec<([char; 3], f32)> {
+fn restore(r: &[char; 2], _: Weak, _: bool, _: bool) -> engine::Restored {
     // Unwritten gemination: a two-consonant stem is a geminate root.
-    vec![([r[0], r[1], r[1]], 0.5)]
+    [Some(([r[0], r[1], r[1]], 0.5)), None, None, None, None]
 }
 
 static LANG: LazyLock<Lang> = LazyLock::new(|| Lang {
-    prefixes: engine::affixes(PREFIXES),
-    suffixes: engine::affixes(SUFFIXES),
+    prefixes: engine::prefixes(PREFIXES),
+    suffixes: engine::suffixes(SUFFIXES),
     patterns: engine::patterns(PATTERNS),
     root_cost,
     restore,
     compatible,
+    min_prefix: |_| 0,
 });
 
 /// The first-order letter of a syllable's row and its vowel order.

@@ -135,33 +135,46 @@ fn root_cost(r: &[char]) -> f32 {
     cost
 }
 
-fn restore(r: &[char; 2], weak: Weak, prefixed: bool, suffixed: bool) -> Vec<([char; 3], f32)> {
+fn restore(r: &[char; 2], weak: Weak, prefixed: bool, suffixed: bool) -> engine::Restored {
     let [a, b] = *r;
     if weak == Weak::Initial {
-        return vec![(['י', a, b], 0.0), (['נ', a, b], 0.4)];
+        return [
+            Some((['י', a, b], 0.0)),
+            Some((['נ', a, b], 0.4)),
+            None,
+            None,
+            None,
+        ];
     }
     let lamed_he = if suffixed { 0.2 } else { 0.8 };
-    let mut out = vec![
-        ([a, b, 'ה'], lamed_he),
-        ([a, b, b], 0.4),
-        ([a, 'ו', b], 0.7),
-    ];
     let initial = if prefixed { 0.5 } else { 1.3 };
-    out.push((['י', a, b], initial));
-    out.push((['נ', a, b], initial + 0.2));
-    out
+    [
+        Some(([a, b, 'ה'], lamed_he)),
+        Some(([a, b, b], 0.4)),
+        Some(([a, 'ו', b], 0.7)),
+        Some((['י', a, b], initial)),
+        Some((['נ', a, b], initial + 0.2)),
+    ]
 }
 
-static LANG: LazyLock<Lang> = LazyLock::new(|| Lang {
-    prefixes: engine::affixes(PREFIXES),
-    suffixes: engine::affixes(SUFFIXES)
-        .into_iter()
-        .map(|(s, c, k)| (s.into_iter().map(fold_final).collect(), c, k))
-        .collect(),
-    patterns: engine::patterns(PATTERNS),
-    root_cost,
-    restore,
-    compatible,
+static LANG: LazyLock<Lang> = LazyLock::new(|| {
+    let folded: Vec<(String, f32, u8)> = SUFFIXES
+        .iter()
+        .map(|(s, c, k)| (s.chars().map(fold_final).collect(), *c, *k))
+        .collect();
+    let suffixes: Vec<(&str, f32, u8)> = folded
+        .iter()
+        .map(|(s, c, k)| (s.as_str(), *c, *k))
+        .collect();
+    Lang {
+        prefixes: engine::prefixes(PREFIXES),
+        suffixes: engine::suffixes(&suffixes),
+        patterns: engine::patterns(PATTERNS),
+        root_cost,
+        restore,
+        compatible,
+        min_prefix: |_| 0,
+    }
 });
 
 /// Function words: no root.

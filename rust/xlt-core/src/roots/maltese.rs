@@ -48,21 +48,24 @@ fn root_cost(r: &[char]) -> f32 {
         * 0.15
 }
 
-fn restore(r: &[char; 2], _: Weak, _: bool, _: bool) -> Vec<([char; 3], f32)> {
-    vec![
-        ([r[0], 'w', r[1]], 0.6),
-        ([r[0], r[1], 'j'], 0.8),
-        ([r[0], r[1], r[1]], 0.7),
+fn restore(r: &[char; 2], _: Weak, _: bool, _: bool) -> engine::Restored {
+    [
+        Some(([r[0], 'w', r[1]], 0.6)),
+        Some(([r[0], r[1], 'j'], 0.8)),
+        Some(([r[0], r[1], r[1]], 0.7)),
+        None,
+        None,
     ]
 }
 
 static LANG: LazyLock<Lang> = LazyLock::new(|| Lang {
-    prefixes: engine::affixes(PREFIXES),
-    suffixes: engine::affixes(SUFFIXES),
+    prefixes: engine::prefixes(PREFIXES),
+    suffixes: engine::suffixes(SUFFIXES),
     patterns: engine::patterns(PATTERNS),
     root_cost,
     restore,
     compatible,
+    min_prefix: |_| 0,
 });
 
 /// Function words: articles, prepositions, pronouns, particles.
