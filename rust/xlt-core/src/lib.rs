@@ -6,8 +6,8 @@ pub mod matrix;
 pub mod neurons;
 pub mod overlap;
 pub mod roots;
-pub mod similarity;
 pub mod routing;
+pub mod similarity;
 
 pub use error::{Error, Result};
 

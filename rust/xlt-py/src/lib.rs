@@ -6,9 +6,9 @@ use pyo3::types::PyDict;
 mod arrays;
 mod errors;
 mod linguistic;
-mod similarity;
-mod routing;
 mod neurons;
+mod routing;
+mod similarity;
 
 /// Facts about this build of the extension.
 #[pyfunction]
