@@ -61,7 +61,12 @@ def main(repeat: int = 20) -> None:
     info = _core.build_info()
     print(f"threads: {info['threads']}, release build: {info['release']}")
     print(f"{'set':<18}{'n':>6}{'xlt':>8}{'ISRI':>8}")
-    sets = (("OpenITI gs", gs), ("  dev (2 texts)", dev), ("  held-out text", held), ("golden corpus", golden))
+    sets = (
+        ("OpenITI gs", gs),
+        ("  dev (2 texts)", dev),
+        ("  held-out text", held),
+        ("golden corpus", golden),
+    )
     for name, rows in sets:
         words, gold = [r["word"] for r in rows], [r["root"] for r in rows]
         ours = score(roots(words, "arb_Arab"), gold, norm_ar)

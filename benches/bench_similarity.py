@@ -24,6 +24,7 @@ import ml_dtypes
 import numpy as np
 import torch
 from scipy.stats import rankdata
+
 from xlt import _core
 from xlt import similarity as sim
 
