@@ -8,7 +8,7 @@ import pytest
 import xarray as xr
 
 import xlt
-from xlt import data, stats
+from xlt import data, models, stats
 from xlt.evaluate import compare, evaluate
 
 BELEBELE = Path(__file__).parent / "data" / "belebele" / "flat"
@@ -18,26 +18,8 @@ LM_EVAL_TEMPLATE = "P: {passage}\nQ: {question}\nA: {a1}\nB: {a2}\nC: {a3}\nD: {
 
 
 def tiny(arch, tok, seed=0):
-    """Tiny random model of a real architecture (swap for xlt.models.tiny when it lands)."""
-    import torch
-    from transformers import AutoModelForCausalLM, LlamaConfig, Qwen3MoeConfig
-
-    common = dict(
-        vocab_size=len(tok), hidden_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2
-    )
-    if arch == "qwen3_moe":
-        cfg = Qwen3MoeConfig(
-            **common,
-            intermediate_size=128,
-            moe_intermediate_size=32,
-            num_experts=8,
-            num_experts_per_tok=2,
-            head_dim=16,
-        )
-    else:
-        cfg = LlamaConfig(**common, intermediate_size=128)
-    torch.manual_seed(seed)
-    return AutoModelForCausalLM.from_config(cfg).eval()
+    """Tiny random model of a real architecture (its transformers model)."""
+    return models.tiny(arch, tokenizer=tok, seed=seed).hf.eval()
 
 
 @pytest.fixture(scope="module")

@@ -6,31 +6,13 @@ import numpy as np
 import pytest
 
 import xlt
-from xlt import data, finetune
+from xlt import data, finetune, models
 from xlt.evaluate import evaluate
 
 
 def tiny(arch, tok, seed=0):
-    """Tiny random model of a real architecture (swap for xlt.models.tiny when it lands)."""
-    import torch
-    from transformers import AutoModelForCausalLM, LlamaConfig, Qwen3MoeConfig
-
-    common = dict(
-        vocab_size=len(tok), hidden_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2
-    )
-    if arch == "qwen3_moe":
-        cfg = Qwen3MoeConfig(
-            **common,
-            intermediate_size=128,
-            moe_intermediate_size=32,
-            num_experts=8,
-            num_experts_per_tok=2,
-            head_dim=16,
-        )
-    else:
-        cfg = LlamaConfig(**common, intermediate_size=128)
-    torch.manual_seed(seed)
-    return AutoModelForCausalLM.from_config(cfg).eval()
+    """Tiny random model of a real architecture (its transformers model)."""
+    return models.tiny(arch, tokenizer=tok, seed=seed).hf.eval()
 
 
 TARGETS = {"qwen3_moe": ["attention", "experts"], "llama": ["attention", "mlp"]}

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import logging
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cache
 
@@ -89,17 +90,23 @@ def check(code: str) -> str:
     return code
 
 
-@cache
-def _uriel():
-    logging.getLogger("urielplus").setLevel(logging.WARNING)
-    from urielplus import urielplus
-
+@contextmanager
+def _quiet():
+    """urielplus logs every step at INFO on the root logger: silence that while it runs."""
     prev = logging.root.manager.disable
-    logging.disable(logging.INFO)  # urielplus logs every step at INFO on the root logger
+    logging.disable(logging.INFO)
     try:
-        return urielplus.URIELPlus()
+        yield
     finally:
         logging.disable(prev)
+
+
+@cache
+def _uriel():
+    from urielplus import urielplus
+
+    with _quiet():
+        return urielplus.URIELPlus()
 
 
 @cache
@@ -163,7 +170,8 @@ def distance(a: str, b: str, kind: str = "genetic") -> float:
     if ia == ib:
         return 0.0
     try:
-        return float(_uriel().new_distance(kind, [ia, ib]))
+        with _quiet():
+            return float(_uriel().new_distance(kind, [ia, ib]))
     except (ValueError, KeyError) as e:
         raise DataError(
             f"URIEL+ has no {kind} distance for {a}–{b} ({e}); try another kind, e.g. 'genetic' or 'featural'"
