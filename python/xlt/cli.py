@@ -150,6 +150,7 @@ def eval_(
         table.add_row(
             str(lang), f"{float(row.acc):.4f}", f"{float(row.acc_stderr):.4f}", f"{float(row.acc_norm):.4f}"
         )
+    console.print(table)
 
 
 @app.command()
