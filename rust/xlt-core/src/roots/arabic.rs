@@ -561,26 +561,21 @@ const IRREGULAR_PREFIXES: &[&str] = &[
 ];
 const IRREGULAR_SUFFIXES: &[&str] = &["", "ه", "ها", "هم", "هما", "هن", "ك", "كم", "ي", "نا"];
 
-/// Every surface form of the closed classes, sorted: function words (no
-/// root) and the irregular stems with their clitics and pronouns.
-static CLOSED: LazyLock<Vec<(Vec<char>, Option<&'static str>)>> = LazyLock::new(|| {
-    let mut t: Vec<(Vec<char>, Option<&'static str>)> = Vec::new();
+/// Every surface form of the closed classes: function words (no root) and
+/// the irregular stems with their clitics and pronouns.
+static CLOSED: LazyLock<engine::WordMap<Option<&'static str>>> = LazyLock::new(|| {
+    let mut t = engine::WordMap::default();
     for (stem, root) in IRREGULAR {
         for p in IRREGULAR_PREFIXES {
             for s in IRREGULAR_SUFFIXES {
-                t.push((format!("{p}{stem}{s}").chars().collect(), Some(*root)));
+                t.insert(format!("{p}{stem}{s}").chars().collect(), Some(*root));
             }
         }
     }
     // function words win over an irregular reading ("بني" is not "my son" here)
-    t.retain(|(f, _)| {
-        !FUNCTION_WORDS
-            .iter()
-            .any(|x| x.chars().eq(f.iter().copied()))
-    });
-    t.extend(FUNCTION_WORDS.iter().map(|f| (f.chars().collect(), None)));
-    t.sort();
-    t.dedup_by(|a, b| a.0 == b.0);
+    for f in FUNCTION_WORDS {
+        t.insert(f.chars().collect(), None);
+    }
     t
 });
 
@@ -590,8 +585,8 @@ pub fn root(word: &str) -> Option<String> {
     if w.len() < 2 {
         return None;
     }
-    if let Ok(i) = CLOSED.binary_search_by(|(f, _)| f.as_slice().cmp(&w)) {
-        return CLOSED[i].1.map(str::to_owned);
+    if let Some(r) = CLOSED.get(w.as_slice()) {
+        return r.map(str::to_owned);
     }
     let (r, _) = engine::analyse(&w, &LANG)?;
     Some(spell(&r))
