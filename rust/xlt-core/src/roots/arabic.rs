@@ -271,6 +271,8 @@ fn root_cost(r: &[char]) -> f32 {
             'و' | 'ف' if i == 0 => cost += 0.2,
             // usually the person or feminine suffix
             'ت' if i + 1 == r.len() => cost += 0.2,
+            // usually the pronoun "his"
+            'ه' if i + 1 == r.len() => cost += 0.25,
             _ => {}
         }
         if is_servile(c) {
@@ -290,7 +292,9 @@ fn root_cost(r: &[char]) -> f32 {
     cost
 }
 
-fn restore(r: &[char; 2], weak: Weak, prefixed: bool, _: bool) -> engine::Restored {
+fn restore(r: &[char; 2], weak: Weak, prefix: Option<u8>, _: bool) -> engine::Restored {
+    // an imperfect prefix before two radicals: the assimilated و dropped (يجب, يصل)
+    let prefixed = prefix.is_some_and(|k| k != 1);
     let [a, b] = *r;
     let mut out: engine::Restored = [None; 5];
     let both = matches!(weak, Weak::Any);
@@ -533,7 +537,6 @@ const IRREGULAR: &[(&str, &str)] = &[
     ("اسم", "سمو"),
     ("بسم", "سمو"),
     ("اسما", "سمو"),
-    ("اب", "أبو"),
     ("أب", "أبو"),
     ("أبو", "أبو"),
     ("أبا", "أبو"),

@@ -70,8 +70,9 @@ pub struct Lang {
     /// Penalty of a radical sequence (implausible letters, identical C1=C2, ...).
     pub root_cost: fn(&[char]) -> f32,
     /// Candidate three-radical roots for two radicals, with their costs
-    /// (given the restoration hint and whether a prefix / a suffix was stripped).
-    pub restore: fn(&[char; 2], Weak, bool, bool) -> Restored,
+    /// (given the restoration hint, the kind of the stripped prefix if any, and
+    /// whether a suffix was stripped).
+    pub restore: fn(&[char; 2], Weak, Option<u8>, bool) -> Restored,
     /// May a prefix and a suffix of these kinds go together?
     pub compatible: fn(u8, u8) -> bool,
     /// The shortest prefix a word must lose (e.g. a word-initial article).
@@ -243,7 +244,7 @@ pub fn analyse(w: &[char], lang: &Lang) -> Option<(Vec<char>, f32)> {
                     }
                 });
                 if ok {
-                    let affixed = (!p.is_empty(), !s.is_empty());
+                    let affixed = ((!p.is_empty()).then_some(*pk), !s.is_empty());
                     consider(&radicals[..n], pat.weak, affixed, cost, lang, &mut best);
                 }
             }
@@ -255,7 +256,7 @@ pub fn analyse(w: &[char], lang: &Lang) -> Option<(Vec<char>, f32)> {
 fn consider(
     r: &[char],
     weak: Weak,
-    affixed: (bool, bool),
+    affixed: (Option<u8>, bool),
     cost: f32,
     lang: &Lang,
     best: &mut Best,
