@@ -150,6 +150,7 @@ const PATTERNS: &[(&str, f32)] = &[
     ("CCاCة", 0.9),
     ("CواCC", 0.9),
     ("CCائC", 0.9),
+    ("CCايC", 1.0),
     ("CCاءC", 1.2),
     ("أCCاC", 0.8),
     ("اCCاC", 0.9),
@@ -202,6 +203,8 @@ const PATTERNS: &[(&str, f32)] = &[
     // hollow stems (middle و/ي dropped or turned into ا)
     ("CاC-", 0.2),
     ("CائC-", 0.5),
+    // the same with the hamza seat written as a plain ي (common in older texts)
+    ("CايC-", 0.7),
     ("CيC-", 1.2),
     ("مCاC-", 1.0),
     ("مCيC-", 0.7),
