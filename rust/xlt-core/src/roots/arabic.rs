@@ -274,6 +274,10 @@ fn root_cost(r: &[char]) -> f32 {
             'و' | 'ف' if i == 0 => cost += 0.2,
             // usually the person or feminine suffix
             'ت' if i + 1 == r.len() => cost += 0.2,
+            // hollow roots are mostly w-medial: an undecided middle ي yields to و
+            'ي' if i == 1 && r.len() == 3 => cost += 0.1,
+            // a medial hamza seat after ا is the hollow participle's (قائل, سائل)
+            'ئ' if i == 1 && r.len() == 3 => cost += 0.2,
             // usually the pronoun "his"
             'ه' if i + 1 == r.len() => cost += 0.25,
             _ => {}
