@@ -271,7 +271,7 @@ fn root_cost(r: &[char]) -> f32 {
             // usually a prefix letter (Form IV, participles, t-forms) rather than a radical
             'أ' | 'إ' | 'م' | 'ت' if i == 0 && r.len() == 3 => cost += 0.3,
             // more often the conjunction w-/f- than a radical
-            'و' | 'ف' if i == 0 => cost += 0.2,
+            'و' | 'ف' if i == 0 => cost += 0.3,
             // usually the person or feminine suffix
             'ت' if i + 1 == r.len() => cost += 0.2,
             // hollow roots are mostly w-medial: an undecided middle ي yields to و
