@@ -5,8 +5,8 @@ use pyo3::types::PyDict;
 
 mod arrays;
 mod errors;
-mod linguistic;
 mod neurons;
+mod linguistic;
 
 /// Facts about this build of the extension.
 #[pyfunction]
