@@ -42,7 +42,7 @@ def rate(fn, words, repeat: int) -> float:
     return repeat * len(words) / (time.perf_counter() - t)
 
 
-def main(repeat: int = 20) -> None:
+def main(repeat: int = 50) -> None:
     from nltk.stem.isri import ISRIStemmer
 
     isri = ISRIStemmer()
@@ -100,4 +100,4 @@ def main(repeat: int = 20) -> None:
 
 
 if __name__ == "__main__":
-    main(int(sys.argv[1]) if len(sys.argv) > 1 else 20)
+    main(int(sys.argv[1]) if len(sys.argv) > 1 else 50)

@@ -150,6 +150,7 @@ const PATTERNS: &[(&str, f32)] = &[
     ("CCاCة", 0.9),
     ("CواCC", 0.9),
     ("CCائC", 0.9),
+    ("CCايC", 1.0),
     ("CCاءC", 1.2),
     ("أCCاC", 0.8),
     ("اCCاC", 0.9),
@@ -202,8 +203,10 @@ const PATTERNS: &[(&str, f32)] = &[
     // hollow stems (middle و/ي dropped or turned into ا)
     ("CاC-", 0.2),
     ("CائC-", 0.5),
+    // the same with the hamza seat written as a plain ي (common in older texts)
+    ("CايC-", 0.7),
     ("CيC-", 1.2),
-    ("مCاC-", 0.7),
+    ("مCاC-", 1.0),
     ("مCيC-", 0.7),
     ("أCاC-", 0.5),
     ("إCاC-", 0.5),
@@ -268,9 +271,15 @@ fn root_cost(r: &[char]) -> f32 {
             // usually a prefix letter (Form IV, participles, t-forms) rather than a radical
             'أ' | 'إ' | 'م' | 'ت' if i == 0 && r.len() == 3 => cost += 0.3,
             // more often the conjunction w-/f- than a radical
-            'و' | 'ف' if i == 0 => cost += 0.2,
+            'و' | 'ف' if i == 0 => cost += 0.3,
             // usually the person or feminine suffix
             'ت' if i + 1 == r.len() => cost += 0.2,
+            // hollow roots are mostly w-medial: an undecided middle ي yields to و
+            'ي' if i == 1 && r.len() == 3 => cost += 0.1,
+            // a medial hamza seat after ا is the hollow participle's (قائل, سائل)
+            'ئ' if i == 1 && r.len() == 3 => cost += 0.2,
+            // usually the pronoun "his"
+            'ه' if i + 1 == r.len() => cost += 0.25,
             _ => {}
         }
         if is_servile(c) {
@@ -290,7 +299,9 @@ fn root_cost(r: &[char]) -> f32 {
     cost
 }
 
-fn restore(r: &[char; 2], weak: Weak, prefixed: bool, _: bool) -> engine::Restored {
+fn restore(r: &[char; 2], weak: Weak, prefix: Option<u8>, _: bool) -> engine::Restored {
+    // an imperfect prefix before two radicals: the assimilated و dropped (يجب, يصل)
+    let prefixed = prefix.is_some_and(|k| k != 1);
     let [a, b] = *r;
     let mut out: engine::Restored = [None; 5];
     let both = matches!(weak, Weak::Any);
@@ -533,7 +544,6 @@ const IRREGULAR: &[(&str, &str)] = &[
     ("اسم", "سمو"),
     ("بسم", "سمو"),
     ("اسما", "سمو"),
-    ("اب", "أبو"),
     ("أب", "أبو"),
     ("أبو", "أبو"),
     ("أبا", "أبو"),
@@ -561,26 +571,21 @@ const IRREGULAR_PREFIXES: &[&str] = &[
 ];
 const IRREGULAR_SUFFIXES: &[&str] = &["", "ه", "ها", "هم", "هما", "هن", "ك", "كم", "ي", "نا"];
 
-/// Every surface form of the closed classes, sorted: function words (no
-/// root) and the irregular stems with their clitics and pronouns.
-static CLOSED: LazyLock<Vec<(Vec<char>, Option<&'static str>)>> = LazyLock::new(|| {
-    let mut t: Vec<(Vec<char>, Option<&'static str>)> = Vec::new();
+/// Every surface form of the closed classes: function words (no root) and
+/// the irregular stems with their clitics and pronouns.
+static CLOSED: LazyLock<engine::WordMap<Option<&'static str>>> = LazyLock::new(|| {
+    let mut t = engine::WordMap::default();
     for (stem, root) in IRREGULAR {
         for p in IRREGULAR_PREFIXES {
             for s in IRREGULAR_SUFFIXES {
-                t.push((format!("{p}{stem}{s}").chars().collect(), Some(*root)));
+                t.insert(format!("{p}{stem}{s}").chars().collect(), Some(*root));
             }
         }
     }
     // function words win over an irregular reading ("بني" is not "my son" here)
-    t.retain(|(f, _)| {
-        !FUNCTION_WORDS
-            .iter()
-            .any(|x| x.chars().eq(f.iter().copied()))
-    });
-    t.extend(FUNCTION_WORDS.iter().map(|f| (f.chars().collect(), None)));
-    t.sort();
-    t.dedup_by(|a, b| a.0 == b.0);
+    for f in FUNCTION_WORDS {
+        t.insert(f.chars().collect(), None);
+    }
     t
 });
 
@@ -590,8 +595,8 @@ pub fn root(word: &str) -> Option<String> {
     if w.len() < 2 {
         return None;
     }
-    if let Ok(i) = CLOSED.binary_search_by(|(f, _)| f.as_slice().cmp(&w)) {
-        return CLOSED[i].1.map(str::to_owned);
+    if let Some(r) = CLOSED.get(w.as_slice()) {
+        return r.map(str::to_owned);
     }
     let (r, _) = engine::analyse(&w, &LANG)?;
     Some(spell(&r))

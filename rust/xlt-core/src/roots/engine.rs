@@ -8,6 +8,30 @@
 //! The search allocates nothing per word: affixes are indexed by their
 //! first / last letter, candidates live in fixed arrays.
 
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
+
+/// FNV-1a: a fast hash for the short letter sequences of closed-class tables.
+#[derive(Default)]
+pub struct Fnv(u64);
+
+impl Hasher for Fnv {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 ^ b as u64).wrapping_mul(0x100000001b3);
+        }
+    }
+    fn write_u32(&mut self, n: u32) {
+        self.0 = (self.0 ^ n as u64).wrapping_mul(0x100000001b3);
+    }
+}
+
+/// Words (letter sequences) to values, hashed with FNV.
+pub type WordMap<V> = HashMap<Vec<char>, V, BuildHasherDefault<Fnv>>;
+
 /// One pattern with its cost.
 pub type Entry = (&'static str, f32);
 /// One affix with its cost and kind (the language's compatibility classes).
@@ -46,8 +70,9 @@ pub struct Lang {
     /// Penalty of a radical sequence (implausible letters, identical C1=C2, ...).
     pub root_cost: fn(&[char]) -> f32,
     /// Candidate three-radical roots for two radicals, with their costs
-    /// (given the restoration hint and whether a prefix / a suffix was stripped).
-    pub restore: fn(&[char; 2], Weak, bool, bool) -> Restored,
+    /// (given the restoration hint, the kind of the stripped prefix if any, and
+    /// whether a suffix was stripped).
+    pub restore: fn(&[char; 2], Weak, Option<u8>, bool) -> Restored,
     /// May a prefix and a suffix of these kinds go together?
     pub compatible: fn(u8, u8) -> bool,
     /// The shortest prefix a word must lose (e.g. a word-initial article).
@@ -58,7 +83,8 @@ pub struct Lang {
 /// suffix), so a word only meets the affixes it can carry.
 pub struct Affixes {
     items: Vec<Affix>,
-    by_letter: Vec<(char, Vec<u16>)>,
+    /// Affix indices by the low byte of their outer letter (verified on match).
+    by_letter: Vec<Vec<u16>>,
     empty: Vec<u16>,
 }
 
@@ -68,16 +94,13 @@ impl Affixes {
             .iter()
             .map(|(s, c, k)| (s.chars().collect(), *c, *k))
             .collect();
-        let mut by_letter: Vec<(char, Vec<u16>)> = Vec::new();
+        let mut by_letter: Vec<Vec<u16>> = vec![Vec::new(); 256];
         let mut empty = Vec::new();
         for (i, (a, _, _)) in items.iter().enumerate() {
             let outer = if prefix { a.first() } else { a.last() };
             match outer {
                 None => empty.push(i as u16),
-                Some(&c) => match by_letter.iter_mut().find(|(k, _)| *k == c) {
-                    Some((_, v)) => v.push(i as u16),
-                    None => by_letter.push((c, vec![i as u16])),
-                },
+                Some(&c) => by_letter[c as usize & 0xFF].push(i as u16),
             }
         }
         Affixes {
@@ -90,9 +113,7 @@ impl Affixes {
     /// Indices (in list order) of the affixes `w` carries, into `out`.
     fn matching(&self, w: &[char], prefix: bool, out: &mut [u16; 64]) -> usize {
         let outer = if prefix { w.first() } else { w.last() };
-        let lettered = outer
-            .and_then(|c| self.by_letter.iter().find(|(k, _)| k == c))
-            .map_or(&[][..], |(_, v)| v.as_slice());
+        let lettered = outer.map_or(&[][..], |&c| self.by_letter[c as usize & 0xFF].as_slice());
         let mut n = 0;
         for &i in self.empty.iter().chain(lettered) {
             let a = &self.items[i as usize].0;
@@ -223,7 +244,7 @@ pub fn analyse(w: &[char], lang: &Lang) -> Option<(Vec<char>, f32)> {
                     }
                 });
                 if ok {
-                    let affixed = (!p.is_empty(), !s.is_empty());
+                    let affixed = ((!p.is_empty()).then_some(*pk), !s.is_empty());
                     consider(&radicals[..n], pat.weak, affixed, cost, lang, &mut best);
                 }
             }
@@ -235,7 +256,7 @@ pub fn analyse(w: &[char], lang: &Lang) -> Option<(Vec<char>, f32)> {
 fn consider(
     r: &[char],
     weak: Weak,
-    affixed: (bool, bool),
+    affixed: (Option<u8>, bool),
     cost: f32,
     lang: &Lang,
     best: &mut Best,

@@ -62,7 +62,7 @@ fn root_cost(r: &[char]) -> f32 {
     r.iter().filter(|&&c| matches!(c, 'አ' | 'ወ' | 'የ')).count() as f32 * 0.2
 }
 
-fn restore(r: &[char; 2], _: Weak, _: bool, _: bool) -> engine::Restored {
+fn restore(r: &[char; 2], _: Weak, _: Option<u8>, _: bool) -> engine::Restored {
     // Unwritten gemination: a two-consonant stem is a geminate root.
     [Some(([r[0], r[1], r[1]], 0.5)), None, None, None, None]
 }

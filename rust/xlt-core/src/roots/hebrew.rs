@@ -135,8 +135,9 @@ fn root_cost(r: &[char]) -> f32 {
     cost
 }
 
-fn restore(r: &[char; 2], weak: Weak, prefixed: bool, suffixed: bool) -> engine::Restored {
+fn restore(r: &[char; 2], weak: Weak, prefix: Option<u8>, suffixed: bool) -> engine::Restored {
     let [a, b] = *r;
+    let prefixed = prefix.is_some();
     if weak == Weak::Initial {
         return [
             Some((['י', a, b], 0.0)),
