@@ -79,24 +79,32 @@ impl NeuronStats {
         let sums = self.sum.axis_iter_mut(Axis(0));
         let sqs = self.sumsq.axis_iter_mut(Axis(0));
         let pos = self.positive.axis_iter_mut(Axis(0));
-        sums.into_par_iter().zip(sqs.into_par_iter()).zip(pos.into_par_iter()).enumerate().for_each(
-            |(layer, ((mut s, mut q), mut p))| {
+        sums.into_par_iter()
+            .zip(sqs.into_par_iter())
+            .zip(pos.into_par_iter())
+            .enumerate()
+            .for_each(|(layer, ((mut s, mut q), mut p))| {
                 for (ti, &gi) in group.iter().enumerate() {
                     if gi < 0 {
                         continue;
                     }
                     let gi = gi as usize;
                     let (s, q, p) = (s.row_mut(gi), q.row_mut(gi), p.row_mut(gi));
-                    let (s, q, p) = (s.into_slice().unwrap(), q.into_slice().unwrap(), p.into_slice().unwrap());
+                    let (s, q, p) = (
+                        s.into_slice().unwrap(),
+                        q.into_slice().unwrap(),
+                        p.into_slice().unwrap(),
+                    );
                     let at = ndarray::s![ti, layer, ..];
                     match &x {
                         Block3::F32(a) => accumulate(a.slice(at), |v| *v, s, q, p),
                         Block3::F16(a) => accumulate(a.slice(at), |v| v.to_f32(), s, q, p),
-                        Block3::BF16(a) => accumulate(a.slice(at), |v| f32::from_bits((*v as u32) << 16), s, q, p),
+                        Block3::BF16(a) => {
+                            accumulate(a.slice(at), |v| f32::from_bits((*v as u32) << 16), s, q, p)
+                        }
                     }
                 }
-            },
-        );
+            });
         // NaN and inf propagate into the sums: one check per block, not per value.
         match self.sum.indexed_iter().find(|(_, v)| !v.is_finite()) {
             Some(((layer, _, unit), _)) => Err(Error::Data(format!(
@@ -149,7 +157,13 @@ impl NeuronStats {
 
 /// Add one decoded row into the f64 sums, sums of squares and positive counts.
 #[inline(always)]
-fn accumulate<T>(row: ArrayView1<'_, T>, decode: impl Fn(&T) -> f32, s: &mut [f64], q: &mut [f64], p: &mut [u64]) {
+fn accumulate<T>(
+    row: ArrayView1<'_, T>,
+    decode: impl Fn(&T) -> f32,
+    s: &mut [f64],
+    q: &mut [f64],
+    p: &mut [u64],
+) {
     let body = |(((v, s), q), p): (((&T, &mut f64), &mut f64), &mut u64)| {
         let v = decode(v);
         let v64 = v as f64;
