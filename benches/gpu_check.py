@@ -22,7 +22,10 @@ from xlt import assets, data, finetune, models
 
 def main(out: Path) -> dict:
     dev = "cuda" if torch.cuda.is_available() else "cpu"
-    res: dict = {"device": torch.cuda.get_device_name(0) if dev == "cuda" else "cpu", "torch": torch.__version__}
+    res: dict = {
+        "device": torch.cuda.get_device_name(0) if dev == "cuda" else "cpu",
+        "torch": torch.__version__,
+    }
     work = Path(tempfile.mkdtemp())
     corpus = {lang: assets.flores(lang, "test")[:24] for lang in ("arb_Arab", "heb_Hebr", "jpn_Jpan")}
 
@@ -38,9 +41,13 @@ def main(out: Path) -> dict:
 
     # 2. bf16 capture on the device; routing must equal the router run directly
     t = time.perf_counter()
-    ds = xlt.capture(m, corpus, hidden="mean", routing=True, batch_size=8, store=work / "dump.zarr", progress=False)
+    ds = xlt.capture(
+        m, corpus, hidden="mean", routing=True, batch_size=8, store=work / "dump.zarr", progress=False
+    )
     res["capture_s"] = round(time.perf_counter() - t, 2)
-    res["hidden_stored_as"] = xlt.open_dump(work / "dump.zarr", decode=False)["hidden"].attrs.get("xlt_dtype", "?")
+    res["hidden_stored_as"] = xlt.open_dump(work / "dump.zarr", decode=False)["hidden"].attrs.get(
+        "xlt_dtype", "?"
+    )
     res["hidden_finite"] = bool(np.isfinite(ds["hidden"].values.astype(np.float32)).all())
     res["routing_tokens"] = int(ds.sizes["token"])
     res["experts_used"] = int(np.unique(ds["routing_idx"].values).size)
@@ -48,8 +55,18 @@ def main(out: Path) -> dict:
     # 3. LoRA steps on the device (attention + fused experts)
     task = data.sib200(languages=["arb_Arab"])
     t = time.perf_counter()
-    ft = finetune.lora(m, task, ["arb_Arab"], steps=8, lr=5e-3, rank=4, targets=["attention", "experts"],
-                       batch_size=8, out=work / "adapter", progress=False)
+    ft = finetune.lora(
+        m,
+        task,
+        ["arb_Arab"],
+        steps=8,
+        lr=5e-3,
+        rank=4,
+        targets=["attention", "experts"],
+        batch_size=8,
+        out=work / "adapter",
+        progress=False,
+    )
     res["lora_s"] = round(time.perf_counter() - t, 2)
     losses = [r["loss"] for r in ft.log]
     res["lora_loss_first_last"] = [round(losses[0], 4), round(losses[-1], 4)]
