@@ -18,7 +18,7 @@ from make_dump import make  # noqa: E402
 HERE = Path(__file__).parent
 SIZES = {"smoke": (0.05, 0.2), "ci": (0.25, 1.0), "full": (4.0, 40.0)}
 PROBE = """
-import json, resource, sys, time, warnings
+import json, sys, time, warnings
 warnings.simplefilter("ignore")
 from xlt import neurons, routing
 path, what = sys.argv[1], sys.argv[2]
@@ -27,7 +27,10 @@ run = (lambda: neurons.statistics(path, chunk_tokens=2048)) if what == "neurons"
 run()  # imports and first-touch costs out of the timing
 t = time.perf_counter()
 run()
-print(json.dumps({"s": time.perf_counter() - t, "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+s = time.perf_counter() - t
+# VmHWM, not ru_maxrss: the latter starts from the parent's RSS at fork
+hwm = next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM"))
+print(json.dumps({"s": s, "rss_mb": hwm / 1024}))
 """
 
 
