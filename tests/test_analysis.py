@@ -33,8 +33,8 @@ def test_seed_regression_recovers_known_coefficients():
     gain = 0.45 - 0.5 * base - 0.02 * semitic + 0.01 * rng.standard_normal(n)
     table = pd.DataFrame({"model": "m", "gain": gain, "base_acc": base, "semitic": semitic})
     fit = analysis.seed_regression(table)
-    np.testing.assert_allclose(fit.params.to_numpy(), [0.45, -0.5, -0.02], atol=0.006)
-    assert np.all(np.abs(fit.params.to_numpy() - [0.45, -0.5, -0.02]) < 3 * fit.bse.to_numpy())
+    np.testing.assert_allclose(fit["coef"].to_numpy(), [0.45, -0.5, -0.02], atol=0.006)
+    assert np.all(np.abs(fit["coef"].to_numpy() - [0.45, -0.5, -0.02]) < 3 * fit["se"].to_numpy())
 
 
 def test_parts_converge_to_the_simulated_truth():

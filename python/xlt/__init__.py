@@ -3,7 +3,8 @@ linguistic relatedness or task alignment? Rust kernels, labelled (xarray) result
 
 Submodules, one concept each: ``languages``, ``assets``, ``data``, ``models``,
 ``capture``, ``dumps``, ``similarity``, ``linguistic``, ``routing``, ``neurons``,
-``finetune``, ``evaluate``, ``analysis``, ``report``, ``study``, ``cli``.
+``finetune``, ``evaluate``, ``stats``, ``analysis``, ``simulate``, ``report``,
+``study``, ``cli``.
 Heavy dependencies (torch, transformers, nnsight) are imported inside functions,
 so ``import xlt`` stays fast.
 """

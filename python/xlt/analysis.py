@@ -83,13 +83,23 @@ def commonality(y: np.ndarray, ling: np.ndarray, task: np.ndarray) -> dict[str, 
     }
 
 
-def seed_regression(table: pd.DataFrame, cluster: str = "model"):
-    """The seed paper's model, gain ~ base_acc + semitic (OLS; SEs clustered
-    by `cluster` when it has several values, else HC3)."""
+def seed_regression(table: pd.DataFrame, cluster: str = "model", level: float = 0.95) -> pd.DataFrame:
+    """The seed paper's model, gain ~ base_acc + semitic, as a table (coef, se, lo,
+    hi, p by term), fitted by `xlt.stats.gain_regression` (SEs clustered by
+    `cluster` when it has several values)."""
+    from xlt import stats
+
     for c in ("gain", "base_acc", "semitic"):
         if c not in table:
             raise DataError(f"the table needs a {c!r} column for the seed regression")
-    return _ols(table["gain"], table[["base_acc", "semitic"]].astype(float), table, cluster)
+    groups = pd.factorize(table[cluster])[0] if cluster in table and table[cluster].nunique() > 1 else None
+    fit = stats.gain_regression(
+        table["gain"], table["base_acc"], table["semitic"], groups=groups, alpha=1 - level
+    )
+    if "skipped" in fit:
+        raise DataError(f"the seed regression cannot be estimated: {fit['skipped']}")
+    index = ["const", "base_acc", "semitic"]
+    return pd.DataFrame({k: np.asarray(fit[k]) for k in ("coef", "se", "lo", "hi", "p")}, index=index)
 
 
 def _ols(y: pd.Series, X: pd.DataFrame, table: pd.DataFrame, cluster: str):
@@ -205,7 +215,5 @@ def decompose(
     coef = pd.DataFrame({"coef": fit.params, "se": fit.bse, "lo": ci[0], "hi": ci[1], "p": fit.pvalues})
     seed_fit = None
     if {"base_acc", "semitic"} <= set(t.columns) and t["semitic"].nunique() > 1:
-        s = seed_regression(t)
-        sci = s.conf_int(1 - level)
-        seed_fit = pd.DataFrame({"coef": s.params, "se": s.bse, "lo": sci[0], "hi": sci[1], "p": s.pvalues})
+        seed_fit = seed_regression(t, level=level)
     return Decomposition(t, parts, coef, perm, seed_fit)
