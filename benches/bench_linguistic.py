@@ -6,10 +6,8 @@ figures:  RAYON_NUM_THREADS=1 PYTHONPATH=python python benches/bench_linguistic.
 from __future__ import annotations
 
 import csv
-import re
 import sys
 import time
-import unicodedata
 from pathlib import Path
 
 import numpy as np
@@ -17,22 +15,14 @@ import numpy as np
 from xlt import _core
 from xlt.linguistic import roots
 
-DATA = Path(__file__).resolve().parents[1] / "tests" / "data" / "linguistic"
-
-
-def norm_ar(s: str) -> str:
-    s = re.sub("[أإآٱء]", "ا", s)
-    return s.replace("ؤ", "و").replace("ئ", "ي").replace("ى", "ي")
-
-
-def norm_he(s: str) -> str:
-    s = "".join(c for c in unicodedata.normalize("NFD", s) if "א" <= c <= "ת")
-    return s.translate(str.maketrans("ךםןףץ", "כמנפצ"))
+TESTS = Path(__file__).resolve().parents[1] / "tests"
+DATA = TESTS / "data" / "linguistic"
+sys.path.insert(0, str(TESTS))
+from test_linguistic_roots import matches, norm_ar, norm_he  # noqa: E402  (one copy of the gold comparison)
 
 
 def score(pred, gold, norm) -> float:
-    hits = sum(norm(p or "") in {norm(a) for a in g.split("\\")} for p, g in zip(pred, gold, strict=True))
-    return hits / len(gold)
+    return sum(matches(p, g, norm) for p, g in zip(pred, gold, strict=True)) / len(gold)
 
 
 def rate(fn, words, repeat: int) -> float:

@@ -14,15 +14,14 @@ from xlt import assets, languages
 from xlt.study.config import ModelSpec, Study
 from xlt.study.runner import Context, Stage
 
-STATES = ("base",)  # plus one per fine-tuned arm
-
 
 def _tuned_arms(study: Study) -> list[str]:
     return [a for a in study.arms if a != "cot"]
 
 
 def _states(study: Study) -> list[str]:
-    return list(STATES) + _tuned_arms(study)
+    """ "base" plus one state per fine-tuned arm."""
+    return ["base", *_tuned_arms(study)]
 
 
 def _model_path(ctx: Context, spec: ModelSpec) -> str:
