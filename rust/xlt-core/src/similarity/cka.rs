@@ -12,8 +12,9 @@ use rayon::prelude::*;
 
 pub use super::blocks::Precision;
 use super::blocks::{
-    col_means, col_sums, decode, fortran, row_sq_norms, symmetrize, Scalar, BLOCK_ROWS,
+    col_means, col_sums, decode, decode_into, row_sq_norms, symmetrize, Scalar, BLOCK_ROWS,
 };
+use super::gemm::Scratch;
 use crate::error::{ensure_data, ensure_shape, Error, Result};
 use crate::matrix::Mat;
 use faer::Par;
@@ -93,6 +94,7 @@ pub struct Sums {
     t: Vec<Array2<f64>>,
     r: Array2<f64>,
     prec: Precision,
+    scratch: Scratch,
 }
 
 impl Sums {
@@ -120,6 +122,7 @@ impl Sums {
             t: dims.iter().map(|&d| Array2::zeros((d, m).f())).collect(),
             r: Array2::zeros((m, m)),
             prec,
+            scratch: Scratch::default(),
         }
     }
 
@@ -172,7 +175,7 @@ impl Sums {
             .par_iter()
             .zip(&self.shift)
             .zip(names)
-            .map(|((m, sh), nm)| decode(m, start, end, Some(sh), nm))
+            .map(|((m, sh), nm)| decode_into(m, start, end, Some(sh), nm, self.scratch.take(0)))
             .collect::<Result<_>>()?;
         let mm = self.dims.len();
         let rows = end - start;
@@ -196,16 +199,17 @@ impl Sums {
             Precision::F32 => self.products::<f32>(&blocks, &a32),
             Precision::F64 => self.products::<f64>(&blocks, &a32),
         }
+        for b in blocks {
+            self.scratch.give(b.into_raw_vec_and_offset().0);
+        }
         self.n += rows;
         Ok(())
     }
 
     fn products<T: Scalar>(&mut self, blocks: &[Array2<f32>], a: &Array2<f32>) {
-        let blocks: Vec<Array2<T>> = blocks
-            .par_iter()
-            .map(|b| fortran(&T::from_block(b)))
-            .collect();
-        let a = fortran(&T::from_block(a));
+        let scratch = &self.scratch;
+        let blocks: Vec<_> = blocks.par_iter().map(|b| T::operand(b, scratch)).collect();
+        let a = T::operand(a, scratch);
         self.t
             .par_iter_mut()
             .zip(&blocks)
