@@ -150,7 +150,7 @@ pub(crate) trait Scalar: Copy + Default + Send + Sync + 'static {
     /// `dst += aᵀ b` for row blocks `a` (r × p) and `b` (r × q) from
     /// [`Scalar::operand`]; `dst` is an f64, column-major (p × q) sum.
     fn add_tn(dst: &mut Array2<f64>, a: &Self::Operand<'_>, b: &Self::Operand<'_>, par: Par);
-    /// `dst += aᵀ a`, lower triangle only (half the work; see [`symmetrize`]).
+    /// `dst += aᵀ a`, lower triangle only (half the work).
     fn add_syrk(dst: &mut Array2<f64>, a: &Self::Operand<'_>, par: Par);
     /// `a · bᵀ` for row blocks `a` (r × d) and `b` (s × d), sequential.
     fn gram_tile(a: &Array2<Self>, b: &Array2<Self>) -> faer::Mat<Self>;
@@ -215,15 +215,6 @@ impl Scalar for f64 {
     }
     fn dot(a: &[f64], b: &[f64]) -> f64 {
         a.iter().zip(b).map(|(x, y)| x * y).sum()
-    }
-}
-
-/// Copy the lower triangle of a square matrix onto its upper triangle.
-pub(crate) fn symmetrize(a: &mut Array2<f64>) {
-    for i in 0..a.nrows() {
-        for j in (i + 1)..a.ncols() {
-            a[[i, j]] = a[[j, i]];
-        }
     }
 }
 

@@ -13,9 +13,9 @@ const MR: usize = 32;
 /// Columns of B per panel (broadcast one at a time).
 const NR: usize = 12;
 /// Rows summed in f32 registers before a tile is added to `C` in f64.
-const KC: usize = 512;
+const KC: usize = 1024;
 /// A panels swept per B panel while they stay in L2.
-const MC_PANELS: usize = 8;
+const MC_PANELS: usize = 4;
 
 /// `kc` rows of an A panel (`MR`-wide) times a B panel (`NR`-wide), added to
 /// the `rows × cols` corner of the column-major f64 tile at `c` (stride `ldc`).
@@ -44,7 +44,7 @@ impl<'s> Operand<'s> {
 
 /// `dst += aᵀ b` for row blocks `a` (r × p), `b` (r × q) and an F-ordered
 /// (p × q) f64 `dst`. With `lower`, only tiles touching the lower triangle
-/// are formed (`a` is `b`: see `symmetrize`). `par`: split the columns of
+/// are formed (`a` is `b`; the rest is left unspecified). `par`: split the columns of
 /// `dst` over the rayon pool.
 pub(crate) fn add_tn(dst: &mut Array2<f64>, a: &Operand, b: &Operand, lower: bool, par: bool) {
     add_tn_with(kernels()[0], dst, a, b, lower, par)
