@@ -3,6 +3,7 @@
 //! plural templates, and weak (w/y/hamza) and geminate radical restoration.
 use std::sync::LazyLock;
 
+use super::attested;
 use super::engine::{self, Lang, Weak};
 
 // Affix kinds: prefixes 0 = any, 1 = nominal (article), 2 = verbal (imperfect);
@@ -299,6 +300,16 @@ fn root_cost(r: &[char]) -> f32 {
     cost
 }
 
+/// `root_cost` plus the charge for a root ordinary text does not attest.
+fn attested_root_cost(r: &[char]) -> f32 {
+    let n = r.len().min(4);
+    let mut spelled = ['\0'; 4];
+    for (i, c) in spelled[..n].iter_mut().enumerate() {
+        *c = spelled_letter(r, i);
+    }
+    root_cost(r) + attested::cost(&spelled[..n])
+}
+
 fn restore(r: &[char; 2], weak: Weak, prefix: Option<u8>, _: bool) -> engine::Restored {
     // an imperfect prefix before two radicals: the assimilated و dropped (يجب, يصل)
     let prefixed = prefix.is_some_and(|k| k != 1);
@@ -342,7 +353,7 @@ fn min_prefix(w: &[char]) -> usize {
     }
 }
 
-static LANG: LazyLock<Lang> = LazyLock::new(|| {
+fn lang(root_cost: fn(&[char]) -> f32) -> Lang {
     let mut suffixes: Vec<(String, f32, u8)> = ENDINGS
         .iter()
         .map(|(s, c, k)| (s.to_string(), *c, *k))
@@ -367,7 +378,12 @@ static LANG: LazyLock<Lang> = LazyLock::new(|| {
         compatible,
         min_prefix,
     }
-});
+}
+
+/// The analyser, consulting the table of attested roots.
+static LANG: LazyLock<Lang> = LazyLock::new(|| lang(attested_root_cost));
+/// The analyser on morphology alone (what the table is induced with).
+static BARE: LazyLock<Lang> = LazyLock::new(|| lang(root_cost));
 
 /// Function words (pronouns, particles, prepositions, demonstratives, relatives):
 /// no root.
@@ -510,21 +526,22 @@ pub fn normalise(word: &str) -> Option<Vec<char>> {
     Some(out)
 }
 
-/// Spell a radical sequence as a dictionary root: hamza as ء, hollow and
-/// defective alif as و, alif maqsura as ي.
+/// Radical `i` of `r` as a dictionary spells it: hamza as ء, hollow and
+/// defective alif as و, alif maqsura as ي, a final ta marbuta as ت.
+#[inline]
+fn spelled_letter(r: &[char], i: usize) -> char {
+    match r[i] {
+        c if is_hamza(c) => 'ء',
+        'ا' if i == 0 => 'ء',
+        'ا' => 'و',
+        'ى' => 'ي',
+        'ة' if i + 1 == r.len() => 'ت',
+        c => c,
+    }
+}
+
 fn spell(r: &[char]) -> String {
-    let n = r.len();
-    r.iter()
-        .enumerate()
-        .map(|(i, &c)| match c {
-            c if is_hamza(c) => 'ء',
-            'ا' if i == 0 => 'ء',
-            'ا' => 'و',
-            'ى' => 'ي',
-            _ if i + 1 == n && c == 'ة' => 'ت',
-            c => c,
-        })
-        .collect()
+    (0..r.len()).map(|i| spelled_letter(r, i)).collect()
 }
 
 /// Closed classes the templates cannot derive: the divine name (a fused
@@ -600,4 +617,21 @@ pub fn root(word: &str) -> Option<String> {
     }
     let (r, _) = engine::analyse(&w, &LANG)?;
     Some(spell(&r))
+}
+
+/// Every root morphology alone allows for `word` within `margin` of the
+/// cheapest, with its cost, cheapest first (the attested-root table is not
+/// consulted: this is what it is induced from). Closed-class words give their
+/// one root or none.
+pub fn candidates(word: &str, margin: f32) -> Vec<(String, f32)> {
+    let Some(w) = normalise(word).filter(|w| w.len() >= 2) else {
+        return Vec::new();
+    };
+    if let Some(r) = CLOSED.get(w.as_slice()) {
+        return r.map(|r| (r.to_owned(), 0.0)).into_iter().collect();
+    }
+    engine::candidates(&w, &BARE, margin)
+        .into_iter()
+        .map(|(r, c)| (spell(&r), c))
+        .collect()
 }

@@ -179,6 +179,12 @@ pub fn patterns(list: &[Entry]) -> Vec<Vec<Pattern>> {
     out
 }
 
+/// Where the search sends analyses: it prunes any costing `limit()` or more.
+trait Sink {
+    fn limit(&self) -> f32;
+    fn offer(&mut self, root: &[char], cost: f32);
+}
+
 /// The best analysis so far: up to four radicals and the total cost.
 struct Best {
     root: [char; 4],
@@ -186,7 +192,10 @@ struct Best {
     cost: f32,
 }
 
-impl Best {
+impl Sink for Best {
+    fn limit(&self) -> f32 {
+        self.cost
+    }
     fn offer(&mut self, root: &[char], cost: f32) {
         if cost < self.cost {
             self.root[..root.len()].copy_from_slice(root);
@@ -196,14 +205,59 @@ impl Best {
     }
 }
 
+/// Every analysis within `margin` of the best one.
+struct Near {
+    margin: f32,
+    best: f32,
+    found: Vec<(Vec<char>, f32)>,
+}
+
+impl Sink for Near {
+    fn limit(&self) -> f32 {
+        self.best + self.margin
+    }
+    fn offer(&mut self, root: &[char], cost: f32) {
+        if cost <= self.limit() {
+            self.best = self.best.min(cost);
+            self.found.push((root.to_vec(), cost));
+        }
+    }
+}
+
 /// The cheapest root of `w` (already normalised) and its cost.
 pub fn analyse(w: &[char], lang: &Lang) -> Option<(Vec<char>, f32)> {
-    const MAX: usize = 64;
     let mut best = Best {
         root: ['\0'; 4],
         len: 0,
         cost: f32::INFINITY,
     };
+    search(w, lang, &mut best);
+    (best.len > 0).then(|| (best.root[..best.len].to_vec(), best.cost))
+}
+
+/// The distinct roots of `w` whose cheapest analysis costs at most `margin`
+/// more than the best one, cheapest first.
+pub fn candidates(w: &[char], lang: &Lang, margin: f32) -> Vec<(Vec<char>, f32)> {
+    let mut near = Near {
+        margin,
+        best: f32::INFINITY,
+        found: Vec::new(),
+    };
+    search(w, lang, &mut near);
+    let mut found = near.found;
+    found.retain(|(_, c)| *c <= near.best + margin);
+    found.sort_by(|a, b| a.1.total_cmp(&b.1));
+    let mut out: Vec<(Vec<char>, f32)> = Vec::new();
+    for (r, c) in found {
+        if !out.iter().any(|(o, _)| *o == r) {
+            out.push((r, c));
+        }
+    }
+    out
+}
+
+fn search<S: Sink>(w: &[char], lang: &Lang, sink: &mut S) {
+    const MAX: usize = 64;
     // Affixes of the whole word, found once (a suffix of `rest` is one of `w`).
     let (mut pres, mut sufs) = ([0u16; MAX], [0u16; MAX]);
     let n_pres = lang.prefixes.matching(w, true, &mut pres);
@@ -222,7 +276,7 @@ pub fn analyse(w: &[char], lang: &Lang) -> Option<(Vec<char>, f32)> {
                 continue;
             }
             let base = pc + sc;
-            if base >= best.cost {
+            if base >= sink.limit() {
                 continue;
             }
             let stem = &rest[..rest.len() - s.len()];
@@ -231,7 +285,7 @@ pub fn analyse(w: &[char], lang: &Lang) -> Option<(Vec<char>, f32)> {
             };
             for pat in pats {
                 let cost = base + pat.cost;
-                if cost >= best.cost {
+                if cost >= sink.limit() {
                     break; // patterns are sorted by cost
                 }
                 let mut n = 0;
@@ -245,21 +299,20 @@ pub fn analyse(w: &[char], lang: &Lang) -> Option<(Vec<char>, f32)> {
                 });
                 if ok {
                     let affixed = ((!p.is_empty()).then_some(*pk), !s.is_empty());
-                    consider(&radicals[..n], pat.weak, affixed, cost, lang, &mut best);
+                    consider(&radicals[..n], pat.weak, affixed, cost, lang, sink);
                 }
             }
         }
     }
-    (best.len > 0).then(|| (best.root[..best.len].to_vec(), best.cost))
 }
 
-fn consider(
+fn consider<S: Sink>(
     r: &[char],
     weak: Weak,
     affixed: (Option<u8>, bool),
     cost: f32,
     lang: &Lang,
-    best: &mut Best,
+    sink: &mut S,
 ) {
     match r.len() {
         2 => {
@@ -267,10 +320,10 @@ fn consider(
                 .into_iter()
                 .flatten()
             {
-                best.offer(&root, cost + c + (lang.root_cost)(&root));
+                sink.offer(&root, cost + c + (lang.root_cost)(&root));
             }
         }
-        3 | 4 => best.offer(r, cost + (lang.root_cost)(r)),
+        3 | 4 => sink.offer(r, cost + (lang.root_cost)(r)),
         _ => {}
     }
 }

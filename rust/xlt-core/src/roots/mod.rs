@@ -5,6 +5,7 @@
 use rayon::prelude::*;
 
 pub mod arabic;
+mod attested;
 mod engine;
 pub mod geez;
 pub mod hebrew;
