@@ -8,7 +8,7 @@ use super::engine::{self, Lang, Weak};
 
 // Affix kinds: prefixes 0 = any, 1 = nominal (article), 2 = verbal (imperfect);
 // suffixes 0 = none/any, 1 = nominal, 2 = verbal, 3 = pronoun, 4 = nominal + pronoun,
-// 5 = verbal + pronoun.
+// 5 = verbal + pronoun, 6 = perfect subject beginning with a consonant (+ pronoun).
 fn compatible(p: u8, s: u8) -> bool {
     match p {
         1 => matches!(s, 0 | 1),
@@ -84,15 +84,15 @@ const ENDINGS: &[(&str, f32, u8)] = &[
     ("يتين", 1.1, 1),
     ("يتان", 1.1, 1),
     ("وا", 0.6, 2),
-    ("ت", 0.5, 2),
-    ("تم", 0.8, 2),
-    ("تما", 1.0, 2),
-    ("تن", 1.0, 2),
-    ("نا", 0.9, 2),
+    ("ت", 0.5, 6),
+    ("تم", 0.8, 6),
+    ("تما", 1.0, 6),
+    ("تن", 1.0, 6),
+    ("نا", 0.9, 6),
     ("ا", 0.7, 0),
     ("يا", 0.8, 1),
     ("ن", 1.1, 2),
-    ("تا", 1.1, 2),
+    ("تا", 1.1, 6),
 ];
 
 /// Endings as written before an attached pronoun.
@@ -103,15 +103,15 @@ const ENDINGS_BEFORE_PRONOUN: &[(&str, f32, u8)] = &[
     ("ي", 0.9, 4),
     ("و", 0.7, 5),
     ("ون", 0.8, 5),
-    ("تمو", 1.0, 5),
+    ("تمو", 1.0, 6),
     ("ا", 1.0, 5),
     ("ان", 1.0, 4),
     ("ين", 1.0, 4),
-    ("تن", 1.1, 5),
-    ("نا", 1.1, 5),
+    ("تن", 1.1, 6),
+    ("نا", 1.1, 6),
     ("يت", 0.9, 4),
-    ("تا", 1.0, 5),
-    ("تما", 1.0, 5),
+    ("تا", 1.0, 6),
+    ("تما", 1.0, 6),
     ("ن", 1.1, 5),
     ("يي", 1.1, 4),
     ("تي", 1.1, 4),
@@ -310,11 +310,13 @@ fn attested_root_cost(r: &[char]) -> f32 {
     root_cost(r) + attested::cost(&spelled[..n])
 }
 
-fn restore(r: &[char; 2], weak: Weak, prefix: Option<u8>, _: bool) -> engine::Restored {
+static WY: LazyLock<f32> = LazyLock::new(|| std::env::var("XW").ok().and_then(|v| v.parse().ok()).unwrap_or(0.15));
+
+fn restore(r: &[char; 2], weak: Weak, prefix: Option<u8>, suffix: Option<u8>) -> engine::Restored {
     // an imperfect prefix before two radicals: the assimilated و dropped (يجب, يصل)
     let prefixed = prefix.is_some_and(|k| k != 1);
     let [a, b] = *r;
-    let mut out: engine::Restored = [None; 5];
+    let mut out: engine::Restored = [None; 6];
     let both = matches!(weak, Weak::Any);
     if both || weak == Weak::Initial {
         let c = if prefixed || weak == Weak::Initial {
@@ -324,11 +326,22 @@ fn restore(r: &[char; 2], weak: Weak, prefix: Option<u8>, _: bool) -> engine::Re
         };
         out[0] = Some((['و', a, b], c));
     }
+    // which weak letter: و leads, ي follows closely (the attested-root table decides)
+    let wy = *WY;
     if both || weak == Weak::Hollow {
-        out[1] = Some(([a, 'و', b], if weak == Weak::Hollow { 0.0 } else { 0.8 }));
+        // a consonantal subject suffix shortens the hollow perfect (قلت, كنا)
+        let c = match (weak, suffix) {
+            (Weak::Hollow, _) => 0.0,
+            (_, Some(6)) => 0.0,
+            _ => 0.8,
+        };
+        out[1] = Some(([a, 'و', b], c));
+        out[4] = Some(([a, 'ي', b], c + wy));
     }
     if both || weak == Weak::Final {
-        out[2] = Some(([a, b, 'ي'], if weak == Weak::Final { 0.0 } else { 0.9 }));
+        let c = if weak == Weak::Final { 0.0 } else { 0.9 };
+        out[2] = Some(([a, b, 'ي'], c));
+        out[5] = Some(([a, b, 'و'], c + wy));
     }
     if both {
         out[3] = Some(([a, b, b], 0.5));
@@ -503,7 +516,8 @@ const FUNCTION_WORDS: &[&str] = &[
     "التى",
 ];
 
-/// Strip diacritics and tatweel, fold letter variants (Persian kaf/yeh, wasla).
+/// Strip diacritics and tatweel, fold letter variants (Persian kaf/yeh, wasla),
+/// spell out a word-internal madda.
 /// None if a character is not an Arabic letter.
 pub fn normalise(word: &str) -> Option<Vec<char>> {
     let mut out = Vec::with_capacity(word.len() / 2);
@@ -515,6 +529,8 @@ pub fn normalise(word: &str) -> Option<Vec<char>> {
             | '\u{6D6}'..='\u{6ED}'
             | '\u{640}' => {}
             'ٱ' => out.push('ا'),
+            // the madda inside a word is hamza + long a (قرآن = قرأان)
+            'آ' if !out.is_empty() => out.extend(['أ', 'ا']),
             'ک' => out.push('ك'),
             'ی' | 'ې' => out.push('ي'),
             'ھ' | 'ە' => out.push('ه'),
@@ -630,8 +646,12 @@ pub fn candidates(word: &str, margin: f32) -> Vec<(String, f32)> {
     if let Some(r) = CLOSED.get(w.as_slice()) {
         return r.map(|r| (r.to_owned(), 0.0)).into_iter().collect();
     }
-    engine::candidates(&w, &BARE, margin)
-        .into_iter()
-        .map(|(r, c)| (spell(&r), c))
-        .collect()
+    let mut out: Vec<(String, f32)> = Vec::new();
+    for (r, c) in engine::candidates(&w, &BARE, margin) {
+        let r = spell(&r);
+        if !out.iter().any(|(o, _)| *o == r) {
+            out.push((r, c));
+        }
+    }
+    out
 }

@@ -36,8 +36,8 @@ pub type WordMap<V> = HashMap<Vec<char>, V, BuildHasherDefault<Fnv>>;
 pub type Entry = (&'static str, f32);
 /// One affix with its cost and kind (the language's compatibility classes).
 pub type Affix = (Vec<char>, f32, u8);
-/// Up to five restored three-radical roots with their costs.
-pub type Restored = [Option<([char; 3], f32)>; 5];
+/// Up to six restored three-radical roots with their costs.
+pub type Restored = [Option<([char; 3], f32)>; 6];
 
 /// A compiled template: letters (`None` = radical slot) and cost.
 #[derive(Debug, Clone)]
@@ -70,9 +70,9 @@ pub struct Lang {
     /// Penalty of a radical sequence (implausible letters, identical C1=C2, ...).
     pub root_cost: fn(&[char]) -> f32,
     /// Candidate three-radical roots for two radicals, with their costs
-    /// (given the restoration hint, the kind of the stripped prefix if any, and
-    /// whether a suffix was stripped).
-    pub restore: fn(&[char; 2], Weak, Option<u8>, bool) -> Restored,
+    /// (given the restoration hint and the kinds of the stripped prefix and
+    /// suffix, if any).
+    pub restore: fn(&[char; 2], Weak, Option<u8>, Option<u8>) -> Restored,
     /// May a prefix and a suffix of these kinds go together?
     pub compatible: fn(u8, u8) -> bool,
     /// The shortest prefix a word must lose (e.g. a word-initial article).
@@ -298,7 +298,7 @@ fn search<S: Sink>(w: &[char], lang: &Lang, sink: &mut S) {
                     }
                 });
                 if ok {
-                    let affixed = ((!p.is_empty()).then_some(*pk), !s.is_empty());
+                    let affixed = ((!p.is_empty()).then_some(*pk), (!s.is_empty()).then_some(*sk));
                     consider(&radicals[..n], pat.weak, affixed, cost, lang, sink);
                 }
             }
@@ -309,7 +309,7 @@ fn search<S: Sink>(w: &[char], lang: &Lang, sink: &mut S) {
 fn consider<S: Sink>(
     r: &[char],
     weak: Weak,
-    affixed: (Option<u8>, bool),
+    affixed: (Option<u8>, Option<u8>),
     cost: f32,
     lang: &Lang,
     sink: &mut S,
