@@ -15,7 +15,7 @@ use xlt_core::roots::arabic;
 static MARGIN: std::sync::LazyLock<f32> = std::sync::LazyLock::new(|| std::env::var("XM").ok().and_then(|v| v.parse().ok()).unwrap_or(2.0));
 /// Sharpness of the morphology's preference (per unit of cost).
 static BETA: std::sync::LazyLock<f32> = std::sync::LazyLock::new(|| std::env::var("XB").ok().and_then(|v| v.parse().ok()).unwrap_or(2.0));
-const ROUNDS: usize = 20;
+static ROUNDS: std::sync::LazyLock<usize> = std::sync::LazyLock::new(|| std::env::var("XR").ok().and_then(|v| v.parse().ok()).unwrap_or(20));
 /// Roots below this weight are left out.
 const MIN_WEIGHT: f32 = 0.5;
 
@@ -53,7 +53,7 @@ fn main() {
     }
     let mut prior = vec![1.0f32; roots.len()];
     let mut weight = vec![0.0f32; roots.len()];
-    for _ in 0..ROUNDS {
+    for _ in 0..*ROUNDS {
         weight.iter_mut().for_each(|x| *x = 0.0);
         for row in &cands {
             let total: f32 = row.iter().map(|&(r, l)| prior[r] * l).sum();

@@ -215,6 +215,7 @@ const PATTERNS: &[(&str, f32)] = &[
     ("استCاC-", 0.5),
     ("مستCاC-", 0.8),
     ("مستCيC-", 0.8),
+    ("ستCيC-", 0.7),
     ("اCتاC-", 0.6),
     ("مCتاC-", 0.6),
     ("انCاC-", 1.1),
@@ -225,6 +226,7 @@ const PATTERNS: &[(&str, f32)] = &[
     ("تCاCى>", 0.6),
     ("CCاء>", 0.35),
     ("إCCاء>", 0.4),
+    ("أCCاء>", 0.7),
     ("اCتCاء>", 0.3),
     ("انCCاء>", 0.4),
     ("استCCاء>", 0.25),
@@ -243,6 +245,11 @@ const PATTERNS: &[(&str, f32)] = &[
     ("ايCاC<", 0.9),
     ("ميCاC<", 0.9),
     ("مCC<", 1.6),
+    // geminate stems: plural af'ila, active participle fā'il
+    ("أCCة=", 0.8),
+    ("CاC=", 0.6),
+    // doubly weak (w-initial, weak-final): Form X masdar
+    ("است{يو}Cا{ءي}", 0.3),
 ];
 
 fn is_hamza(c: char) -> bool {
@@ -343,8 +350,8 @@ fn restore(r: &[char; 2], weak: Weak, prefix: Option<u8>, suffix: Option<u8>) ->
         out[2] = Some(([a, b, 'ي'], c));
         out[5] = Some(([a, b, 'و'], c + wy));
     }
-    if both {
-        out[3] = Some(([a, b, b], 0.5));
+    if both || weak == Weak::Geminate {
+        out[3] = Some(([a, b, b], if both { 0.5 } else { 0.0 }));
     }
     out
 }

@@ -39,10 +39,21 @@ pub type Affix = (Vec<char>, f32, u8);
 /// Up to six restored three-radical roots with their costs.
 pub type Restored = [Option<([char; 3], f32)>; 6];
 
-/// A compiled template: letters (`None` = radical slot) and cost.
+/// One position of a template.
+#[derive(Debug, Clone, Copy)]
+enum Slot {
+    /// A radical: any letter, kept.
+    Radical,
+    /// A fixed pattern letter.
+    Fixed(char),
+    /// A weak radical written as another letter (surface, radical).
+    Written(char, char),
+}
+
+/// A compiled template: its slots and cost.
 #[derive(Debug, Clone)]
 pub struct Pattern {
-    slots: Vec<Option<char>>,
+    slots: Vec<Slot>,
     cost: f32,
     /// Two-radical templates name how the missing radical is restored.
     weak: Weak,
@@ -59,6 +70,8 @@ pub enum Weak {
     Initial,
     /// Last radical (defective roots: ي / ה).
     Final,
+    /// Second radical repeated (geminate roots).
+    Geminate,
 }
 
 /// Everything language-specific the engine needs.
@@ -150,20 +163,30 @@ pub fn suffixes(list: &[(&str, f32, u8)]) -> Affixes {
     Affixes::new(list, false)
 }
 
-/// Compile templates: `C` = radical; a trailing `<`, `-`, `>` on the template
-/// marks a two-radical one as initial-, hollow- or final-weak.
+/// Compile templates: `C` = radical, `{xy}` = radical `y` written `x`; a
+/// trailing `<`, `-`, `>`, `=` on the template marks a two-radical one as
+/// initial-, hollow-, final-weak or geminate.
 pub fn patterns(list: &[Entry]) -> Vec<Vec<Pattern>> {
     let mut out: Vec<Vec<Pattern>> = vec![Vec::new(); 12];
     for (t, cost) in list {
         let mut weak = Weak::Any;
         let mut slots = Vec::new();
-        for ch in t.chars() {
+        let mut chars = t.chars();
+        while let Some(ch) = chars.next() {
             match ch {
-                'C' => slots.push(None),
+                'C' => slots.push(Slot::Radical),
+                '{' => {
+                    let (Some(x), Some(y), Some('}')) = (chars.next(), chars.next(), chars.next())
+                    else {
+                        panic!("bad template {t}: write a written radical as {{xy}}");
+                    };
+                    slots.push(Slot::Written(x, y));
+                }
                 '<' => weak = Weak::Initial,
                 '-' => weak = Weak::Hollow,
                 '>' => weak = Weak::Final,
-                c => slots.push(Some(c)),
+                '=' => weak = Weak::Geminate,
+                c => slots.push(Slot::Fixed(c)),
             }
         }
         let n = slots.len();
@@ -289,12 +312,17 @@ fn search<S: Sink>(w: &[char], lang: &Lang, sink: &mut S) {
                     break; // patterns are sorted by cost
                 }
                 let mut n = 0;
-                let ok = pat.slots.iter().zip(stem).all(|(slot, &ch)| match slot {
-                    Some(f) => *f == ch,
-                    None => {
+                let ok = pat.slots.iter().zip(stem).all(|(slot, &ch)| match *slot {
+                    Slot::Fixed(f) => f == ch,
+                    Slot::Radical => {
                         radicals[n] = ch;
                         n += 1;
                         true
+                    }
+                    Slot::Written(x, y) => {
+                        radicals[n] = y;
+                        n += 1;
+                        x == ch
                     }
                 });
                 if ok {
