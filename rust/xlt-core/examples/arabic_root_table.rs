@@ -12,22 +12,16 @@ use std::io::Read;
 use xlt_core::roots::arabic;
 
 /// Candidate roots within this cost of the cheapest.
-static MARGIN: std::sync::LazyLock<f32> = std::sync::LazyLock::new(|| std::env::var("XM").ok().and_then(|v| v.parse().ok()).unwrap_or(2.0));
+const MARGIN: f32 = 2.0;
 /// Sharpness of the morphology's preference (per unit of cost).
-static BETA: std::sync::LazyLock<f32> = std::sync::LazyLock::new(|| std::env::var("XB").ok().and_then(|v| v.parse().ok()).unwrap_or(2.0));
-static ROUNDS: std::sync::LazyLock<usize> = std::sync::LazyLock::new(|| std::env::var("XR").ok().and_then(|v| v.parse().ok()).unwrap_or(20));
+const BETA: f32 = 1.0;
+const ROUNDS: usize = 20;
 /// Roots below this weight are left out.
 const MIN_WEIGHT: f32 = 0.5;
 
 fn main() {
     let mut text = String::new();
     std::io::stdin().read_to_string(&mut text).expect("utf-8 text on stdin");
-    if std::env::var("XD").is_ok() {
-        for w in text.split_whitespace() {
-            println!("{w}\t{:?}\t{:?}", xlt_core::roots::extract(w, xlt_core::roots::Family::Arabic), arabic::candidates(w, 4.0));
-        }
-        return;
-    }
     // distinct forms, diacritics and letter variants folded
     let mut forms: Vec<String> = text
         .split(|c: char| !('\u{621}'..='\u{6ff}').contains(&c))
@@ -39,7 +33,7 @@ fn main() {
     let mut roots: HashMap<String, usize> = HashMap::new();
     let mut cands: Vec<Vec<(usize, f32)>> = Vec::new();
     for w in &forms {
-        let c = arabic::candidates(w, *MARGIN);
+        let c = arabic::candidates(w, MARGIN);
         if c.is_empty() {
             continue;
         }
@@ -47,13 +41,13 @@ fn main() {
         for (r, cost) in c {
             let n = roots.len();
             let id = *roots.entry(r).or_insert(n);
-            row.push((id, (-*BETA * cost).exp()));
+            row.push((id, (-BETA * cost).exp()));
         }
         cands.push(row);
     }
     let mut prior = vec![1.0f32; roots.len()];
     let mut weight = vec![0.0f32; roots.len()];
-    for _ in 0..*ROUNDS {
+    for _ in 0..ROUNDS {
         weight.iter_mut().for_each(|x| *x = 0.0);
         for row in &cands {
             let total: f32 = row.iter().map(|&(r, l)| prior[r] * l).sum();

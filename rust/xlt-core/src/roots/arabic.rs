@@ -138,7 +138,7 @@ const PRONOUNS: &[(&str, f32)] = &[
 const PATTERNS: &[(&str, f32)] = &[
     // bare roots
     ("CCC", 0.0),
-    ("CC", 1.2),
+    ("CC", 0.9),
     ("CCCC", 1.6),
     // Form I nouns and adjectives, broken plurals
     ("CاCC", 0.6),
@@ -317,8 +317,6 @@ fn attested_root_cost(r: &[char]) -> f32 {
     root_cost(r) + attested::cost(&spelled[..n])
 }
 
-static WY: LazyLock<f32> = LazyLock::new(|| std::env::var("XW").ok().and_then(|v| v.parse().ok()).unwrap_or(0.15));
-
 fn restore(r: &[char; 2], weak: Weak, prefix: Option<u8>, suffix: Option<u8>) -> engine::Restored {
     // an imperfect prefix before two radicals: the assimilated و dropped (يجب, يصل)
     let prefixed = prefix.is_some_and(|k| k != 1);
@@ -334,7 +332,7 @@ fn restore(r: &[char; 2], weak: Weak, prefix: Option<u8>, suffix: Option<u8>) ->
         out[0] = Some((['و', a, b], c));
     }
     // which weak letter: و leads, ي follows closely (the attested-root table decides)
-    let wy = *WY;
+    let wy = 0.15;
     if both || weak == Weak::Hollow {
         // a consonantal subject suffix shortens the hollow perfect (قلت, كنا)
         let c = match (weak, suffix) {

@@ -12,9 +12,9 @@ use std::sync::LazyLock;
 use super::engine::Fnv;
 
 /// Cost of a root the table does not list.
-static UNATTESTED: LazyLock<f32> = LazyLock::new(|| std::env::var("XU").ok().and_then(|v| v.parse().ok()).unwrap_or(3.0));
+const UNATTESTED: f32 = 3.0;
 /// Weight from which a root counts as fully attested.
-static SATURATION: LazyLock<f32> = LazyLock::new(|| std::env::var("XS").ok().and_then(|v| v.parse().ok()).unwrap_or(20.0));
+const SATURATION: f32 = 20.0;
 
 const TABLE: &str = include_str!("arabic_attested.tsv");
 
@@ -43,7 +43,7 @@ struct Table {
 }
 
 fn quantised(weight: f32) -> u8 {
-    let strength = ((1.0 + weight).ln() / (1.0 + *SATURATION).ln()).min(1.0);
+    let strength = ((1.0 + weight).ln() / (1.0 + SATURATION).ln()).min(1.0);
     (255.0 * (1.0 - strength)).round() as u8
 }
 
@@ -52,8 +52,7 @@ static ATTESTED: LazyLock<Table> = LazyLock::new(|| {
         three: vec![255; 1 << 18],
         four: Default::default(),
     };
-    let tuned = std::env::var("XT").ok().map(|p| std::fs::read_to_string(p).unwrap());
-    for line in tuned.as_deref().unwrap_or(TABLE).lines().filter(|l| !l.starts_with('#')) {
+    for line in TABLE.lines().filter(|l| !l.starts_with('#')) {
         let Some((root, weight)) = line.split_once('\t') else {
             continue;
         };
@@ -78,5 +77,5 @@ pub fn cost(r: &[char]) -> f32 {
         4 => ATTESTED.four.get(&key(r)).copied().unwrap_or(255),
         _ => return 0.0,
     };
-    *UNATTESTED * q as f32 / 255.0
+    UNATTESTED * q as f32 / 255.0
 }
