@@ -390,12 +390,24 @@ fn lang(root_cost: fn(&[char]) -> f32) -> Lang {
     Lang {
         prefixes: engine::prefixes(PREFIXES),
         suffixes: engine::suffixes(&list),
-        patterns: engine::patterns(PATTERNS),
+        patterns: engine::patterns(&with_hamza_seats()),
         root_cost,
         restore,
         compatible,
         min_prefix,
     }
+}
+
+/// The templates, plus each one with a hamza written on its seats (ؤ, ئ), as
+/// it is before a suffix (بناؤه, أسمائهم).
+fn with_hamza_seats() -> Vec<(String, f32)> {
+    let mut out: Vec<(String, f32)> = PATTERNS.iter().map(|(t, c)| (t.to_string(), *c)).collect();
+    for (t, c) in PATTERNS.iter().filter(|(t, _)| t.contains('ء')) {
+        for seat in ['ؤ', 'ئ'] {
+            out.push((t.replace('ء', &seat.to_string()), *c));
+        }
+    }
+    out
 }
 
 /// The analyser, consulting the table of attested roots.

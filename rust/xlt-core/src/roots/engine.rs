@@ -32,8 +32,6 @@ impl Hasher for Fnv {
 /// Words (letter sequences) to values, hashed with FNV.
 pub type WordMap<V> = HashMap<Vec<char>, V, BuildHasherDefault<Fnv>>;
 
-/// One pattern with its cost.
-pub type Entry = (&'static str, f32);
 /// One affix with its cost and kind (the language's compatibility classes).
 pub type Affix = (Vec<char>, f32, u8);
 /// Up to six restored three-radical roots with their costs.
@@ -166,11 +164,12 @@ pub fn suffixes(list: &[(&str, f32, u8)]) -> Affixes {
 /// Compile templates: `C` = radical, `{xy}` = radical `y` written `x`; a
 /// trailing `<`, `-`, `>`, `=` on the template marks a two-radical one as
 /// initial-, hollow-, final-weak or geminate.
-pub fn patterns(list: &[Entry]) -> Vec<Vec<Pattern>> {
+pub fn patterns<S: AsRef<str>>(list: &[(S, f32)]) -> Vec<Vec<Pattern>> {
     let mut out: Vec<Vec<Pattern>> = vec![Vec::new(); 12];
     for (t, cost) in list {
         let mut weak = Weak::Any;
         let mut slots = Vec::new();
+        let t = t.as_ref();
         let mut chars = t.chars();
         while let Some(ch) = chars.next() {
             match ch {
