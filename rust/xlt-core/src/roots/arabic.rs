@@ -218,6 +218,7 @@ const PATTERNS: &[(&str, f32)] = &[
     ("ستCيC-", 0.7),
     ("اCتاC-", 0.6),
     ("مCتاC-", 0.6),
+    ("اCتياC-", 0.5),
     ("انCاC-", 1.1),
     // defective stems (final و/ي as ا/ى/ي or dropped)
     ("CCا>", 0.9),
