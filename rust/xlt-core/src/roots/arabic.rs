@@ -8,11 +8,12 @@ use super::engine::{self, Lang, Weak};
 
 // Affix kinds: prefixes 0 = any, 1 = nominal (article), 2 = verbal (imperfect);
 // suffixes 0 = none/any, 1 = nominal, 2 = verbal, 3 = pronoun, 4 = nominal + pronoun,
-// 5 = verbal + pronoun, 6 = perfect subject beginning with a consonant (+ pronoun).
+// 5 = verbal + pronoun, 6 = perfect subject beginning with a consonant (+ pronoun),
+// 7 = plural subject و (+ pronoun).
 fn compatible(p: u8, s: u8) -> bool {
     match p {
         1 => matches!(s, 0 | 1),
-        2 => matches!(s, 0 | 2 | 3 | 5),
+        2 => matches!(s, 0 | 2 | 3 | 5 | 7),
         _ => true,
     }
 }
@@ -83,7 +84,7 @@ const ENDINGS: &[(&str, f32, u8)] = &[
     ("تان", 1.0, 1),
     ("يتين", 1.1, 1),
     ("يتان", 1.1, 1),
-    ("وا", 0.6, 2),
+    ("وا", 0.6, 7),
     ("ت", 0.5, 6),
     ("تم", 0.8, 6),
     ("تما", 1.0, 6),
@@ -101,7 +102,7 @@ const ENDINGS_BEFORE_PRONOUN: &[(&str, f32, u8)] = &[
     ("ت", 0.3, 4),
     ("ات", 0.5, 4),
     ("ي", 0.9, 4),
-    ("و", 0.7, 5),
+    ("و", 0.7, 7),
     ("ون", 0.8, 5),
     ("تمو", 1.0, 6),
     ("ا", 1.0, 5),
@@ -225,6 +226,9 @@ const PATTERNS: &[(&str, f32)] = &[
     ("CCى>", 0.8),
     ("مCCى>", 0.6),
     ("تCاCى>", 0.6),
+    // the same with the alif maqsura written ا before a suffix (معناه)
+    ("مCCا>", 0.7),
+    ("تCاCا>", 0.7),
     ("CCاء>", 0.35),
     ("إCCاء>", 0.4),
     ("أCCاء>", 0.7),
@@ -345,7 +349,12 @@ fn restore(r: &[char; 2], weak: Weak, prefix: Option<u8>, suffix: Option<u8>) ->
         out[4] = Some(([a, 'ي', b], c + wy));
     }
     if both || weak == Weak::Final {
-        let c = if weak == Weak::Final { 0.0 } else { 0.9 };
+        // the plural و follows the second radical of defective verbs (رموا, ألقوه)
+        let c = match (weak, suffix) {
+            (Weak::Final, _) => 0.0,
+            (_, Some(7)) => 0.3,
+            _ => 0.9,
+        };
         out[2] = Some(([a, b, 'ي'], c));
         out[5] = Some(([a, b, 'و'], c + wy));
     }
