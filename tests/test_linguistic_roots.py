@@ -101,6 +101,32 @@ def test_arabic_units(word, root):
     assert roots([word], "arb_Arab")[0] == root
 
 
+@pytest.mark.parametrize(
+    ("word", "root"),
+    [
+        ("قمت", "قوم"),  # hollow perfect shortened before a consonantal subject suffix
+        ("زرت", "زور"),
+        ("بقوا", "بقي"),  # defective verb before the plural و
+        ("ألقوه", "لقي"),
+        ("يبيع", "بيع"),  # hollow with ي: the attested-root table picks the weak letter
+        ("الغياب", "غيب"),
+        ("يستطيع", "طوع"),  # Form X imperfect, hollow
+        ("أحبة", "حبب"),  # af'ila plural of a geminate root
+        ("خاص", "خصص"),  # fā'il of a geminate root
+        ("بحق", "حقق"),  # clitic + geminate
+        ("استيلاء", "ولي"),  # Form X masdar, w-initial and weak-final
+        ("استيراد", "ورد"),  # Form X masdar, w-initial written ي
+        ("الاعتياد", "عود"),  # Form VIII masdar, hollow written ي
+        ("مآل", "ءول"),  # madda inside a word = hamza + alif
+        ("بناؤه", "بني"),  # hamza on its seat before a suffix
+        ("أعداؤهم", "عدو"),
+        ("مجراه", "جري"),  # alif maqsura written ا before a suffix
+    ],
+)
+def test_arabic_weak_roots_and_attested_table(word, root):
+    assert roots([word], "arb_Arab")[0] == root
+
+
 def test_arabic_function_words_and_junk():
     assert roots(["في", "من", "الذي", "", "a", "كتب1", "ب"], "arz_Arab") == [None] * 7
 

@@ -21,7 +21,9 @@ const MIN_WEIGHT: f32 = 0.5;
 
 fn main() {
     let mut text = String::new();
-    std::io::stdin().read_to_string(&mut text).expect("utf-8 text on stdin");
+    std::io::stdin()
+        .read_to_string(&mut text)
+        .expect("utf-8 text on stdin");
     // distinct forms, diacritics and letter variants folded
     let mut forms: Vec<String> = text
         .split(|c: char| !('\u{621}'..='\u{6ff}').contains(&c))

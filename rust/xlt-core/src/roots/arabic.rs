@@ -1,6 +1,8 @@
 //! Arabic (all `*_Arab` Arabic varieties): clitics, inflection, the verbal
 //! Forms I–X and their participles and masdars, the common noun and broken
 //! plural templates, and weak (w/y/hamza) and geminate radical restoration.
+//! Where morphology leaves readings open, roots that unlabeled text attests
+//! are preferred (`attested`).
 use std::sync::LazyLock;
 
 use super::attested;
@@ -681,4 +683,30 @@ pub fn candidates(word: &str, margin: f32) -> Vec<(String, f32)> {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn candidates_are_distinct_and_cheapest_first() {
+        let c = candidates("يعين", 3.0);
+        let roots: Vec<&str> = c.iter().map(|(r, _)| r.as_str()).collect();
+        assert!(roots.contains(&"عين") && roots.contains(&"عون"));
+        assert!(c.windows(2).all(|w| w[0].1 <= w[1].1));
+        let mut unique = roots.clone();
+        unique.sort();
+        unique.dedup();
+        assert_eq!(unique.len(), roots.len());
+        assert_eq!(candidates("في", 3.0), vec![]);
+        assert_eq!(candidates("الله", 3.0), vec![("أله".to_string(), 0.0)]);
+    }
+
+    #[test]
+    fn written_radicals_and_geminate_templates() {
+        assert_eq!(root("استيفاء").as_deref(), Some("وفي"));
+        assert_eq!(root("أدلة").as_deref(), Some("دلل"));
+        assert_eq!(root("قرآن").as_deref(), Some("قرء"));
+    }
 }

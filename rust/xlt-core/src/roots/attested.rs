@@ -3,9 +3,10 @@
 //! EXAMS questions and FLORES sentences; provenance in `arabic_attested.md`).
 //! Each line is `root<TAB>weight`, the weight being the expected number of
 //! distinct word forms the root explains. The analyser charges roots the text
-//! never (or rarely) attests, which decides between readings the templates
-//! leave open: which weak letter a root has (عون / عين), a clitic or a radical
-//! (بنص: ب + نصص), a geminate or a weak restoration.
+//! rarely or never attests (the charge falls with the log weight, to nothing
+//! from `SATURATION` up), which decides between readings the templates leave
+//! open: which weak letter a root has (يعين: عون or عين), a clitic or a
+//! radical (بحق: ب + حقق or بحق), a geminate or a weak restoration.
 use std::collections::HashMap;
 use std::sync::LazyLock;
 
@@ -78,4 +79,32 @@ pub fn cost(r: &[char]) -> f32 {
         _ => return 0.0,
     };
     UNATTESTED * q as f32 / 255.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn c(root: &str) -> f32 {
+        cost(&root.chars().collect::<Vec<_>>())
+    }
+
+    #[test]
+    fn frequent_roots_are_free_and_absent_ones_cost_the_most() {
+        assert_eq!(c("علم"), 0.0);
+        assert_eq!(c("كتب"), 0.0);
+        assert_eq!(c("ظظظ"), UNATTESTED);
+        assert_eq!(quantised(0.0), 255);
+        assert!((1..255).contains(&quantised(3.0)));
+        assert_eq!(quantised(SATURATION), 0);
+        assert_eq!(c("كت"), 0.0); // only three- and four-letter roots are scored
+    }
+
+    #[test]
+    fn keys_tell_letters_and_order_apart() {
+        let k = |s: &str| key(&s.chars().collect::<Vec<_>>());
+        assert_ne!(k("عين"), k("عون"));
+        assert_ne!(k("علم"), k("لمع"));
+        assert!(k("ييي") < 1 << 18);
+    }
 }

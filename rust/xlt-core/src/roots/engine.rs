@@ -325,7 +325,10 @@ fn search<S: Sink>(w: &[char], lang: &Lang, sink: &mut S) {
                     }
                 });
                 if ok {
-                    let affixed = ((!p.is_empty()).then_some(*pk), (!s.is_empty()).then_some(*sk));
+                    let affixed = (
+                        (!p.is_empty()).then_some(*pk),
+                        (!s.is_empty()).then_some(*sk),
+                    );
                     consider(&radicals[..n], pat.weak, affixed, cost, lang, sink);
                 }
             }
