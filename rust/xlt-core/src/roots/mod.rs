@@ -6,6 +6,7 @@
 use rayon::prelude::*;
 
 pub mod arabic;
+mod arabic_closed;
 mod attested;
 mod engine;
 pub mod geez;
