@@ -78,7 +78,8 @@ pub struct Lang {
     pub suffixes: Affixes,
     /// Patterns indexed by stem length.
     pub patterns: Vec<Vec<Pattern>>,
-    /// Penalty of a radical sequence (implausible letters, identical C1=C2, ...).
+    /// Penalty of a radical sequence (implausible letters, identical C1=C2, ...),
+    /// never negative.
     pub root_cost: fn(&[char]) -> f32,
     /// Candidate three-radical roots for two radicals, with their costs
     /// (given the restoration hint and the kinds of the stripped prefix and
@@ -350,7 +351,10 @@ fn consider<S: Sink>(
                 .into_iter()
                 .flatten()
             {
-                sink.offer(&root, cost + c + (lang.root_cost)(&root));
+                // root costs are never negative: skip those already too dear
+                if cost + c < sink.limit() {
+                    sink.offer(&root, cost + c + (lang.root_cost)(&root));
+                }
             }
         }
         3 | 4 => sink.offer(r, cost + (lang.root_cost)(r)),
