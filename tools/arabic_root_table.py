@@ -23,7 +23,8 @@ OUT = REPO / "rust" / "xlt-core" / "src" / "roots" / "arabic_attested.tsv"
 
 def texts(data: Path) -> list[str]:
     out: set[str] = set()
-    for article in json.loads((data / "arabic_rc" / "arcd" / "arcd.json").read_text(encoding="utf-8"))["data"]:
+    arcd = json.loads((data / "arabic_rc" / "arcd" / "arcd.json").read_text(encoding="utf-8"))
+    for article in arcd["data"]:
         for par in article["paragraphs"]:
             out.add(par["context"])
             for qa in par["qas"]:
