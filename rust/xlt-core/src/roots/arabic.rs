@@ -256,6 +256,7 @@ const PATTERNS: &[(&str, f32)] = &[
     // geminate stems: plural af'ila, active participle fā'il
     ("أCCة=", 0.8),
     ("CاC=", 0.6),
+    ("مCC=", 0.8),
     // doubly weak (w-initial, weak-final): Form X masdar
     ("است{يو}Cا{ءي}", 0.3),
 ];
