@@ -326,6 +326,10 @@ fn attested_root_cost(r: &[char]) -> f32 {
     root_cost(r) + attested::cost(&spelled[..n])
 }
 
+/// Extra cost of restoring ي rather than و as a hollow radical, and و rather
+/// than ي as a defective one: close, so the attested-root table decides.
+const WEAK_Y: f32 = 0.15;
+
 fn restore(r: &[char; 2], weak: Weak, prefix: Option<u8>, suffix: Option<u8>) -> engine::Restored {
     // an imperfect prefix before two radicals: the assimilated و dropped (يجب, يصل)
     let prefixed = prefix.is_some_and(|k| k != 1);
@@ -340,27 +344,24 @@ fn restore(r: &[char; 2], weak: Weak, prefix: Option<u8>, suffix: Option<u8>) ->
         };
         out[0] = Some((['و', a, b], c));
     }
-    // which weak letter: و leads, ي follows closely (the attested-root table decides)
-    let wy = 0.15;
     if both || weak == Weak::Hollow {
         // a consonantal subject suffix shortens the hollow perfect (قلت, كنا)
         let c = match (weak, suffix) {
-            (Weak::Hollow, _) => 0.0,
-            (_, Some(6)) => 0.0,
+            (Weak::Hollow, _) | (_, Some(6)) => 0.0,
             _ => 0.8,
         };
         out[1] = Some(([a, 'و', b], c));
-        out[4] = Some(([a, 'ي', b], c + wy));
+        out[4] = Some(([a, 'ي', b], c + WEAK_Y));
     }
     if both || weak == Weak::Final {
-        // the plural و follows the second radical of defective verbs (رموا, ألقوه)
+        // the plural و follows the second radical of defective verbs (بقوا, ألقوه)
         let c = match (weak, suffix) {
             (Weak::Final, _) => 0.0,
             (_, Some(7)) => 0.3,
             _ => 0.9,
         };
         out[2] = Some(([a, b, 'ي'], c));
-        out[5] = Some(([a, b, 'و'], c + wy));
+        out[5] = Some(([a, b, 'و'], c + WEAK_Y));
     }
     if both || weak == Weak::Geminate {
         out[3] = Some(([a, b, b], if both { 0.5 } else { 0.0 }));
