@@ -56,4 +56,6 @@ def main(data: Path) -> None:
 
 
 if __name__ == "__main__":
-    main(Path(sys.argv[1]) if len(sys.argv) > 1 else REPO.parent.parent / "shared" / "data")
+    beside = [REPO.parent / "shared" / "data", REPO.parent.parent / "shared" / "data"]
+    default = next((p for p in beside if p.is_dir()), beside[0])
+    main(Path(sys.argv[1]) if len(sys.argv) > 1 else default)

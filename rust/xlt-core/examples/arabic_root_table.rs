@@ -53,6 +53,9 @@ fn main() {
         weight.iter_mut().for_each(|x| *x = 0.0);
         for row in &cands {
             let total: f32 = row.iter().map(|&(r, l)| prior[r] * l).sum();
+            if total <= 0.0 {
+                continue;
+            }
             for &(r, l) in row {
                 weight[r] += prior[r] * l / total;
             }
