@@ -48,7 +48,7 @@ def test_arabic_openiti_accuracy():
     rows = [r for r in rows if r["root"] != "#"]  # '#' = particle, no root
     acc = accuracy([r["word"] for r in rows], [r["root"] for r in rows], "arb_Arab", norm_ar)
     assert len(rows) == 2064
-    assert acc >= 0.802  # measured 0.8023 (ISRI: 0.611 here)
+    assert acc >= 0.846  # measured 0.8464 (ISRI: 0.611 here)
 
 
 def test_arabic_openiti_held_out_text():
@@ -56,14 +56,14 @@ def test_arabic_openiti_held_out_text():
     f = DATA / "arabic_roots" / "0483IbnAhmadSarakhsi.Mabsut-sample.csv"
     rows = [r for r in csv.DictReader(f.open(encoding="utf-8")) if r["root"] != "#"]
     acc = accuracy([r["word"] for r in rows], [r["root"] for r in rows], "arb_Arab", norm_ar)
-    assert acc >= 0.774  # measured 0.7748 (development texts: 0.8176)
+    assert acc >= 0.816  # measured 0.8168 (development texts: 0.8628)
 
 
 def test_arabic_golden_corpus_accuracy():
     with (DATA / "arabic_roots" / "word_stem_root.tsv").open(encoding="utf-8") as fh:
         rows = list(csv.DictReader(fh, delimiter="\t"))
     acc = accuracy([r["word"] for r in rows], [r["root"] for r in rows], "arb_Arab", norm_ar)
-    assert acc >= 0.852  # measured 0.8524 (ISRI: 0.611)
+    assert acc >= 0.858  # measured 0.8584 (ISRI: 0.611)
 
 
 def test_hebrew_dev_accuracy():
@@ -72,7 +72,7 @@ def test_hebrew_dev_accuracy():
     acc = accuracy([r["lemma"] for r in rows], [r["root"] for r in rows], "heb_Hebr", norm_he)
     first_three = sum(norm_he(r["lemma_consonantal"])[:3] == norm_he(r["root"]) for r in rows) / len(rows)
     assert first_three < 0.66  # measured 0.650
-    assert acc >= 0.85  # measured 0.853
+    assert acc >= 0.852  # measured 0.8529
 
 
 @pytest.mark.parametrize(
@@ -98,6 +98,32 @@ def test_hebrew_dev_accuracy():
     ],
 )
 def test_arabic_units(word, root):
+    assert roots([word], "arb_Arab")[0] == root
+
+
+@pytest.mark.parametrize(
+    ("word", "root"),
+    [
+        ("قمت", "قوم"),  # hollow perfect shortened before a consonantal subject suffix
+        ("زرت", "زور"),
+        ("بقوا", "بقي"),  # defective verb before the plural و
+        ("ألقوه", "لقي"),
+        ("يبيع", "بيع"),  # hollow with ي: the attested-root table picks the weak letter
+        ("الغياب", "غيب"),
+        ("يستطيع", "طوع"),  # Form X imperfect, hollow
+        ("أحبة", "حبب"),  # af'ila plural of a geminate root
+        ("خاص", "خصص"),  # fā'il of a geminate root
+        ("بحق", "حقق"),  # clitic + geminate
+        ("استيلاء", "ولي"),  # Form X masdar, w-initial and weak-final
+        ("استيراد", "ورد"),  # Form X masdar, w-initial written ي
+        ("الاعتياد", "عود"),  # Form VIII masdar, hollow written ي
+        ("مآل", "ءول"),  # madda inside a word = hamza + alif
+        ("بناؤه", "بني"),  # hamza on its seat before a suffix
+        ("أعداؤهم", "عدو"),
+        ("مجراه", "جري"),  # alif maqsura written ا before a suffix
+    ],
+)
+def test_arabic_weak_roots_and_attested_table(word, root):
     assert roots([word], "arb_Arab")[0] == root
 
 

@@ -13,6 +13,10 @@ Which analyser a language gets (`root_family`):
   ``loanwords=True`` to analyse Arabic-script words of any language with the
   Arabic analyser anyway (an upper bound on shared loan roots).
 
+The Arabic analyser prefers, among the readings its templates allow, roots
+attested in unlabeled text (a table compiled into the extension; see
+``tools/arabic_root_table.py``).
+
 Roots are returned in their own script; `transliterate` maps them (or any
 text) onto the shared consonant inventory (``ʔ b t g h d r z s f q k l m n w y``)
 in which roots of different scripts compare.

@@ -1,17 +1,22 @@
 //! Arabic (all `*_Arab` Arabic varieties): clitics, inflection, the verbal
 //! Forms I–X and their participles and masdars, the common noun and broken
 //! plural templates, and weak (w/y/hamza) and geminate radical restoration.
+//! Where morphology leaves readings open, roots that unlabeled text attests
+//! are preferred (`attested`).
 use std::sync::LazyLock;
 
+use super::arabic_closed::CLOSED;
+use super::attested;
 use super::engine::{self, Lang, Weak};
 
 // Affix kinds: prefixes 0 = any, 1 = nominal (article), 2 = verbal (imperfect);
 // suffixes 0 = none/any, 1 = nominal, 2 = verbal, 3 = pronoun, 4 = nominal + pronoun,
-// 5 = verbal + pronoun.
+// 5 = verbal + pronoun, 6 = perfect subject beginning with a consonant (+ pronoun),
+// 7 = plural subject و (+ pronoun).
 fn compatible(p: u8, s: u8) -> bool {
     match p {
         1 => matches!(s, 0 | 1),
-        2 => matches!(s, 0 | 2 | 3 | 5),
+        2 => matches!(s, 0 | 2 | 3 | 5 | 7),
         _ => true,
     }
 }
@@ -82,16 +87,16 @@ const ENDINGS: &[(&str, f32, u8)] = &[
     ("تان", 1.0, 1),
     ("يتين", 1.1, 1),
     ("يتان", 1.1, 1),
-    ("وا", 0.6, 2),
-    ("ت", 0.5, 2),
-    ("تم", 0.8, 2),
-    ("تما", 1.0, 2),
-    ("تن", 1.0, 2),
-    ("نا", 0.9, 2),
+    ("وا", 0.6, 7),
+    ("ت", 0.5, 6),
+    ("تم", 0.8, 6),
+    ("تما", 1.0, 6),
+    ("تن", 1.0, 6),
+    ("نا", 0.9, 6),
     ("ا", 0.7, 0),
     ("يا", 0.8, 1),
     ("ن", 1.1, 2),
-    ("تا", 1.1, 2),
+    ("تا", 1.1, 6),
 ];
 
 /// Endings as written before an attached pronoun.
@@ -100,17 +105,17 @@ const ENDINGS_BEFORE_PRONOUN: &[(&str, f32, u8)] = &[
     ("ت", 0.3, 4),
     ("ات", 0.5, 4),
     ("ي", 0.9, 4),
-    ("و", 0.7, 5),
+    ("و", 0.7, 7),
     ("ون", 0.8, 5),
-    ("تمو", 1.0, 5),
+    ("تمو", 1.0, 6),
     ("ا", 1.0, 5),
     ("ان", 1.0, 4),
     ("ين", 1.0, 4),
-    ("تن", 1.1, 5),
-    ("نا", 1.1, 5),
+    ("تن", 1.1, 6),
+    ("نا", 1.1, 6),
     ("يت", 0.9, 4),
-    ("تا", 1.0, 5),
-    ("تما", 1.0, 5),
+    ("تا", 1.0, 6),
+    ("تما", 1.0, 6),
     ("ن", 1.1, 5),
     ("يي", 1.1, 4),
     ("تي", 1.1, 4),
@@ -137,7 +142,7 @@ const PRONOUNS: &[(&str, f32)] = &[
 const PATTERNS: &[(&str, f32)] = &[
     // bare roots
     ("CCC", 0.0),
-    ("CC", 1.2),
+    ("CC", 0.9),
     ("CCCC", 1.6),
     // Form I nouns and adjectives, broken plurals
     ("CاCC", 0.6),
@@ -214,16 +219,22 @@ const PATTERNS: &[(&str, f32)] = &[
     ("استCاC-", 0.5),
     ("مستCاC-", 0.8),
     ("مستCيC-", 0.8),
+    ("ستCيC-", 0.7),
     ("اCتاC-", 0.6),
     ("مCتاC-", 0.6),
+    ("اCتياC-", 0.5),
     ("انCاC-", 1.1),
     // defective stems (final و/ي as ا/ى/ي or dropped)
     ("CCا>", 0.9),
     ("CCى>", 0.8),
     ("مCCى>", 0.6),
     ("تCاCى>", 0.6),
+    // the same with the alif maqsura written ا before a suffix (معناه)
+    ("مCCا>", 0.7),
+    ("تCاCا>", 0.7),
     ("CCاء>", 0.35),
     ("إCCاء>", 0.4),
+    ("أCCاء>", 0.7),
     ("اCتCاء>", 0.3),
     ("انCCاء>", 0.4),
     ("استCCاء>", 0.25),
@@ -237,11 +248,17 @@ const PATTERNS: &[(&str, f32)] = &[
     ("CC<", 1.5),
     ("CتاC-", 0.6),
     ("CتCي>", 1.0),
-    ("استيCاC<", 0.6),
+    ("است{يو}CاC", 0.5),
     ("إيCاC<", 0.8),
     ("ايCاC<", 0.9),
     ("ميCاC<", 0.9),
     ("مCC<", 1.6),
+    // geminate stems: plural af'ila, active participle fā'il
+    ("أCCة=", 0.8),
+    ("CاC=", 0.6),
+    ("مCC=", 0.8),
+    // doubly weak (w-initial, weak-final): Form X masdar
+    ("است{يو}Cا{ءي}", 0.3),
 ];
 
 fn is_hamza(c: char) -> bool {
@@ -299,11 +316,25 @@ fn root_cost(r: &[char]) -> f32 {
     cost
 }
 
-fn restore(r: &[char; 2], weak: Weak, prefix: Option<u8>, _: bool) -> engine::Restored {
+/// `root_cost` plus the charge for a root ordinary text does not attest.
+fn attested_root_cost(r: &[char]) -> f32 {
+    let n = r.len().min(4);
+    let mut spelled = ['\0'; 4];
+    for (i, c) in spelled[..n].iter_mut().enumerate() {
+        *c = spelled_letter(r, i);
+    }
+    root_cost(r) + attested::cost(&spelled[..n])
+}
+
+/// Extra cost of restoring ي rather than و as a hollow radical, and و rather
+/// than ي as a defective one: close, so the attested-root table decides.
+const WEAK_Y: f32 = 0.15;
+
+fn restore(r: &[char; 2], weak: Weak, prefix: Option<u8>, suffix: Option<u8>) -> engine::Restored {
     // an imperfect prefix before two radicals: the assimilated و dropped (يجب, يصل)
     let prefixed = prefix.is_some_and(|k| k != 1);
     let [a, b] = *r;
-    let mut out: engine::Restored = [None; 5];
+    let mut out: engine::Restored = [None; 6];
     let both = matches!(weak, Weak::Any);
     if both || weak == Weak::Initial {
         let c = if prefixed || weak == Weak::Initial {
@@ -314,13 +345,26 @@ fn restore(r: &[char; 2], weak: Weak, prefix: Option<u8>, _: bool) -> engine::Re
         out[0] = Some((['و', a, b], c));
     }
     if both || weak == Weak::Hollow {
-        out[1] = Some(([a, 'و', b], if weak == Weak::Hollow { 0.0 } else { 0.8 }));
+        // a consonantal subject suffix shortens the hollow perfect (قلت, كنا)
+        let c = match (weak, suffix) {
+            (Weak::Hollow, _) | (_, Some(6)) => 0.0,
+            _ => 0.8,
+        };
+        out[1] = Some(([a, 'و', b], c));
+        out[4] = Some(([a, 'ي', b], c + WEAK_Y));
     }
     if both || weak == Weak::Final {
-        out[2] = Some(([a, b, 'ي'], if weak == Weak::Final { 0.0 } else { 0.9 }));
+        // the plural و follows the second radical of defective verbs (بقوا, ألقوه)
+        let c = match (weak, suffix) {
+            (Weak::Final, _) => 0.0,
+            (_, Some(7)) => 0.3,
+            _ => 0.9,
+        };
+        out[2] = Some(([a, b, 'ي'], c));
+        out[5] = Some(([a, b, 'و'], c + WEAK_Y));
     }
-    if both {
-        out[3] = Some(([a, b, b], 0.5));
+    if both || weak == Weak::Geminate {
+        out[3] = Some(([a, b, b], if both { 0.5 } else { 0.0 }));
     }
     out
 }
@@ -342,7 +386,7 @@ fn min_prefix(w: &[char]) -> usize {
     }
 }
 
-static LANG: LazyLock<Lang> = LazyLock::new(|| {
+fn lang(root_cost: fn(&[char]) -> f32) -> Lang {
     let mut suffixes: Vec<(String, f32, u8)> = ENDINGS
         .iter()
         .map(|(s, c, k)| (s.to_string(), *c, *k))
@@ -361,133 +405,33 @@ static LANG: LazyLock<Lang> = LazyLock::new(|| {
     Lang {
         prefixes: engine::prefixes(PREFIXES),
         suffixes: engine::suffixes(&list),
-        patterns: engine::patterns(PATTERNS),
+        patterns: engine::patterns(&with_hamza_seats()),
         root_cost,
         restore,
         compatible,
         min_prefix,
     }
-});
+}
 
-/// Function words (pronouns, particles, prepositions, demonstratives, relatives):
-/// no root.
-const FUNCTION_WORDS: &[&str] = &[
-    "في",
-    "من",
-    "على",
-    "إلى",
-    "الى",
-    "عن",
-    "مع",
-    "أو",
-    "او",
-    "ثم",
-    "أن",
-    "ان",
-    "إن",
-    "لا",
-    "لم",
-    "لن",
-    "ما",
-    "هل",
-    "قد",
-    "لقد",
-    "بل",
-    "كل",
-    "هذا",
-    "هذه",
-    "ذلك",
-    "تلك",
-    "هذان",
-    "هؤلاء",
-    "أولئك",
-    "الذي",
-    "التي",
-    "الذين",
-    "اللذان",
-    "اللتان",
-    "اللاتي",
-    "هو",
-    "هي",
-    "هم",
-    "هن",
-    "هما",
-    "أنا",
-    "انا",
-    "نحن",
-    "أنت",
-    "انت",
-    "أنتم",
-    "انتم",
-    "إذا",
-    "اذا",
-    "إذ",
-    "اذ",
-    "لو",
-    "لولا",
-    "حتى",
-    "منذ",
-    "عند",
-    "لدى",
-    "لكن",
-    "لكنه",
-    "أي",
-    "اي",
-    "كي",
-    "لكي",
-    "كما",
-    "مما",
-    "عما",
-    "فيه",
-    "فيها",
-    "منه",
-    "منها",
-    "عليه",
-    "عليها",
-    "إليه",
-    "اليه",
-    "له",
-    "لها",
-    "لهم",
-    "به",
-    "بها",
-    "بهم",
-    "وهو",
-    "وهي",
-    "وفي",
-    "ومن",
-    "وما",
-    "ولا",
-    "فلا",
-    "فإن",
-    "وإن",
-    "إلا",
-    "الا",
-    "أما",
-    "اما",
-    "إما",
-    "امام",
-    "يا",
-    "أيضا",
-    "ايضا",
-    "سوى",
-    "هنا",
-    "هناك",
-    "ثمة",
-    "ليس",
-    "عسى",
-    "نعم",
-    "بلى",
-    "كلا",
-    "أيها",
-    "أيتها",
-    "ذا",
-    "ذو",
-    "ذي",
-    "التى",
-];
+/// The templates, plus each one with a hamza written on its seats (ؤ, ئ), as
+/// it is before a suffix (بناؤه, أسمائهم).
+fn with_hamza_seats() -> Vec<(String, f32)> {
+    let mut out: Vec<(String, f32)> = PATTERNS.iter().map(|(t, c)| (t.to_string(), *c)).collect();
+    for (t, c) in PATTERNS.iter().filter(|(t, _)| t.contains('ء')) {
+        for seat in ['ؤ', 'ئ'] {
+            out.push((t.replace('ء', &seat.to_string()), *c));
+        }
+    }
+    out
+}
 
-/// Strip diacritics and tatweel, fold letter variants (Persian kaf/yeh, wasla).
+/// The analyser, consulting the table of attested roots.
+static LANG: LazyLock<Lang> = LazyLock::new(|| lang(attested_root_cost));
+/// The analyser on morphology alone (what the table is induced with).
+static BARE: LazyLock<Lang> = LazyLock::new(|| lang(root_cost));
+
+/// Strip diacritics and tatweel, fold letter variants (Persian kaf/yeh, wasla),
+/// spell out a word-internal madda.
 /// None if a character is not an Arabic letter.
 pub fn normalise(word: &str) -> Option<Vec<char>> {
     let mut out = Vec::with_capacity(word.len() / 2);
@@ -499,6 +443,8 @@ pub fn normalise(word: &str) -> Option<Vec<char>> {
             | '\u{6D6}'..='\u{6ED}'
             | '\u{640}' => {}
             'ٱ' => out.push('ا'),
+            // the madda inside a word is hamza + long a (قرآن = قرأان)
+            'آ' if !out.is_empty() => out.extend(['أ', 'ا']),
             'ک' => out.push('ك'),
             'ی' | 'ې' => out.push('ي'),
             'ھ' | 'ە' => out.push('ه'),
@@ -510,84 +456,23 @@ pub fn normalise(word: &str) -> Option<Vec<char>> {
     Some(out)
 }
 
-/// Spell a radical sequence as a dictionary root: hamza as ء, hollow and
-/// defective alif as و, alif maqsura as ي.
-fn spell(r: &[char]) -> String {
-    let n = r.len();
-    r.iter()
-        .enumerate()
-        .map(|(i, &c)| match c {
-            c if is_hamza(c) => 'ء',
-            'ا' if i == 0 => 'ء',
-            'ا' => 'و',
-            'ى' => 'ي',
-            _ if i + 1 == n && c == 'ة' => 'ت',
-            c => c,
-        })
-        .collect()
+/// Radical `i` of `r` as a dictionary spells it: hamza as ء, hollow and
+/// defective alif as و, alif maqsura as ي, a final ta marbuta as ت.
+#[inline]
+fn spelled_letter(r: &[char], i: usize) -> char {
+    match r[i] {
+        c if is_hamza(c) => 'ء',
+        'ا' if i == 0 => 'ء',
+        'ا' => 'و',
+        'ى' => 'ي',
+        'ة' if i + 1 == r.len() => 'ت',
+        c => c,
+    }
 }
 
-/// Closed classes the templates cannot derive: the divine name (a fused
-/// article + noun of root أله), and the biradical nouns of the grammars
-/// (al-asmāʾ al-thunāʾiyya: ابن, اسم, أب, أخ, يد, دم, امرؤ, ...) whose third
-/// radical never surfaces in the singular. Stems as (letters, root).
-const IRREGULAR: &[(&str, &str)] = &[
-    ("الله", "أله"),
-    ("لله", "أله"),
-    ("اللهم", "أله"),
-    ("ابن", "بني"),
-    ("بن", "بني"),
-    ("ابنة", "بني"),
-    ("بنت", "بني"),
-    ("ابنا", "بني"),
-    ("ابني", "بني"),
-    ("اسم", "سمو"),
-    ("بسم", "سمو"),
-    ("اسما", "سمو"),
-    ("أب", "أبو"),
-    ("أبو", "أبو"),
-    ("أبا", "أبو"),
-    ("أبي", "أبو"),
-    ("أخ", "أخو"),
-    ("أخو", "أخو"),
-    ("أخا", "أخو"),
-    ("أخي", "أخو"),
-    ("أخت", "أخو"),
-    ("يد", "يدي"),
-    ("دم", "دمو"),
-    ("امرؤ", "مرأ"),
-    ("امرأ", "مرأ"),
-    ("امرئ", "مرأ"),
-    ("امرأة", "مرأ"),
-    ("اثنان", "ثني"),
-    ("اثنين", "ثني"),
-    ("اثنتان", "ثني"),
-    ("اثنتين", "ثني"),
-];
-
-/// Clitics that may precede an irregular stem, and pronouns that may follow it.
-const IRREGULAR_PREFIXES: &[&str] = &[
-    "", "و", "ف", "ب", "ل", "ك", "وب", "ول", "فب", "فل", "ال", "وال", "بال", "فال",
-];
-const IRREGULAR_SUFFIXES: &[&str] = &["", "ه", "ها", "هم", "هما", "هن", "ك", "كم", "ي", "نا"];
-
-/// Every surface form of the closed classes: function words (no root) and
-/// the irregular stems with their clitics and pronouns.
-static CLOSED: LazyLock<engine::WordMap<Option<&'static str>>> = LazyLock::new(|| {
-    let mut t = engine::WordMap::default();
-    for (stem, root) in IRREGULAR {
-        for p in IRREGULAR_PREFIXES {
-            for s in IRREGULAR_SUFFIXES {
-                t.insert(format!("{p}{stem}{s}").chars().collect(), Some(*root));
-            }
-        }
-    }
-    // function words win over an irregular reading ("بني" is not "my son" here)
-    for f in FUNCTION_WORDS {
-        t.insert(f.chars().collect(), None);
-    }
-    t
-});
+fn spell(r: &[char]) -> String {
+    (0..r.len()).map(|i| spelled_letter(r, i)).collect()
+}
 
 /// The root of one Arabic word, or None.
 pub fn root(word: &str) -> Option<String> {
@@ -600,4 +485,51 @@ pub fn root(word: &str) -> Option<String> {
     }
     let (r, _) = engine::analyse(&w, &LANG)?;
     Some(spell(&r))
+}
+
+/// Every root morphology alone allows for `word` within `margin` of the
+/// cheapest, with its cost, cheapest first (the attested-root table is not
+/// consulted: this is what it is induced from). Closed-class words give their
+/// one root or none.
+pub fn candidates(word: &str, margin: f32) -> Vec<(String, f32)> {
+    let Some(w) = normalise(word).filter(|w| w.len() >= 2) else {
+        return Vec::new();
+    };
+    if let Some(r) = CLOSED.get(w.as_slice()) {
+        return r.map(|r| (r.to_owned(), 0.0)).into_iter().collect();
+    }
+    let mut out: Vec<(String, f32)> = Vec::new();
+    for (r, c) in engine::candidates(&w, &BARE, margin) {
+        let r = spell(&r);
+        if !out.iter().any(|(o, _)| *o == r) {
+            out.push((r, c));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn candidates_are_distinct_and_cheapest_first() {
+        let c = candidates("يعين", 3.0);
+        let roots: Vec<&str> = c.iter().map(|(r, _)| r.as_str()).collect();
+        assert!(roots.contains(&"عين") && roots.contains(&"عون"));
+        assert!(c.windows(2).all(|w| w[0].1 <= w[1].1));
+        let mut unique = roots.clone();
+        unique.sort();
+        unique.dedup();
+        assert_eq!(unique.len(), roots.len());
+        assert_eq!(candidates("في", 3.0), vec![]);
+        assert_eq!(candidates("الله", 3.0), vec![("أله".to_string(), 0.0)]);
+    }
+
+    #[test]
+    fn written_radicals_and_geminate_templates() {
+        assert_eq!(root("استيفاء").as_deref(), Some("وفي"));
+        assert_eq!(root("أدلة").as_deref(), Some("دلل"));
+        assert_eq!(root("قرآن").as_deref(), Some("قرء"));
+    }
 }

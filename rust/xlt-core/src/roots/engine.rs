@@ -32,17 +32,26 @@ impl Hasher for Fnv {
 /// Words (letter sequences) to values, hashed with FNV.
 pub type WordMap<V> = HashMap<Vec<char>, V, BuildHasherDefault<Fnv>>;
 
-/// One pattern with its cost.
-pub type Entry = (&'static str, f32);
 /// One affix with its cost and kind (the language's compatibility classes).
 pub type Affix = (Vec<char>, f32, u8);
-/// Up to five restored three-radical roots with their costs.
-pub type Restored = [Option<([char; 3], f32)>; 5];
+/// Up to six restored three-radical roots with their costs.
+pub type Restored = [Option<([char; 3], f32)>; 6];
 
-/// A compiled template: letters (`None` = radical slot) and cost.
+/// One position of a template.
+#[derive(Debug, Clone, Copy)]
+enum Slot {
+    /// A radical: any letter, kept.
+    Radical,
+    /// A fixed pattern letter.
+    Fixed(char),
+    /// A weak radical written as another letter (surface, radical).
+    Written(char, char),
+}
+
+/// A compiled template: its slots and cost.
 #[derive(Debug, Clone)]
 pub struct Pattern {
-    slots: Vec<Option<char>>,
+    slots: Vec<Slot>,
     cost: f32,
     /// Two-radical templates name how the missing radical is restored.
     weak: Weak,
@@ -59,6 +68,8 @@ pub enum Weak {
     Initial,
     /// Last radical (defective roots: ي / ה).
     Final,
+    /// Second radical repeated (geminate roots).
+    Geminate,
 }
 
 /// Everything language-specific the engine needs.
@@ -67,12 +78,13 @@ pub struct Lang {
     pub suffixes: Affixes,
     /// Patterns indexed by stem length.
     pub patterns: Vec<Vec<Pattern>>,
-    /// Penalty of a radical sequence (implausible letters, identical C1=C2, ...).
+    /// Penalty of a radical sequence (implausible letters, identical C1=C2, ...),
+    /// never negative.
     pub root_cost: fn(&[char]) -> f32,
     /// Candidate three-radical roots for two radicals, with their costs
-    /// (given the restoration hint, the kind of the stripped prefix if any, and
-    /// whether a suffix was stripped).
-    pub restore: fn(&[char; 2], Weak, Option<u8>, bool) -> Restored,
+    /// (given the restoration hint and the kinds of the stripped prefix and
+    /// suffix, if any).
+    pub restore: fn(&[char; 2], Weak, Option<u8>, Option<u8>) -> Restored,
     /// May a prefix and a suffix of these kinds go together?
     pub compatible: fn(u8, u8) -> bool,
     /// The shortest prefix a word must lose (e.g. a word-initial article).
@@ -150,20 +162,31 @@ pub fn suffixes(list: &[(&str, f32, u8)]) -> Affixes {
     Affixes::new(list, false)
 }
 
-/// Compile templates: `C` = radical; a trailing `<`, `-`, `>` on the template
-/// marks a two-radical one as initial-, hollow- or final-weak.
-pub fn patterns(list: &[Entry]) -> Vec<Vec<Pattern>> {
+/// Compile templates: `C` = radical, `{xy}` = radical `y` written `x`; a
+/// trailing `<`, `-`, `>`, `=` on the template marks a two-radical one as
+/// initial-, hollow-, final-weak or geminate.
+pub fn patterns<S: AsRef<str>>(list: &[(S, f32)]) -> Vec<Vec<Pattern>> {
     let mut out: Vec<Vec<Pattern>> = vec![Vec::new(); 12];
     for (t, cost) in list {
         let mut weak = Weak::Any;
         let mut slots = Vec::new();
-        for ch in t.chars() {
+        let t = t.as_ref();
+        let mut chars = t.chars();
+        while let Some(ch) = chars.next() {
             match ch {
-                'C' => slots.push(None),
+                'C' => slots.push(Slot::Radical),
+                '{' => {
+                    let (Some(x), Some(y), Some('}')) = (chars.next(), chars.next(), chars.next())
+                    else {
+                        panic!("bad template {t}: write a written radical as {{xy}}");
+                    };
+                    slots.push(Slot::Written(x, y));
+                }
                 '<' => weak = Weak::Initial,
                 '-' => weak = Weak::Hollow,
                 '>' => weak = Weak::Final,
-                c => slots.push(Some(c)),
+                '=' => weak = Weak::Geminate,
+                c => slots.push(Slot::Fixed(c)),
             }
         }
         let n = slots.len();
@@ -179,6 +202,12 @@ pub fn patterns(list: &[Entry]) -> Vec<Vec<Pattern>> {
     out
 }
 
+/// Where the search sends analyses: it prunes any costing `limit()` or more.
+trait Sink {
+    fn limit(&self) -> f32;
+    fn offer(&mut self, root: &[char], cost: f32);
+}
+
 /// The best analysis so far: up to four radicals and the total cost.
 struct Best {
     root: [char; 4],
@@ -186,7 +215,10 @@ struct Best {
     cost: f32,
 }
 
-impl Best {
+impl Sink for Best {
+    fn limit(&self) -> f32 {
+        self.cost
+    }
     fn offer(&mut self, root: &[char], cost: f32) {
         if cost < self.cost {
             self.root[..root.len()].copy_from_slice(root);
@@ -196,14 +228,59 @@ impl Best {
     }
 }
 
+/// Every analysis within `margin` of the best one.
+struct Near {
+    margin: f32,
+    best: f32,
+    found: Vec<(Vec<char>, f32)>,
+}
+
+impl Sink for Near {
+    fn limit(&self) -> f32 {
+        self.best + self.margin
+    }
+    fn offer(&mut self, root: &[char], cost: f32) {
+        if cost <= self.limit() {
+            self.best = self.best.min(cost);
+            self.found.push((root.to_vec(), cost));
+        }
+    }
+}
+
 /// The cheapest root of `w` (already normalised) and its cost.
 pub fn analyse(w: &[char], lang: &Lang) -> Option<(Vec<char>, f32)> {
-    const MAX: usize = 64;
     let mut best = Best {
         root: ['\0'; 4],
         len: 0,
         cost: f32::INFINITY,
     };
+    search(w, lang, &mut best);
+    (best.len > 0).then(|| (best.root[..best.len].to_vec(), best.cost))
+}
+
+/// The distinct roots of `w` whose cheapest analysis costs at most `margin`
+/// more than the best one, cheapest first.
+pub fn candidates(w: &[char], lang: &Lang, margin: f32) -> Vec<(Vec<char>, f32)> {
+    let mut near = Near {
+        margin,
+        best: f32::INFINITY,
+        found: Vec::new(),
+    };
+    search(w, lang, &mut near);
+    let mut found = near.found;
+    found.retain(|(_, c)| *c <= near.best + margin);
+    found.sort_by(|a, b| a.1.total_cmp(&b.1));
+    let mut out: Vec<(Vec<char>, f32)> = Vec::new();
+    for (r, c) in found {
+        if !out.iter().any(|(o, _)| *o == r) {
+            out.push((r, c));
+        }
+    }
+    out
+}
+
+fn search<S: Sink>(w: &[char], lang: &Lang, sink: &mut S) {
+    const MAX: usize = 64;
     // Affixes of the whole word, found once (a suffix of `rest` is one of `w`).
     let (mut pres, mut sufs) = ([0u16; MAX], [0u16; MAX]);
     let n_pres = lang.prefixes.matching(w, true, &mut pres);
@@ -222,7 +299,7 @@ pub fn analyse(w: &[char], lang: &Lang) -> Option<(Vec<char>, f32)> {
                 continue;
             }
             let base = pc + sc;
-            if base >= best.cost {
+            if base >= sink.limit() {
                 continue;
             }
             let stem = &rest[..rest.len() - s.len()];
@@ -231,35 +308,42 @@ pub fn analyse(w: &[char], lang: &Lang) -> Option<(Vec<char>, f32)> {
             };
             for pat in pats {
                 let cost = base + pat.cost;
-                if cost >= best.cost {
+                if cost >= sink.limit() {
                     break; // patterns are sorted by cost
                 }
                 let mut n = 0;
-                let ok = pat.slots.iter().zip(stem).all(|(slot, &ch)| match slot {
-                    Some(f) => *f == ch,
-                    None => {
+                let ok = pat.slots.iter().zip(stem).all(|(slot, &ch)| match *slot {
+                    Slot::Fixed(f) => f == ch,
+                    Slot::Radical => {
                         radicals[n] = ch;
                         n += 1;
                         true
                     }
+                    Slot::Written(x, y) => {
+                        radicals[n] = y;
+                        n += 1;
+                        x == ch
+                    }
                 });
                 if ok {
-                    let affixed = ((!p.is_empty()).then_some(*pk), !s.is_empty());
-                    consider(&radicals[..n], pat.weak, affixed, cost, lang, &mut best);
+                    let affixed = (
+                        (!p.is_empty()).then_some(*pk),
+                        (!s.is_empty()).then_some(*sk),
+                    );
+                    consider(&radicals[..n], pat.weak, affixed, cost, lang, sink);
                 }
             }
         }
     }
-    (best.len > 0).then(|| (best.root[..best.len].to_vec(), best.cost))
 }
 
-fn consider(
+fn consider<S: Sink>(
     r: &[char],
     weak: Weak,
-    affixed: (Option<u8>, bool),
+    affixed: (Option<u8>, Option<u8>),
     cost: f32,
     lang: &Lang,
-    best: &mut Best,
+    sink: &mut S,
 ) {
     match r.len() {
         2 => {
@@ -267,10 +351,13 @@ fn consider(
                 .into_iter()
                 .flatten()
             {
-                best.offer(&root, cost + c + (lang.root_cost)(&root));
+                // root costs are never negative: skip those already too dear
+                if cost + c < sink.limit() {
+                    sink.offer(&root, cost + c + (lang.root_cost)(&root));
+                }
             }
         }
-        3 | 4 => best.offer(r, cost + (lang.root_cost)(r)),
+        3 | 4 => sink.offer(r, cost + (lang.root_cost)(r)),
         _ => {}
     }
 }

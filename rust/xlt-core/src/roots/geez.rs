@@ -62,9 +62,16 @@ fn root_cost(r: &[char]) -> f32 {
     r.iter().filter(|&&c| matches!(c, 'አ' | 'ወ' | 'የ')).count() as f32 * 0.2
 }
 
-fn restore(r: &[char; 2], _: Weak, _: Option<u8>, _: bool) -> engine::Restored {
+fn restore(r: &[char; 2], _: Weak, _: Option<u8>, _: Option<u8>) -> engine::Restored {
     // Unwritten gemination: a two-consonant stem is a geminate root.
-    [Some(([r[0], r[1], r[1]], 0.5)), None, None, None, None]
+    [
+        Some(([r[0], r[1], r[1]], 0.5)),
+        None,
+        None,
+        None,
+        None,
+        None,
+    ]
 }
 
 static LANG: LazyLock<Lang> = LazyLock::new(|| Lang {

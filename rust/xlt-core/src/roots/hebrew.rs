@@ -135,7 +135,7 @@ fn root_cost(r: &[char]) -> f32 {
     cost
 }
 
-fn restore(r: &[char; 2], weak: Weak, prefix: Option<u8>, suffixed: bool) -> engine::Restored {
+fn restore(r: &[char; 2], weak: Weak, prefix: Option<u8>, suffix: Option<u8>) -> engine::Restored {
     let [a, b] = *r;
     let prefixed = prefix.is_some();
     if weak == Weak::Initial {
@@ -145,9 +145,10 @@ fn restore(r: &[char; 2], weak: Weak, prefix: Option<u8>, suffixed: bool) -> eng
             None,
             None,
             None,
+            None,
         ];
     }
-    let lamed_he = if suffixed { 0.2 } else { 0.8 };
+    let lamed_he = if suffix.is_some() { 0.2 } else { 0.8 };
     let initial = if prefixed { 0.5 } else { 1.3 };
     [
         Some(([a, b, 'ה'], lamed_he)),
@@ -155,6 +156,7 @@ fn restore(r: &[char; 2], weak: Weak, prefix: Option<u8>, suffixed: bool) -> eng
         Some(([a, 'ו', b], 0.7)),
         Some((['י', a, b], initial)),
         Some((['נ', a, b], initial + 0.2)),
+        None,
     ]
 }
 

@@ -48,11 +48,12 @@ fn root_cost(r: &[char]) -> f32 {
         * 0.15
 }
 
-fn restore(r: &[char; 2], _: Weak, _: Option<u8>, _: bool) -> engine::Restored {
+fn restore(r: &[char; 2], _: Weak, _: Option<u8>, _: Option<u8>) -> engine::Restored {
     [
         Some(([r[0], 'w', r[1]], 0.6)),
         Some(([r[0], r[1], 'j'], 0.8)),
         Some(([r[0], r[1], r[1]], 0.7)),
+        None,
         None,
         None,
     ]

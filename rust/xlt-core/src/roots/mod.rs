@@ -1,10 +1,13 @@
 //! Consonantal roots of Semitic words, rule- and pattern-based, one analyser
 //! per script: Arabic (`arabic`), Hebrew (`hebrew`), Ge'ez-script Amharic and
 //! Tigrinya (`geez`), Maltese (`maltese`). `inventory` maps every script's
-//! consonants onto one shared symbol set so roots compare across scripts.
+//! consonants onto one shared symbol set so roots compare across scripts;
+//! `attested` scores Arabic roots by how often unlabeled text attests them.
 use rayon::prelude::*;
 
 pub mod arabic;
+mod arabic_closed;
+mod attested;
 mod engine;
 pub mod geez;
 pub mod hebrew;

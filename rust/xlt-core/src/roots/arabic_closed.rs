@@ -1,0 +1,185 @@
+//! Arabic closed classes: function words (no root) and the irregular stems
+//! the templates cannot derive, with every clitic and pronoun they take.
+use std::sync::LazyLock;
+
+use super::engine;
+
+/// Function words (pronouns, particles, prepositions, demonstratives, relatives):
+/// no root.
+const FUNCTION_WORDS: &[&str] = &[
+    "في",
+    "من",
+    "على",
+    "إلى",
+    "الى",
+    "عن",
+    "مع",
+    "أو",
+    "او",
+    "ثم",
+    "أن",
+    "ان",
+    "إن",
+    "لا",
+    "لم",
+    "لن",
+    "ما",
+    "هل",
+    "قد",
+    "لقد",
+    "بل",
+    "كل",
+    "هذا",
+    "هذه",
+    "ذلك",
+    "تلك",
+    "هذان",
+    "هؤلاء",
+    "أولئك",
+    "الذي",
+    "التي",
+    "الذين",
+    "اللذان",
+    "اللتان",
+    "اللاتي",
+    "هو",
+    "هي",
+    "هم",
+    "هن",
+    "هما",
+    "أنا",
+    "انا",
+    "نحن",
+    "أنت",
+    "انت",
+    "أنتم",
+    "انتم",
+    "إذا",
+    "اذا",
+    "إذ",
+    "اذ",
+    "لو",
+    "لولا",
+    "حتى",
+    "منذ",
+    "عند",
+    "لدى",
+    "لكن",
+    "لكنه",
+    "أي",
+    "اي",
+    "كي",
+    "لكي",
+    "كما",
+    "مما",
+    "عما",
+    "فيه",
+    "فيها",
+    "منه",
+    "منها",
+    "عليه",
+    "عليها",
+    "إليه",
+    "اليه",
+    "له",
+    "لها",
+    "لهم",
+    "به",
+    "بها",
+    "بهم",
+    "وهو",
+    "وهي",
+    "وفي",
+    "ومن",
+    "وما",
+    "ولا",
+    "فلا",
+    "فإن",
+    "وإن",
+    "إلا",
+    "الا",
+    "أما",
+    "اما",
+    "إما",
+    "امام",
+    "يا",
+    "أيضا",
+    "ايضا",
+    "سوى",
+    "هنا",
+    "هناك",
+    "ثمة",
+    "ليس",
+    "عسى",
+    "نعم",
+    "بلى",
+    "كلا",
+    "أيها",
+    "أيتها",
+    "ذا",
+    "ذو",
+    "ذي",
+    "التى",
+];
+
+/// Closed classes the templates cannot derive: the divine name (a fused
+/// article + noun of root أله), and the biradical nouns of the grammars
+/// (al-asmāʾ al-thunāʾiyya: ابن, اسم, أب, أخ, يد, دم, امرؤ, ...) whose third
+/// radical never surfaces in the singular. Stems as (letters, root).
+const IRREGULAR: &[(&str, &str)] = &[
+    ("الله", "أله"),
+    ("لله", "أله"),
+    ("اللهم", "أله"),
+    ("ابن", "بني"),
+    ("بن", "بني"),
+    ("ابنة", "بني"),
+    ("بنت", "بني"),
+    ("ابنا", "بني"),
+    ("ابني", "بني"),
+    ("اسم", "سمو"),
+    ("بسم", "سمو"),
+    ("اسما", "سمو"),
+    ("أب", "أبو"),
+    ("أبو", "أبو"),
+    ("أبا", "أبو"),
+    ("أبي", "أبو"),
+    ("أخ", "أخو"),
+    ("أخو", "أخو"),
+    ("أخا", "أخو"),
+    ("أخي", "أخو"),
+    ("أخت", "أخو"),
+    ("يد", "يدي"),
+    ("دم", "دمو"),
+    ("امرؤ", "مرأ"),
+    ("امرأ", "مرأ"),
+    ("امرئ", "مرأ"),
+    ("امرأة", "مرأ"),
+    ("اثنان", "ثني"),
+    ("اثنين", "ثني"),
+    ("اثنتان", "ثني"),
+    ("اثنتين", "ثني"),
+];
+
+/// Clitics that may precede an irregular stem, and pronouns that may follow it.
+const IRREGULAR_PREFIXES: &[&str] = &[
+    "", "و", "ف", "ب", "ل", "ك", "وب", "ول", "فب", "فل", "ال", "وال", "بال", "فال",
+];
+const IRREGULAR_SUFFIXES: &[&str] = &["", "ه", "ها", "هم", "هما", "هن", "ك", "كم", "ي", "نا"];
+
+/// Every surface form of the closed classes: function words (no root) and
+/// the irregular stems with their clitics and pronouns.
+pub(super) static CLOSED: LazyLock<engine::WordMap<Option<&'static str>>> = LazyLock::new(|| {
+    let mut t = engine::WordMap::default();
+    for (stem, root) in IRREGULAR {
+        for p in IRREGULAR_PREFIXES {
+            for s in IRREGULAR_SUFFIXES {
+                t.insert(format!("{p}{stem}{s}").chars().collect(), Some(*root));
+            }
+        }
+    }
+    // function words win over an irregular reading ("بني" is not "my son" here)
+    for f in FUNCTION_WORDS {
+        t.insert(f.chars().collect(), None);
+    }
+    t
+});

@@ -1,0 +1,110 @@
+//! How well attested an Arabic root is in ordinary text, from a table induced
+//! without labels (`tools/arabic_root_table.py`: Wikipedia paragraphs of ARCD,
+//! EXAMS questions and FLORES sentences; provenance in `arabic_attested.md`).
+//! Each line is `root<TAB>weight`, the weight being the expected number of
+//! distinct word forms the root explains. The analyser charges roots the text
+//! rarely or never attests (the charge falls with the log weight, to nothing
+//! from `SATURATION` up), which decides between readings the templates leave
+//! open: which weak letter a root has (يعين: عون or عين), a clitic or a
+//! radical (بحق: ب + حقق or بحق), a geminate or a weak restoration.
+use std::collections::HashMap;
+use std::sync::LazyLock;
+
+use super::engine::Fnv;
+
+/// Cost of a root the table does not list.
+const UNATTESTED: f32 = 3.0;
+/// Weight from which a root counts as fully attested.
+const SATURATION: f32 = 20.0;
+
+const TABLE: &str = include_str!("arabic_attested.tsv");
+
+/// Letter code: hamza ء … ي as 1 … 42, anything else 0.
+#[inline]
+fn code(c: char) -> u32 {
+    let n = (c as u32).wrapping_sub(0x620);
+    if n < 43 {
+        n
+    } else {
+        0
+    }
+}
+
+/// Packed key of up to four spelled radicals.
+#[inline]
+fn key(r: &[char]) -> u32 {
+    r.iter().fold(0, |k, &c| (k << 6) | code(c))
+}
+
+struct Table {
+    /// Cost of each three-letter key (2^18 entries, quantised to 1/255 of UNATTESTED).
+    three: Vec<u8>,
+    /// Costs of the listed four-letter roots.
+    four: HashMap<u32, u8, std::hash::BuildHasherDefault<Fnv>>,
+}
+
+fn quantised(weight: f32) -> u8 {
+    let strength = ((1.0 + weight).ln() / (1.0 + SATURATION).ln()).min(1.0);
+    (255.0 * (1.0 - strength)).round() as u8
+}
+
+static ATTESTED: LazyLock<Table> = LazyLock::new(|| {
+    let mut t = Table {
+        three: vec![255; 1 << 18],
+        four: Default::default(),
+    };
+    for line in TABLE.lines().filter(|l| !l.starts_with('#')) {
+        let Some((root, weight)) = line.split_once('\t') else {
+            continue;
+        };
+        let r: Vec<char> = root.chars().collect();
+        let q = quantised(weight.parse().unwrap_or(0.0));
+        match r.len() {
+            3 => t.three[key(&r) as usize] = q,
+            4 => {
+                t.four.insert(key(&r), q);
+            }
+            _ => {}
+        }
+    }
+    t
+});
+
+/// The cost of a spelled root (hamza as ء, weak letters as و/ي): 0 when well
+/// attested, up to `UNATTESTED` when the table does not list it.
+pub fn cost(r: &[char]) -> f32 {
+    let q = match r.len() {
+        3 => ATTESTED.three[key(r) as usize],
+        4 => ATTESTED.four.get(&key(r)).copied().unwrap_or(255),
+        _ => return 0.0,
+    };
+    UNATTESTED * q as f32 / 255.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn c(root: &str) -> f32 {
+        cost(&root.chars().collect::<Vec<_>>())
+    }
+
+    #[test]
+    fn frequent_roots_are_free_and_absent_ones_cost_the_most() {
+        assert_eq!(c("علم"), 0.0);
+        assert_eq!(c("كتب"), 0.0);
+        assert_eq!(c("ظظظ"), UNATTESTED);
+        assert_eq!(quantised(0.0), 255);
+        assert!((1..255).contains(&quantised(3.0)));
+        assert_eq!(quantised(SATURATION), 0);
+        assert_eq!(c("كت"), 0.0); // only three- and four-letter roots are scored
+    }
+
+    #[test]
+    fn keys_tell_letters_and_order_apart() {
+        let k = |s: &str| key(&s.chars().collect::<Vec<_>>());
+        assert_ne!(k("عين"), k("عون"));
+        assert_ne!(k("علم"), k("لمع"));
+        assert!(k("ييي") < 1 << 18);
+    }
+}
