@@ -13,13 +13,14 @@ rows in the same order; their widths may differ (except for ``retrieval``).
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 import numpy as np
 
 from xlt import _core
 from xlt._arrays import as_matrix
-from xlt.errors import ConfigError, ShapeError
+from xlt.errors import ConfigError, ShapeError, XltError
 
 __all__ = [
     "linear_cka",
@@ -155,6 +156,19 @@ def pairwise(reps: Any, dim: str = "language", metric: str = "linear_cka", **opt
     layer)`` for ``dim="language"`` or ``([language,] layer, layer_other)`` for
     ``dim="layer"``. CKA and RSA compute each matrix's statistics once;
     retrieval gives the mean of both directions; PWCCA row p, column q weighs by p.
+
+    Dask-backed ``reps`` (e.g. from :func:`xlt.dumps.open_dump`): linear and
+    debiased CKA run chunk-wise over ``item`` on the active dask scheduler
+    (a ``dask.distributed`` client included) — one pass for the column means,
+    one for partial sums of the products per chunk, tree-reduced — so the data
+    never has to fit in memory; the result equals the in-memory one to f64
+    rounding (it always takes the feature-space route, so it also matches
+    ``route="feature"`` exactly where the in-memory path would pick Gram
+    space). Workers hold, per task, one chunk and partial sums of at most
+    about 64 MiB (pairs are split across tasks above that). The other metrics
+    need all rows of a matrix at once: they load one ``dim`` slice set (every
+    language of one layer, or every layer of one language) at a time into
+    memory, which must fit.
     """
     import xarray as xr
 
@@ -168,11 +182,14 @@ def pairwise(reps: Any, dim: str = "language", metric: str = "linear_cka", **opt
             raise ShapeError(f"reps needs a {need!r} dimension, has dims {reps.dims}")
     other = "layer" if dim == "language" else "language"
     outer = [None] if other not in reps.dims else list(range(reps.sizes[other]))
-    results = []
-    for o in outer:
-        sub = reps if o is None else reps.isel({other: o})
-        mats = [_matrix(sub.isel({dim: i})) for i in range(sub.sizes[dim])]
-        results.append(_all_pairs(mats, metric, options))
+    if reps.chunks is not None and metric in ("linear_cka", "debiased_cka"):
+        results = _dask_cka(reps, dim, None if outer == [None] else other, metric == "debiased_cka", options)
+    else:
+        results = []
+        for o in outer:
+            sub = reps if o is None else reps.isel({other: o})
+            mats = [_matrix(sub.isel({dim: i})) for i in range(sub.sizes[dim])]
+            results.append(_all_pairs(mats, metric, options))
     values = np.stack(results, axis=-1 if dim == "language" else 0)
     labels = reps.coords[dim].values if dim in reps.coords else np.arange(reps.sizes[dim])
     coords: dict[str, Any] = {dim: labels, f"{dim}_other": labels}
@@ -214,6 +231,105 @@ def _matrix(a: Any) -> np.ndarray:
     """An (item, hidden) view of a DataArray, bf16 dumps (uint16 bits) included."""
     v = a.transpose("item", "hidden").data
     return as_matrix(np.asarray(v), a.name or "reps")
+
+
+# Bytes of cross-product sums one dask partial holds (more pairs go to more tasks).
+PARTIAL_BYTES = 64 << 20
+
+
+def _dask_cka(reps: Any, dim: str, other: str | None, debiased: bool, options: dict[str, Any]) -> list:
+    """CKA matrices (one per ``other`` entry) of dask-backed ``reps``: per item chunk,
+    partial sums from ``_core.CkaSums``, tree-summed by dask, finished on the workers."""
+    import dask
+
+    if set(options) - {"route"} or options.get("route") not in (None, "feature"):
+        raise ConfigError(
+            f"CKA over dask-backed data runs in feature space and takes no options, got {options}; "
+            "drop them or load the data first (reps.compute())"
+        )
+    x = reps.transpose(*([other] if other else []), dim, "item", "hidden").data
+    x = x if other else x[None]
+    n_outer, m, n, d = x.shape
+    need = 4 if debiased else 2
+    if n < need:
+        raise ShapeError(f"{'debiased' if debiased else 'linear'} CKA needs at least {need} items, got {n}")
+    # chunks of whole product blocks, so that every block is the in-memory path's
+    step = _core.CkaSums.BLOCK_ROWS
+    x = x.rechunk({0: 1, 1: -1, 2: step * max(1, round(float(np.median(x.chunks[2])) / step)), 3: -1})
+    blocks = x.to_delayed().reshape(n_outer, -1)
+    starts = np.cumsum((0,) + x.chunks[2])
+    labels = reps.coords[other].values if other in reps.coords else range(n_outer)
+    places = [
+        [
+            (f"{other}={labels[o]}, " if other else "") + f"items {a}:{b}"
+            for a, b in itertools.pairwise(starts)
+        ]
+        for o in range(n_outer)
+    ]
+    dims = [d] * m
+    zero = [[np.zeros(d)] * m] * n_outer
+    (means,) = dask.compute(
+        [dask.delayed(_means)(s, m, d) for s in _reduce(blocks, places, dims, debiased, [], zero)]
+    )
+    per = max(1, PARTIAL_BYTES // (d * d * 8))
+    pairs = [(p, q) for p in range(m) for q in range(p, m)]
+    batches = [pairs[i : i + per] for i in range(0, len(pairs), per)]
+    finals = [
+        [
+            dask.delayed(_stats)(s, m, d, b, means[o], debiased)
+            for o, s in enumerate(_reduce(blocks, places, dims, debiased, b, means))
+        ]
+        for b in batches
+    ]
+    (stats,) = dask.compute(finals)
+    out = []
+    for o in range(n_outer):
+        n_rows, hsic, kl, tr = stats[0][o]
+        for batch in stats[1:]:
+            hsic = np.where(np.isnan(hsic), batch[o][1], hsic)
+            kl = np.where(np.isnan(kl), batch[o][2], kl)
+        out.append(_core.cka_from_stats(n_rows, hsic, kl, list(tr), debiased))
+    return out
+
+
+def _reduce(blocks: Any, places: list[list[str]], dims: list[int], debiased: bool, pairs: list, shifts: list):
+    """Per outer entry, the dask array of ``CkaSums`` states summed over all item chunks."""
+    import dask
+    import dask.array as da
+
+    size = _core.CkaSums.state_len(dims, pairs)
+    return [
+        da.stack(
+            [
+                da.from_delayed(
+                    dask.delayed(_part)(b, dims, pairs, shifts[o], debiased, places[o][c]),
+                    (size,),
+                    np.float64,
+                )
+                for c, b in enumerate(row)
+            ]
+        ).sum(axis=0, split_every=4)
+        for o, row in enumerate(blocks)
+    ]
+
+
+def _part(
+    block: np.ndarray, dims: list[int], pairs: list, shift: list, debiased: bool, place: str
+) -> np.ndarray:
+    sums = _core.CkaSums(dims, pairs, shift, debiased)
+    try:
+        sums.update([as_matrix(block[0, p], f"reps[{p}]") for p in range(len(dims))])
+    except XltError as e:
+        raise type(e)(f"dask chunk ({place}): {e}") from None
+    return sums.state()
+
+
+def _means(state: np.ndarray, m: int, d: int) -> list[np.ndarray]:
+    return _core.CkaSums.from_state([d] * m, state, [], [np.zeros(d)] * m).column_means()
+
+
+def _stats(state: np.ndarray, m: int, d: int, pairs: list, shift: list, debiased: bool) -> tuple:
+    return _core.CkaSums.from_state([d] * m, state, pairs, shift, debiased).stats()
 
 
 def _all_pairs(mats: list[np.ndarray], metric: str, options: dict[str, Any]) -> np.ndarray:
