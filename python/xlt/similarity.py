@@ -158,15 +158,16 @@ def pairwise(reps: Any, dim: str = "language", metric: str = "linear_cka", **opt
     retrieval gives the mean of both directions; PWCCA row p, column q weighs by p.
 
     Dask-backed ``reps`` (e.g. from :func:`xlt.dumps.open_dump`): linear and
-    debiased CKA run chunk-wise over ``item`` on the active dask scheduler
-    (a ``dask.distributed`` client included) — one pass for the column means,
-    one for partial sums of the products per chunk, tree-reduced — so the data
-    never has to fit in memory; the result equals the in-memory one to f64
-    rounding (it always takes the feature-space route, so it also matches
-    ``route="feature"`` exactly where the in-memory path would pick Gram
-    space). Workers hold, per task, one chunk and partial sums of at most
-    about 64 MiB (pairs are split across tasks above that). The other metrics
-    need all rows of a matrix at once: they load one ``dim`` slice set (every
+    debiased CKA run chunk-wise over ``item`` on the active dask scheduler (a
+    ``dask.distributed`` client included): one pass for the column means, one
+    for partial sums of the products per chunk (``_core.CkaSums``), summed in
+    a tree and finished on the workers, so the data never has to fit in
+    memory. The result equals the in-memory feature-space route to f64
+    rounding (the in-memory path switches to Gram space when items are few
+    against the width; there linear CKA agrees to ~1e-7). A task holds one
+    chunk and partial sums of about 32 MiB at most (more pairs are split over
+    more tasks; a single pair of wider matrices may hold more). The other
+    metrics need all rows at once: they load one set of ``dim`` slices (every
     language of one layer, or every layer of one language) at a time into
     memory, which must fit.
     """
@@ -233,8 +234,10 @@ def _matrix(a: Any) -> np.ndarray:
     return as_matrix(np.asarray(v), a.name or "reps")
 
 
-# Bytes of cross-product sums one dask partial holds (more pairs go to more tasks).
-PARTIAL_BYTES = 64 << 20
+# Bytes of cross-product sums one dask partial holds (more pairs go to more tasks),
+# and how many partials one reduction task sums.
+PARTIAL_BYTES = 32 << 20
+SPLIT_EVERY = 4
 
 
 def _dask_cka(reps: Any, dim: str, other: str | None, debiased: bool, options: dict[str, Any]) -> list:
@@ -293,24 +296,28 @@ def _dask_cka(reps: Any, dim: str, other: str | None, debiased: bool, options: d
 
 
 def _reduce(blocks: Any, places: list[list[str]], dims: list[int], debiased: bool, pairs: list, shifts: list):
-    """Per outer entry, the dask array of ``CkaSums`` states summed over all item chunks."""
+    """Per outer entry, the delayed ``CkaSums`` state summed over all item chunks
+    (a tree of in-place sums, so a task holds at most ``SPLIT_EVERY + 1`` states)."""
     import dask
-    import dask.array as da
 
-    size = _core.CkaSums.state_len(dims, pairs)
-    return [
-        da.stack(
-            [
-                da.from_delayed(
-                    dask.delayed(_part)(b, dims, pairs, shifts[o], debiased, places[o][c]),
-                    (size,),
-                    np.float64,
-                )
-                for c, b in enumerate(row)
+    out = []
+    for o, row in enumerate(blocks):
+        level = [
+            dask.delayed(_part)(b, dims, pairs, shifts[o], debiased, places[o][c]) for c, b in enumerate(row)
+        ]
+        while len(level) > 1:
+            level = [
+                dask.delayed(_add)(*level[i : i + SPLIT_EVERY]) for i in range(0, len(level), SPLIT_EVERY)
             ]
-        ).sum(axis=0, split_every=4)
-        for o, row in enumerate(blocks)
-    ]
+        out.append(level[0])
+    return out
+
+
+def _add(*states: np.ndarray) -> np.ndarray:
+    total = states[0].copy()
+    for s in states[1:]:
+        total += s
+    return total
 
 
 def _part(

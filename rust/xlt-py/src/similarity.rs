@@ -317,14 +317,6 @@ impl CkaSums {
         })
     }
 
-    /// Length of `state()` for widths `dims` and kept `pairs` (default all).
-    #[staticmethod]
-    #[pyo3(signature = (dims, pairs = None))]
-    fn state_len(dims: Vec<usize>, pairs: Option<Vec<(usize, usize)>>) -> PyResult<usize> {
-        let (pairs, _) = check_layout(&dims, pairs, None)?;
-        Ok(cka::Sums::state_len(&dims, &pairs))
-    }
-
     /// Column means of every matrix over the rows seen (one array each).
     fn column_means<'py>(&self, py: Python<'py>) -> Vec<Bound<'py, PyArray1<f64>>> {
         self.inner
