@@ -38,8 +38,8 @@ def client():
 def test_dask_cka_equals_in_memory(client, metric, dim, monkeypatch):
     reps = _reps()
     ref = sim.pairwise(reps, dim=dim, metric=metric)
-    if dim == "language":  # pairs split over several partials (one pair each)
-        monkeypatch.setattr(sim, "PARTIAL_BYTES", 1)
+    # matrices grouped one by one (language) or two and one (layer): pairs spread over tiles
+    monkeypatch.setattr(sim, "TILE_BYTES", 1 if dim == "language" else 8 * 16**2)
     got = sim.pairwise(reps.chunk({"item": 1500, "layer": 1}), dim=dim, metric=metric)
     xr.testing.assert_allclose(got, ref, rtol=1e-9, atol=0)
 
@@ -70,3 +70,14 @@ def test_dask_errors_name_the_chunk(client):
         sim.pairwise(reps.chunk({"item": 2048}), metric="linear_cka", route="gram")
     with pytest.raises(xlt.ShapeError, match="at least 4"):
         sim.pairwise(reps.isel(item=slice(3)).chunk({"item": 1}), metric="debiased_cka")
+
+
+def test_unaligned_arrays_are_copied_not_misread():
+    """Arrays a dask.distributed client receives can be unaligned; the core needs aligned data."""
+    x = _reps(n=200).values[0, :, 0]
+    raw = np.zeros(x.nbytes + 1, np.uint8)
+    raw[1:] = x.view(np.uint8).ravel()
+    odd = np.frombuffer(raw.data, np.float32, offset=1).reshape(x.shape)
+    assert not odd.flags.aligned
+    y = _reps(n=200, seed=1).values[0, :, 1]
+    assert sim.linear_cka(odd, y) == sim.linear_cka(x, y)

@@ -13,7 +13,6 @@ rows in the same order; their widths may differ (except for ``retrieval``).
 
 from __future__ import annotations
 
-import itertools
 from typing import Any
 
 import numpy as np
@@ -165,8 +164,8 @@ def pairwise(reps: Any, dim: str = "language", metric: str = "linear_cka", **opt
     memory. The result equals the in-memory feature-space route to f64
     rounding (the in-memory path switches to Gram space when items are few
     against the width; there linear CKA agrees to ~1e-7). A task holds one
-    chunk and partial sums of about 32 MiB at most (more pairs are split over
-    more tasks; a single pair of wider matrices may hold more). The other
+    item chunk of a few matrices and their cross-product sums, about 16 MiB
+    (``TILE_BYTES``; a single pair of matrices wider than 1448 holds more). The other
     metrics need all rows at once: they load one set of ``dim`` slices (every
     language of one layer, or every layer of one language) at a time into
     memory, which must fit.
@@ -234,15 +233,19 @@ def _matrix(a: Any) -> np.ndarray:
     return as_matrix(np.asarray(v), a.name or "reps")
 
 
-# Bytes of cross-product sums one dask partial holds (more pairs go to more tasks),
-# and how many partials one reduction task sums.
-PARTIAL_BYTES = 32 << 20
+# Bytes of cross-product sums one dask task holds (matrices are grouped so that a
+# tile of two groups stays under it), and how many partial sums one reduction task adds.
+TILE_BYTES = 16 << 20
 SPLIT_EVERY = 4
 
 
 def _dask_cka(reps: Any, dim: str, other: str | None, debiased: bool, options: dict[str, Any]) -> list:
-    """CKA matrices (one per ``other`` entry) of dask-backed ``reps``: per item chunk,
-    partial sums from ``_core.CkaSums``, tree-summed by dask, finished on the workers."""
+    """CKA matrices (one per ``other`` entry) of dask-backed ``reps``.
+
+    The matrices are cut into groups; each task takes one item chunk of two
+    groups (a tile of pairs) and returns the partial state of ``_core.CkaSums``
+    for those pairs; states are summed in a tree per tile and finished on the
+    workers, and the client only assembles the small statistics."""
     import dask
 
     if set(options) - {"route"} or options.get("route") not in (None, "feature"):
@@ -256,61 +259,87 @@ def _dask_cka(reps: Any, dim: str, other: str | None, debiased: bool, options: d
     need = 4 if debiased else 2
     if n < need:
         raise ShapeError(f"{'debiased' if debiased else 'linear'} CKA needs at least {need} items, got {n}")
+    g = max(1, int(np.sqrt(TILE_BYTES / 8)) // d)
     # chunks of whole product blocks, so that every block is the in-memory path's
     step = _core.CkaSums.BLOCK_ROWS
-    x = x.rechunk({0: 1, 1: -1, 2: step * max(1, round(float(np.median(x.chunks[2])) / step)), 3: -1})
-    blocks = x.to_delayed().reshape(n_outer, -1)
+    rows = step * max(1, round(float(np.median(x.chunks[2])) / step))
+    x = x.rechunk({0: 1, 1: g, 2: rows, 3: -1})
+    blocks = x.to_delayed()[..., 0]  # (outer, group, chunk)
     starts = np.cumsum((0,) + x.chunks[2])
     labels = reps.coords[other].values if other in reps.coords else range(n_outer)
-    places = [
-        [
-            (f"{other}={labels[o]}, " if other else "") + f"items {a}:{b}"
-            for a, b in itertools.pairwise(starts)
-        ]
-        for o in range(n_outer)
-    ]
-    dims = [d] * m
-    zero = [[np.zeros(d)] * m] * n_outer
-    (means,) = dask.compute(
-        [dask.delayed(_means)(s, m, d) for s in _reduce(blocks, places, dims, debiased, [], zero)]
-    )
-    per = max(1, PARTIAL_BYTES // (d * d * 8))
-    pairs = [(p, q) for p in range(m) for q in range(p, m)]
-    batches = [pairs[i : i + per] for i in range(0, len(pairs), per)]
-    finals = [
-        [
-            dask.delayed(_stats)(s, m, d, b, means[o], debiased)
-            for o, s in enumerate(_reduce(blocks, places, dims, debiased, b, means))
-        ]
-        for b in batches
-    ]
-    (stats,) = dask.compute(finals)
-    out = []
-    for o in range(n_outer):
-        n_rows, hsic, kl, tr = stats[0][o]
-        for batch in stats[1:]:
-            hsic = np.where(np.isnan(hsic), batch[o][1], hsic)
-            kl = np.where(np.isnan(kl), batch[o][2], kl)
-        out.append(_core.cka_from_stats(n_rows, hsic, kl, list(tr), debiased))
-    return out
+    where = [f"{other}={labels[o]}, " if other else "" for o in range(n_outer)]
+    groups = [list(range(i, min(i + g, m))) for i in range(0, m, g)]
+    tiles = [(i, j) for i in range(len(groups)) for j in range(i, len(groups))]
 
-
-def _reduce(blocks: Any, places: list[list[str]], dims: list[int], debiased: bool, pairs: list, shifts: list):
-    """Per outer entry, the delayed ``CkaSums`` state summed over all item chunks
-    (a tree of in-place sums, so a task holds at most ``SPLIT_EVERY + 1`` states)."""
-    import dask
-
-    out = []
-    for o, row in enumerate(blocks):
+    def reduce(o: int, parts: tuple[int, ...], pairs: list, shift: list) -> Any:
+        dims = [d] * sum(len(groups[i]) for i in parts)
         level = [
-            dask.delayed(_part)(b, dims, pairs, shifts[o], debiased, places[o][c]) for c, b in enumerate(row)
+            dask.delayed(_part)(
+                [blocks[o, i, c] for i in parts],
+                dims,
+                pairs,
+                shift,
+                debiased,
+                f"{where[o]}items {starts[c]}:{starts[c + 1]}",
+            )
+            for c in range(blocks.shape[2])
         ]
         while len(level) > 1:
             level = [
                 dask.delayed(_add)(*level[i : i + SPLIT_EVERY]) for i in range(0, len(level), SPLIT_EVERY)
             ]
-        out.append(level[0])
+        return level[0]
+
+    # pass 1: column means (the common shift of every partial), one task per group
+    zero = [np.zeros(d)] * g
+    (means,) = dask.compute(
+        [
+            [
+                dask.delayed(_means)(reduce(o, (i,), [], zero[: len(groups[i])]), len(groups[i]), d)
+                for i in range(len(groups))
+            ]
+            for o in range(n_outer)
+        ]
+    )
+    # pass 2: per tile, partial sums of the products of its pairs
+    finals = []
+    for o in range(n_outer):
+        for i, j in tiles:
+            idx = groups[i] if i == j else groups[i] + groups[j]
+            pairs = [
+                (p, q)
+                for p in range(len(idx))
+                for q in range(p, len(idx))
+                if i == j or p < len(groups[i]) <= q
+            ]
+            shift = means[o][i] if i == j else means[o][i] + means[o][j]
+            state = reduce(o, (i,) if i == j else (i, j), pairs, shift)
+            finals.append(dask.delayed(_stats)(state, len(idx), d, pairs, shift, debiased))
+    (stats,) = dask.compute(finals)
+    out = []
+    for o in range(n_outer):
+        hsic, kl, tr = np.full((m, m), np.nan), np.full((m, m), np.nan), np.zeros(m)
+        mine = stats[o * len(tiles) : (o + 1) * len(tiles)]
+        for (i, j), (_, h, k, t) in zip(tiles, mine, strict=True):
+            idx = np.array(groups[i] if i == j else groups[i] + groups[j])
+            block = np.ix_(idx, idx)
+            hsic[block] = np.where(np.isnan(h), hsic[block], h)
+            kl[block] = np.where(np.isnan(k), kl[block], k)
+            tr[idx] = t
+        out.append(_core.cka_from_stats(mine[0][0], hsic, kl, list(tr), debiased))
     return out
+
+
+def _part(
+    blocks: list[np.ndarray], dims: list[int], pairs: list, shift: list, debiased: bool, place: str
+) -> np.ndarray:
+    sums = _core.CkaSums(dims, pairs, shift, debiased)
+    mats = [as_matrix(b[0, p], f"reps[{p}]") for b in blocks for p in range(b.shape[1])]
+    try:
+        sums.update(mats)
+    except XltError as e:
+        raise type(e)(f"dask chunk ({place}): {e}") from None
+    return sums.state()
 
 
 def _add(*states: np.ndarray) -> np.ndarray:
@@ -318,17 +347,6 @@ def _add(*states: np.ndarray) -> np.ndarray:
     for s in states[1:]:
         total += s
     return total
-
-
-def _part(
-    block: np.ndarray, dims: list[int], pairs: list, shift: list, debiased: bool, place: str
-) -> np.ndarray:
-    sums = _core.CkaSums(dims, pairs, shift, debiased)
-    try:
-        sums.update([as_matrix(block[0, p], f"reps[{p}]") for p in range(len(dims))])
-    except XltError as e:
-        raise type(e)(f"dask chunk ({place}): {e}") from None
-    return sums.state()
 
 
 def _means(state: np.ndarray, m: int, d: int) -> list[np.ndarray]:
