@@ -85,23 +85,23 @@ def with_parts(ds: xr.Dataset, parts: int, tokens_per_item: int) -> xr.Dataset:
     )
 
 
-def analyses(ds: xr.Dataset) -> dict[str, xr.Dataset | xr.DataArray]:
+def analyses(ds: xr.Dataset, label: str) -> dict[str, xr.Dataset | xr.DataArray]:
     """Neuron statistics and routing per group, CKA between layers per part."""
     from xlt import neurons, routing
     from xlt import similarity as sim
 
-    out: dict[str, xr.Dataset | xr.DataArray] = {}
-    t = time.perf_counter()
-    out["neurons"] = neurons.statistics(ds, by="group")
-    out["neurons_s"] = time.perf_counter() - t
-    t = time.perf_counter()
-    out["routing"] = routing.profile(ds, by="group", item=None)
-    out["routing_s"] = time.perf_counter() - t
     reps = ds["hidden"].reset_coords(drop=True).rename(token="item")
     reps = reps.assign_coords(language=("item", ds["part"].values), item_id=("item", ds["part_pos"].values))
-    t = time.perf_counter()
-    out["cka"] = sim.pairwise(reps, dim="layer", metric="linear_cka")
-    out["cka_s"] = time.perf_counter() - t
+    steps = {
+        "neurons": lambda: neurons.statistics(ds, by="group"),
+        "routing": lambda: routing.profile(ds, by="group", item=None),
+        "cka": lambda: sim.pairwise(reps, dim="layer", metric="linear_cka"),
+    }
+    out = {}
+    for name, step in steps.items():
+        t = time.perf_counter()
+        out[name] = step()
+        print(f"  {label} {name}: {time.perf_counter() - t:.1f} s", flush=True)
     return out
 
 
@@ -197,18 +197,18 @@ def main(argv: list[str] | None = None) -> int:
             ) as cluster,
             Client(cluster) as client,
         ):
-            full = analyses(ds)
+            full = analyses(ds, "dask")
             peaks = worker_peaks(client)
         dask_s, client_growth = time.perf_counter() - t, watch.peak - watch.start
         print(
-            f"dask ({a.workers} workers): {dask_s:.1f} s (neurons {full['neurons_s']:.1f}, routing "
-            f"{full['routing_s']:.1f}, cka {full['cka_s']:.1f}); worker peak RSS {', '.join(f'{v:.0f}' for v in peaks)} MiB "
-            f"(limit {limit / 2**20:.0f}); client RSS +{client_growth / 2**20:.0f} MiB",
+            f"dask ({a.workers} workers): {dask_s:.1f} s; worker peak RSS "
+            f"{', '.join(f'{v:.0f}' for v in peaks)} MiB (limit {limit / 2**20:.0f}); "
+            f"client RSS +{client_growth / 2**20:.0f} MiB",
             flush=True,
         )
         watch.reset()
         t = time.perf_counter()
-        sub = analyses(ds.isel(token=slice(0, ds.sizes["token"] // a.parts)).load())
+        sub = analyses(ds.isel(token=slice(0, ds.sizes["token"] // a.parts)).load(), "in-memory")
         print(
             f"in memory (part 0 = 1/{a.parts} of the dump, one process): {time.perf_counter() - t:.1f} s, "
             f"client RSS +{(watch.peak - watch.start) / 2**20:.0f} MiB",

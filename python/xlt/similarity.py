@@ -350,11 +350,16 @@ def _add(*states: np.ndarray) -> np.ndarray:
 
 
 def _means(state: np.ndarray, m: int, d: int) -> list[np.ndarray]:
-    return _core.CkaSums.from_state([d] * m, state, [], [np.zeros(d)] * m).column_means()
+    return _core.CkaSums.from_state([d] * m, _aligned(state), [], [np.zeros(d)] * m).column_means()
 
 
 def _stats(state: np.ndarray, m: int, d: int, pairs: list, shift: list, debiased: bool) -> tuple:
-    return _core.CkaSums.from_state([d] * m, state, pairs, shift, debiased).stats()
+    return _core.CkaSums.from_state([d] * m, _aligned(state), pairs, shift, debiased).stats()
+
+
+def _aligned(state: np.ndarray) -> np.ndarray:
+    """States sent between dask workers may arrive unaligned; the core needs aligned data."""
+    return np.require(state, np.float64, ["C", "A"])
 
 
 def _all_pairs(mats: list[np.ndarray], metric: str, options: dict[str, Any]) -> np.ndarray:
