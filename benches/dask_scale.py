@@ -85,12 +85,14 @@ def with_parts(ds: xr.Dataset, parts: int, tokens_per_item: int) -> xr.Dataset:
     )
 
 
-def analyses(ds: xr.Dataset, label: str) -> dict[str, xr.Dataset | xr.DataArray]:
-    """Neuron statistics and routing per group, CKA between layers per part."""
+def analyses(ds: xr.Dataset, label: str, cka_layers: int) -> dict[str, xr.Dataset | xr.DataArray]:
+    """Neuron statistics and routing per group, CKA between ``cka_layers`` evenly spaced
+    layers per part."""
     from xlt import neurons, routing
     from xlt import similarity as sim
 
-    reps = ds["hidden"].reset_coords(drop=True).rename(token="item")
+    layers = np.unique(np.linspace(0, ds.sizes["layer"] - 1, cka_layers).round().astype(int))
+    reps = ds["hidden"].isel(layer=layers).reset_coords(drop=True).rename(token="item")
     reps = reps.assign_coords(language=("item", ds["part"].values), item_id=("item", ds["part_pos"].values))
     steps = {
         "neurons": lambda: neurons.statistics(ds, by="group"),
@@ -148,14 +150,17 @@ def worker_peaks(client) -> list[float]:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--size", default="2GB", help="dump size (uncompressed): 2GB, 64GB, ...")
-    p.add_argument("--dump", type=Path, help="dump path (default: a temporary directory, deleted after)")
     p.add_argument(
-        "--keep", action="store_true", help="keep the dump (reused by later runs at the same path)"
+        "--dump", type=Path, help="dump path; an existing dump there is reused (default: a temp dir)"
     )
+    p.add_argument("--keep", action="store_true", help="keep a dump this run wrote (default: delete it)")
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--parts", type=int, default=8, help="the in-memory run loads 1/parts of the dump")
     p.add_argument("--layers", type=int, default=8)
     p.add_argument("--hidden", type=int, default=512)
+    p.add_argument(
+        "--cka-layers", type=int, default=4, help="layers compared by CKA (all pairs; cost ~ layers²)"
+    )
     a = p.parse_args(argv)
     from dask.distributed import Client, LocalCluster
 
@@ -168,8 +173,9 @@ def main(argv: list[str] | None = None) -> int:
         tmp = Path(tempfile.mkdtemp(prefix="xlt_dask_scale_"))
         path = tmp / "dump.zarr"
     watch = RssWatch()
+    made = not (path / "zarr.json").is_file()
     try:
-        if not (path / "zarr.json").is_file():
+        if made:
             t = time.perf_counter()
             info = make(path, gb=size / 2**30, layers=a.layers, hidden=a.hidden)
             print(f"made {path}: {info} in {time.perf_counter() - t:.0f} s", flush=True)
@@ -197,7 +203,7 @@ def main(argv: list[str] | None = None) -> int:
             ) as cluster,
             Client(cluster) as client,
         ):
-            full = analyses(ds, "dask")
+            full = analyses(ds, "dask", a.cka_layers)
             peaks = worker_peaks(client)
         dask_s, client_growth = time.perf_counter() - t, watch.peak - watch.start
         print(
@@ -208,7 +214,9 @@ def main(argv: list[str] | None = None) -> int:
         )
         watch.reset()
         t = time.perf_counter()
-        sub = analyses(ds.isel(token=slice(0, ds.sizes["token"] // a.parts)).load(), "in-memory")
+        sub = analyses(
+            ds.isel(token=slice(0, ds.sizes["token"] // a.parts)).load(), "in-memory", a.cka_layers
+        )
         print(
             f"in memory (part 0 = 1/{a.parts} of the dump, one process): {time.perf_counter() - t:.1f} s, "
             f"client RSS +{(watch.peak - watch.start) / 2**20:.0f} MiB",
@@ -224,8 +232,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0 if passed else 1
     finally:
         watch.stop()
-        if tmp is not None and not a.keep:
-            shutil.rmtree(tmp, ignore_errors=True)
+        if made and not a.keep:
+            shutil.rmtree(tmp or path, ignore_errors=True)
 
 
 if __name__ == "__main__":
