@@ -1,9 +1,7 @@
 //! Borrowed (n, d) matrices in the dtypes activations come in (f32, f16, bf16
 //! stored as raw u16 bits), read block by block as f32.
 use half::{bf16, f16};
-use ndarray::{Array2, ArrayView2, Axis};
-
-use crate::error::{ensure_data, Result};
+use ndarray::{Array2, ArrayView2};
 
 /// A borrowed 2-D matrix of activations. Strides are free (C or F order).
 #[derive(Clone, Copy)]
@@ -29,20 +27,30 @@ impl<'a> Mat<'a> {
         }
     }
 
-    /// Rows `start..end` decoded to an owned, C-ordered f32 block.
-    pub fn block_f32(&self, start: usize, end: usize) -> Array2<f32> {
-        let sl = ndarray::s![start..end, ..];
+    /// Rows `start..end` decoded in one pass to a C-ordered f32 block, minus
+    /// `shift` (one value per column, subtracted in f64) when given, with the
+    /// index of the first row holding NaN or inf. `out`'s allocation is reused.
+    pub fn decode(
+        &self,
+        start: usize,
+        end: usize,
+        shift: Option<&[f64]>,
+        out: Vec<f32>,
+    ) -> Decoded {
         match self {
-            Mat::F32(a) => a.slice(sl).as_standard_layout().into_owned(),
-            Mat::F16(a) => a.slice(sl).mapv(|v| v.to_f32()),
-            Mat::BF16(a) => a.slice(sl).mapv(|v| bf16::from_bits(v).to_f32()),
+            Mat::F32(a) => decode_rows(a, start, end, shift, out, |v| v),
+            Mat::F16(a) => decode_rows(a, start, end, shift, out, |v| v.to_f32()),
+            Mat::BF16(a) => decode_rows(a, start, end, shift, out, |v| bf16::from_bits(v).to_f32()),
         }
     }
 
-    /// The whole matrix as f32 (a copy only when the dtype is not f32 or
-    /// the layout is not C order).
-    pub fn to_f32(&self) -> Array2<f32> {
-        self.block_f32(0, self.nrows())
+    /// Column sums of rows `start..end` in f64 (NaN or inf propagate).
+    pub fn col_sums(&self, start: usize, end: usize) -> Vec<f64> {
+        match self {
+            Mat::F32(a) => sum_rows(a, start, end, |v| v),
+            Mat::F16(a) => sum_rows(a, start, end, |v| v.to_f32()),
+            Mat::BF16(a) => sum_rows(a, start, end, |v| bf16::from_bits(v).to_f32()),
+        }
     }
 
     /// Row blocks of at most `rows` rows: `(start, end)` pairs.
@@ -53,17 +61,65 @@ impl<'a> Mat<'a> {
     }
 }
 
-/// Fail with a `Data` error naming `what` if a decoded block holds NaN or inf.
-pub fn check_finite(block: &Array2<f32>, what: &str) -> Result<()> {
-    let bad = block
-        .axis_iter(Axis(0))
-        .position(|r| r.iter().any(|v| !v.is_finite()));
-    ensure_data(bad.is_none(), || {
-        format!(
-            "{what} contains NaN or inf (first in row {}); drop or fix those rows before comparing",
-            bad.unwrap_or(0)
-        )
-    })
+/// A decoded block and the first row (if any) holding NaN or inf.
+pub type Decoded = (Array2<f32>, Option<usize>);
+
+fn decode_rows<T: Copy>(
+    a: &ArrayView2<T>,
+    start: usize,
+    end: usize,
+    shift: Option<&[f64]>,
+    mut out: Vec<f32>,
+    f: impl Fn(T) -> f32,
+) -> Decoded {
+    let d = a.ncols();
+    out.clear();
+    out.reserve((end - start) * d);
+    let mut bad = None;
+    for (i, row) in a
+        .slice(ndarray::s![start..end, ..])
+        .rows()
+        .into_iter()
+        .enumerate()
+    {
+        let at = out.len();
+        match (row.as_slice(), shift) {
+            (Some(r), None) => out.extend(r.iter().map(|&v| f(v))),
+            (Some(r), Some(c)) => {
+                out.extend(r.iter().zip(c).map(|(&v, &c)| (f(v) as f64 - c) as f32))
+            }
+            (None, None) => out.extend(row.iter().map(|&v| f(v))),
+            (None, Some(c)) => {
+                out.extend(row.iter().zip(c).map(|(&v, &c)| (f(v) as f64 - c) as f32))
+            }
+        }
+        if bad.is_none() && !out[at..].iter().fold(true, |ok, v| ok & v.is_finite()) {
+            bad = Some(start + i);
+        }
+    }
+    (
+        Array2::from_shape_vec((end - start, d), out).expect("rows × d values"),
+        bad,
+    )
+}
+
+fn sum_rows<T: Copy>(
+    a: &ArrayView2<T>,
+    start: usize,
+    end: usize,
+    f: impl Fn(T) -> f32,
+) -> Vec<f64> {
+    let mut sums = vec![0.0f64; a.ncols()];
+    for row in a.slice(ndarray::s![start..end, ..]).rows() {
+        match row.as_slice() {
+            Some(r) => sums.iter_mut().zip(r).for_each(|(s, &v)| *s += f(v) as f64),
+            None => sums
+                .iter_mut()
+                .zip(row)
+                .for_each(|(s, &v)| *s += f(v) as f64),
+        }
+    }
+    sums
 }
 
 #[cfg(test)]
@@ -77,7 +133,10 @@ mod tests {
         let h = x.mapv(f16::from_f32);
         let b = x.mapv(|v| bf16::from_f32(v).to_bits());
         for m in [Mat::F32(x.view()), Mat::F16(h.view()), Mat::BF16(b.view())] {
-            assert_eq!(m.to_f32(), x);
+            assert_eq!(m.decode(0, 2, None, vec![]), (x.clone(), None));
+            assert_eq!(m.col_sums(0, 2), vec![1.5, 1.5]);
+            let shifted = m.decode(1, 2, Some(&[0.5, 1.0]), vec![9.0]).0;
+            assert_eq!(shifted, array![[0.0f32, 3.0]]);
         }
     }
 
@@ -89,8 +148,12 @@ mod tests {
     }
 
     #[test]
-    fn non_finite_is_a_data_error() {
-        let x = array![[1.0f32, f32::NAN]];
-        assert!(check_finite(&x, "X").is_err());
+    fn decode_names_the_first_non_finite_row() {
+        let x = array![[1.0f32, 2.0], [1.0, f32::NAN], [f32::INFINITY, 0.0]];
+        assert_eq!(Mat::F32(x.view()).decode(0, 3, None, vec![]).1, Some(1));
+        assert_eq!(
+            Mat::F32(x.t()).decode(1, 2, Some(&[0.0; 3]), vec![]).1,
+            Some(1)
+        );
     }
 }

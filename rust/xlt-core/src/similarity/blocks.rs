@@ -6,6 +6,7 @@ use faer::{Accum, MatRef, Par};
 use ndarray::{Array2, Axis, ShapeBuilder};
 use rayon::prelude::*;
 
+use super::gemm::{self, Scratch};
 use crate::error::{ensure_data, ensure_shape, Result};
 use crate::matrix::Mat;
 
@@ -40,37 +41,42 @@ pub(crate) fn decode(
     shift: Option<&[f64]>,
     name: &str,
 ) -> Result<Array2<f32>> {
-    let mut b = m.block_f32(start, end);
-    let bad = b
-        .axis_iter(Axis(0))
-        .position(|r| r.iter().any(|v| !v.is_finite()));
+    decode_into(m, start, end, shift, name, vec![])
+}
+
+/// [`decode`] into `buf`'s allocation.
+pub(crate) fn decode_into(
+    m: &Mat,
+    start: usize,
+    end: usize,
+    shift: Option<&[f64]>,
+    name: &str,
+    buf: Vec<f32>,
+) -> Result<Array2<f32>> {
+    let (b, bad) = m.decode(start, end, shift, buf);
     ensure_data(bad.is_none(), || {
         format!(
             "{name} contains NaN or inf (first in row {}); drop or fix those rows before comparing",
-            start + bad.unwrap_or(0)
+            bad.unwrap_or(0)
         )
     })?;
-    if let Some(s) = shift {
-        for mut row in b.axis_iter_mut(Axis(0)) {
-            for (v, c) in row.iter_mut().zip(s) {
-                *v = (*v as f64 - c) as f32;
-            }
-        }
-    }
     Ok(b)
 }
 
-/// Column means in f64, in one parallel pass (checks NaN/inf on the way).
+/// Column means in f64, in one parallel pass; NaN or inf is a `Data` error.
 pub(crate) fn col_means(m: &Mat, name: &str) -> Result<Vec<f64>> {
-    let d = m.ncols();
     let blocks: Vec<_> = m.blocks(BLOCK_ROWS).collect();
     let sums = blocks
         .par_iter()
-        .map(|&(s, e)| decode(m, s, e, None, name).map(|b| col_sums(&b)))
-        .try_reduce(
-            || vec![0.0; d],
-            |a, b| Ok(a.iter().zip(&b).map(|(u, v)| u + v).collect()),
-        )?;
+        .map(|&(s, e)| m.col_sums(s, e))
+        .reduce_with(|a, b| a.iter().zip(&b).map(|(u, v)| u + v).collect())
+        .unwrap_or_else(|| vec![0.0; m.ncols()]);
+    if sums.iter().any(|v| !v.is_finite()) {
+        // Rare: find the row for the message.
+        for &(s, e) in &blocks {
+            decode(m, s, e, None, name)?;
+        }
+    }
     let n = m.nrows().max(1) as f64;
     Ok(sums.into_iter().map(|s| s / n).collect())
 }
@@ -103,9 +109,9 @@ pub(crate) fn fview<T>(b: &Array2<T>) -> MatRef<'_, T> {
     }
 }
 
-/// An F-ordered copy of a block: `aᵀb` products run about twice as fast
-/// when both operands are contiguous along the rows being summed.
-pub(crate) fn fortran<T: Copy + Default>(b: &Array2<T>) -> Array2<T> {
+/// An F-ordered copy of a block: faer's `aᵀb` products run about twice as
+/// fast when both operands are contiguous along the rows being summed.
+fn fortran<T: Copy + Default>(b: &Array2<T>) -> Array2<T> {
     const TILE: usize = 32; // cache-blocked transpose
     let (r, c) = b.dim();
     let src = b.as_standard_layout();
@@ -138,11 +144,14 @@ pub enum Precision {
 pub(crate) trait Scalar: Copy + Default + Send + Sync + 'static {
     /// A decoded f32 block in this precision.
     fn from_block(b: &Array2<f32>) -> Array2<Self>;
-    /// `dst += aᵀ b` for row blocks `a` (r × p) and `b` (r × q); `dst` is an
-    /// f64, column-major (p × q) sum.
-    fn add_tn(dst: &mut Array2<f64>, a: &Array2<Self>, b: &Array2<Self>, par: Par);
-    /// `dst += aᵀ a`, lower triangle only (half the work; see [`symmetrize`]).
-    fn add_syrk(dst: &mut Array2<f64>, a: &Array2<Self>, par: Par);
+    /// A decoded block laid out for [`Scalar::add_tn`].
+    type Operand<'s>: Send + Sync;
+    fn operand<'s>(b: &Array2<f32>, scratch: &'s Scratch) -> Self::Operand<'s>;
+    /// `dst += aᵀ b` for row blocks `a` (r × p) and `b` (r × q) from
+    /// [`Scalar::operand`]; `dst` is an f64, column-major (p × q) sum.
+    fn add_tn(dst: &mut Array2<f64>, a: &Self::Operand<'_>, b: &Self::Operand<'_>, par: Par);
+    /// `dst += aᵀ a`, lower triangle only (half the work).
+    fn add_syrk(dst: &mut Array2<f64>, a: &Self::Operand<'_>, par: Par);
     /// `a · bᵀ` for row blocks `a` (r × d) and `b` (s × d), sequential.
     fn gram_tile(a: &Array2<Self>, b: &Array2<Self>) -> faer::Mat<Self>;
     /// Dot product with an f64 total.
@@ -153,47 +162,15 @@ impl Scalar for f32 {
     fn from_block(b: &Array2<f32>) -> Array2<f32> {
         b.clone()
     }
-    fn add_tn(dst: &mut Array2<f64>, a: &Array2<f32>, b: &Array2<f32>, par: Par) {
-        let mut tmp = faer::Mat::<f32>::zeros(a.ncols(), b.ncols());
-        matmul(
-            tmp.as_mut(),
-            Accum::Replace,
-            fview(a).transpose(),
-            fview(b),
-            1.0f32,
-            par,
-        );
-        for j in 0..b.ncols() {
-            for (d, v) in dst.column_mut(j).iter_mut().zip(tmp.col_as_slice(j)) {
-                *d += *v as f64;
-            }
-        }
+    type Operand<'s> = gemm::Operand<'s>;
+    fn operand<'s>(b: &Array2<f32>, scratch: &'s Scratch) -> gemm::Operand<'s> {
+        gemm::Operand::new(b, scratch)
     }
-    fn add_syrk(dst: &mut Array2<f64>, a: &Array2<f32>, par: Par) {
-        let d = a.ncols();
-        let mut tmp = faer::Mat::<f32>::zeros(d, d);
-        let (lhs, rhs) = (fview(a).transpose(), fview(a));
-        tri::matmul(
-            tmp.as_mut(),
-            LOWER,
-            Accum::Replace,
-            lhs,
-            RECT,
-            rhs,
-            RECT,
-            1.0f32,
-            par,
-        );
-        for j in 0..d {
-            for (dv, v) in dst
-                .column_mut(j)
-                .iter_mut()
-                .zip(tmp.col_as_slice(j))
-                .skip(j)
-            {
-                *dv += *v as f64;
-            }
-        }
+    fn add_tn(dst: &mut Array2<f64>, a: &gemm::Operand, b: &gemm::Operand, par: Par) {
+        gemm::add_tn(dst, a, b, false, par != Par::Seq);
+    }
+    fn add_syrk(dst: &mut Array2<f64>, a: &gemm::Operand, par: Par) {
+        gemm::add_tn(dst, a, a, true, par != Par::Seq);
     }
     fn gram_tile(a: &Array2<f32>, b: &Array2<f32>) -> faer::Mat<f32> {
         gram_tile(a, b)
@@ -206,6 +183,10 @@ impl Scalar for f32 {
 impl Scalar for f64 {
     fn from_block(b: &Array2<f32>) -> Array2<f64> {
         b.mapv(|v| v as f64)
+    }
+    type Operand<'s> = Array2<f64>;
+    fn operand(b: &Array2<f32>, _: &Scratch) -> Array2<f64> {
+        fortran(&Self::from_block(b))
     }
     fn add_tn(dst: &mut Array2<f64>, a: &Array2<f64>, b: &Array2<f64>, par: Par) {
         let (p, q) = (a.ncols(), b.ncols());
@@ -234,15 +215,6 @@ impl Scalar for f64 {
     }
     fn dot(a: &[f64], b: &[f64]) -> f64 {
         a.iter().zip(b).map(|(x, y)| x * y).sum()
-    }
-}
-
-/// Copy the lower triangle of a square matrix onto its upper triangle.
-pub(crate) fn symmetrize(a: &mut Array2<f64>) {
-    for i in 0..a.nrows() {
-        for j in (i + 1)..a.ncols() {
-            a[[i, j]] = a[[j, i]];
-        }
     }
 }
 

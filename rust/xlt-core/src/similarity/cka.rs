@@ -11,9 +11,8 @@ use ndarray::{Array2, Axis, ShapeBuilder};
 use rayon::prelude::*;
 
 pub use super::blocks::Precision;
-use super::blocks::{
-    col_means, col_sums, decode, fortran, row_sq_norms, symmetrize, Scalar, BLOCK_ROWS,
-};
+use super::blocks::{col_means, col_sums, decode, decode_into, row_sq_norms, Scalar, BLOCK_ROWS};
+use super::gemm::Scratch;
 use crate::error::{ensure_data, ensure_shape, Error, Result};
 use crate::matrix::Mat;
 use faer::Par;
@@ -96,6 +95,7 @@ pub struct Sums {
     t: Vec<Array2<f64>>,
     r: Array2<f64>,
     prec: Precision,
+    scratch: Scratch,
 }
 
 impl Sums {
@@ -123,6 +123,7 @@ impl Sums {
             t: dims.iter().map(|&d| Array2::zeros((d, m).f())).collect(),
             r: Array2::zeros((m, m)),
             prec,
+            scratch: Scratch::default(),
         }
     }
 
@@ -175,7 +176,7 @@ impl Sums {
             .par_iter()
             .zip(&self.shift)
             .zip(names)
-            .map(|((m, sh), nm)| decode(m, start, end, Some(sh), nm))
+            .map(|((m, sh), nm)| decode_into(m, start, end, Some(sh), nm, self.scratch.take(0)))
             .collect::<Result<_>>()?;
         let mm = self.dims.len();
         let rows = end - start;
@@ -199,16 +200,17 @@ impl Sums {
             Precision::F32 => self.products::<f32>(&blocks, &a32),
             Precision::F64 => self.products::<f64>(&blocks, &a32),
         }
+        for b in blocks {
+            self.scratch.give(b.into_raw_vec_and_offset().0);
+        }
         self.n += rows;
         Ok(())
     }
 
     fn products<T: Scalar>(&mut self, blocks: &[Array2<f32>], a: &Array2<f32>) {
-        let blocks: Vec<Array2<T>> = blocks
-            .par_iter()
-            .map(|b| fortran(&T::from_block(b)))
-            .collect();
-        let a = fortran(&T::from_block(a));
+        let scratch = &self.scratch;
+        let blocks: Vec<_> = blocks.par_iter().map(|b| T::operand(b, scratch)).collect();
+        let a = T::operand(a, scratch);
         self.t
             .par_iter_mut()
             .zip(&blocks)
@@ -332,18 +334,31 @@ impl Sums {
             .collect()
     }
 
-    /// The centred cross product `X̄_pᵀX̄_q` of kept pair `k`.
-    pub fn centred(&self, k: usize) -> Array2<f64> {
+    /// `‖X̄_pᵀX̄_q‖²` and `μ_pᵀ X̄_pᵀX̄_q μ_q` for kept pair `k`, read from the
+    /// shifted sums (`C̄ = C − s_p s_qᵀ/n`) one column at a time; for `p = q`
+    /// only the stored lower triangle, off-diagonal terms counted twice.
+    fn centred_terms(&self, k: usize, mu: &[Vec<f64>]) -> (f64, f64) {
         let (p, q) = self.pairs[k];
         let n = self.n as f64;
-        let mut c = self.c[k].clone();
-        if p == q {
-            symmetrize(&mut c);
+        let (sp, sq) = (&self.s[p], &self.s[q]);
+        let (mut h, mut cross) = (0.0, 0.0);
+        for (j, col) in self.c[k].axis_iter(Axis(1)).enumerate() {
+            let col = col.to_slice().expect("column-major sums");
+            let (from, w) = if p == q { (j + 1, 2.0) } else { (0, 1.0) };
+            let (mut hj, mut xj) = (0.0, 0.0);
+            for ((c, s), m) in col[from..].iter().zip(&sp[from..]).zip(&mu[p][from..]) {
+                let v = c - s * sq[j] / n;
+                hj += v * v;
+                xj += v * m;
+            }
+            if p == q {
+                let v = col[j] - sp[j] * sq[j] / n;
+                (hj, xj) = (w * hj + v * v, w * xj + v * mu[p][j]);
+            }
+            h += hj;
+            cross += xj * mu[q][j];
         }
-        for ((i, j), v) in c.indexed_iter_mut() {
-            *v -= self.s[p][i] * self.s[q][j] / n;
-        }
-        c
+        (h, cross)
     }
 
     /// CKA statistics (NaN for pairs not kept).
@@ -360,8 +375,7 @@ impl Sums {
         let mut hsic = Array2::from_elem((mm, mm), f64::NAN);
         let mut kl = Array2::from_elem((mm, mm), f64::NAN);
         for (k, &(p, q)) in self.pairs.iter().enumerate() {
-            let cbar = self.centred(k);
-            let h = cbar.iter().map(|v| v * v).sum::<f64>();
+            let (h, cbar_mu) = self.centred_terms(k, &mu);
             // Σ k_i l_i expanded in shifted sums (see module docs of `Sums`).
             let t_qp: f64 = self.t[q]
                 .column(p)
@@ -376,12 +390,7 @@ impl Sums {
                 .map(|(a, b)| a * b)
                 .sum();
             // μ_pᵀ C_pq μ_q of the shifted product, via the centred one (C = C̄ + n μ_p μ_qᵀ).
-            let cross: f64 = cbar
-                .axis_iter(Axis(1))
-                .zip(&mu[q])
-                .map(|(col, nu)| nu * col.iter().zip(&mu[p]).map(|(a, b)| a * b).sum::<f64>())
-                .sum::<f64>()
-                + n * msq[p] * msq[q];
+            let cross = cbar_mu + n * msq[p] * msq[q];
             let v = self.r[[p, q]] - 2.0 * t_qp - 2.0 * t_pq
                 + 4.0 * cross
                 + msq[q] * self.asum[p]

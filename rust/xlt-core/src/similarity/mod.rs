@@ -8,6 +8,7 @@
 mod blocks;
 pub mod cca;
 pub mod cka;
+mod gemm;
 pub mod retrieval;
 pub mod rsa;
 
