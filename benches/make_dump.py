@@ -78,6 +78,8 @@ def make(
             idx = np.empty((n, moe_layers, k), np.int16)
             for li, lang in enumerate(range(len(langs))):
                 rows = np.flatnonzero(tl == lang)
+                if not len(rows):  # a short last block may lack some languages
+                    continue
                 for m in range(moe_layers):
                     draws = rng.choice(experts, size=(len(rows), k * 2), p=pop[li, m])
                     idx[rows, m] = np.array(

@@ -22,6 +22,8 @@ def as_matrix(x: Any, name: str = "X") -> np.ndarray:
     a = np.asarray(x)
     if a.ndim != 2:
         raise ShapeError(f"{name} must be 2-D (n, d), got shape {a.shape}; reshape it first")
+    if not a.flags.aligned:  # e.g. received from a dask.distributed worker; Rust needs aligned data
+        a = a.copy()
     if a.dtype.name in _BF16_NAMES or a.dtype == np.int16:
         return a.view(np.uint16)
     if a.dtype == np.float64:

@@ -1,6 +1,6 @@
 # Hand-written stubs of the Rust extension; `python -m mypy.stubtest xlt._core` checks them.
 # One section per binding module (rust/xlt-py/src/<module>.rs), in the same order.
-from typing import Any, final
+from typing import Any, ClassVar, final
 
 import numpy as np
 import numpy.typing as npt
@@ -95,6 +95,35 @@ class CkaAccumulator:
     def n(self) -> int: ...
     def linear(self) -> list[float]: ...
     def debiased(self) -> list[float]: ...
+
+@final
+class CkaSums:
+    BLOCK_ROWS: ClassVar[int]
+    def __new__(
+        cls,
+        dims: list[int],
+        pairs: list[tuple[int, int]] | None = None,
+        shift: list[Any] | None = None,
+        debiased: bool = False,
+    ) -> CkaSums: ...
+    def update(self, mats: list[Any]) -> None: ...
+    @property
+    def n(self) -> int: ...
+    def state(self) -> npt.NDArray[np.float64]: ...
+    @staticmethod
+    def from_state(
+        dims: list[int],
+        state: npt.NDArray[np.float64],
+        pairs: list[tuple[int, int]] | None = None,
+        shift: list[Any] | None = None,
+        debiased: bool = False,
+    ) -> CkaSums: ...
+    def column_means(self) -> list[npt.NDArray[np.float64]]: ...
+    def stats(
+        self,
+    ) -> tuple[int, npt.NDArray[np.float64], npt.NDArray[np.float64], npt.NDArray[np.float64]]: ...
+
+def cka_from_stats(n: int, hsic: Any, kl: Any, tr: list[float], debiased: bool = False) -> Any: ...
 
 # --- routing (routing.rs) ---
 

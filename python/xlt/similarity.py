@@ -19,7 +19,7 @@ import numpy as np
 
 from xlt import _core
 from xlt._arrays import as_matrix
-from xlt.errors import ConfigError, ShapeError
+from xlt.errors import ConfigError, ShapeError, XltError
 
 __all__ = [
     "linear_cka",
@@ -155,6 +155,20 @@ def pairwise(reps: Any, dim: str = "language", metric: str = "linear_cka", **opt
     layer)`` for ``dim="language"`` or ``([language,] layer, layer_other)`` for
     ``dim="layer"``. CKA and RSA compute each matrix's statistics once;
     retrieval gives the mean of both directions; PWCCA row p, column q weighs by p.
+
+    Dask-backed ``reps`` (e.g. from :func:`xlt.dumps.open_dump`): linear and
+    debiased CKA run chunk-wise over ``item`` on the active dask scheduler (a
+    ``dask.distributed`` client included): one pass for the column means, one
+    for partial sums of the products per chunk (``_core.CkaSums``), summed in
+    a tree and finished on the workers, so the data never has to fit in
+    memory. The result equals the in-memory feature-space route to f64
+    rounding (the in-memory path switches to Gram space when items are few
+    against the width; there linear CKA agrees to ~1e-7). A task holds one
+    item chunk of a few matrices and their cross-product sums, about 16 MiB
+    (``TILE_BYTES``; a single pair of matrices wider than 1448 holds more). The other
+    metrics need all rows at once: they load one set of ``dim`` slices (every
+    language of one layer, or every layer of one language) at a time into
+    memory, which must fit.
     """
     import xarray as xr
 
@@ -168,11 +182,14 @@ def pairwise(reps: Any, dim: str = "language", metric: str = "linear_cka", **opt
             raise ShapeError(f"reps needs a {need!r} dimension, has dims {reps.dims}")
     other = "layer" if dim == "language" else "language"
     outer = [None] if other not in reps.dims else list(range(reps.sizes[other]))
-    results = []
-    for o in outer:
-        sub = reps if o is None else reps.isel({other: o})
-        mats = [_matrix(sub.isel({dim: i})) for i in range(sub.sizes[dim])]
-        results.append(_all_pairs(mats, metric, options))
+    if reps.chunks is not None and metric in ("linear_cka", "debiased_cka"):
+        results = _dask_cka(reps, dim, None if outer == [None] else other, metric == "debiased_cka", options)
+    else:
+        results = []
+        for o in outer:
+            sub = reps if o is None else reps.isel({other: o})
+            mats = [_matrix(sub.isel({dim: i})) for i in range(sub.sizes[dim])]
+            results.append(_all_pairs(mats, metric, options))
     values = np.stack(results, axis=-1 if dim == "language" else 0)
     labels = reps.coords[dim].values if dim in reps.coords else np.arange(reps.sizes[dim])
     coords: dict[str, Any] = {dim: labels, f"{dim}_other": labels}
@@ -214,6 +231,135 @@ def _matrix(a: Any) -> np.ndarray:
     """An (item, hidden) view of a DataArray, bf16 dumps (uint16 bits) included."""
     v = a.transpose("item", "hidden").data
     return as_matrix(np.asarray(v), a.name or "reps")
+
+
+# Bytes of cross-product sums one dask task holds (matrices are grouped so that a
+# tile of two groups stays under it), and how many partial sums one reduction task adds.
+TILE_BYTES = 16 << 20
+SPLIT_EVERY = 4
+
+
+def _dask_cka(reps: Any, dim: str, other: str | None, debiased: bool, options: dict[str, Any]) -> list:
+    """CKA matrices (one per ``other`` entry) of dask-backed ``reps``.
+
+    The matrices are cut into groups; each task takes one item chunk of two
+    groups (a tile of pairs) and returns the partial state of ``_core.CkaSums``
+    for those pairs; states are summed in a tree per tile and finished on the
+    workers, and the client only assembles the small statistics."""
+    import dask
+
+    if set(options) - {"route"} or options.get("route") not in (None, "feature"):
+        raise ConfigError(
+            f"CKA over dask-backed data runs in feature space and takes no options, got {options}; "
+            "drop them or load the data first (reps.compute())"
+        )
+    x = reps.transpose(*([other] if other else []), dim, "item", "hidden").data
+    x = x if other else x[None]
+    n_outer, m, n, d = x.shape
+    need = 4 if debiased else 2
+    if n < need:
+        raise ShapeError(f"{'debiased' if debiased else 'linear'} CKA needs at least {need} items, got {n}")
+    g = max(1, int(np.sqrt(TILE_BYTES / 8)) // d)
+    # chunks of whole product blocks, so that every block is the in-memory path's
+    step = _core.CkaSums.BLOCK_ROWS
+    rows = step * max(1, round(float(np.median(x.chunks[2])) / step))
+    x = x.rechunk({0: 1, 1: g, 2: rows, 3: -1})
+    blocks = x.to_delayed()[..., 0]  # (outer, group, chunk)
+    starts = np.cumsum((0,) + x.chunks[2])
+    labels = reps.coords[other].values if other in reps.coords else range(n_outer)
+    where = [f"{other}={labels[o]}, " if other else "" for o in range(n_outer)]
+    groups = [list(range(i, min(i + g, m))) for i in range(0, m, g)]
+    tiles = [(i, j) for i in range(len(groups)) for j in range(i, len(groups))]
+
+    def reduce(o: int, parts: tuple[int, ...], pairs: list, shift: list) -> Any:
+        dims = [d] * sum(len(groups[i]) for i in parts)
+        level = [
+            dask.delayed(_part)(
+                [blocks[o, i, c] for i in parts],
+                dims,
+                pairs,
+                shift,
+                debiased,
+                f"{where[o]}items {starts[c]}:{starts[c + 1]}",
+            )
+            for c in range(blocks.shape[2])
+        ]
+        while len(level) > 1:
+            level = [
+                dask.delayed(_add)(*level[i : i + SPLIT_EVERY]) for i in range(0, len(level), SPLIT_EVERY)
+            ]
+        return level[0]
+
+    # pass 1: column means (the common shift of every partial), one task per group
+    zero = [np.zeros(d)] * g
+    (means,) = dask.compute(
+        [
+            [
+                dask.delayed(_means)(reduce(o, (i,), [], zero[: len(groups[i])]), len(groups[i]), d)
+                for i in range(len(groups))
+            ]
+            for o in range(n_outer)
+        ]
+    )
+    # pass 2: per tile, partial sums of the products of its pairs
+    finals = []
+    for o in range(n_outer):
+        for i, j in tiles:
+            idx = groups[i] if i == j else groups[i] + groups[j]
+            pairs = [
+                (p, q)
+                for p in range(len(idx))
+                for q in range(p, len(idx))
+                if i == j or p < len(groups[i]) <= q
+            ]
+            shift = means[o][i] if i == j else means[o][i] + means[o][j]
+            state = reduce(o, (i,) if i == j else (i, j), pairs, shift)
+            finals.append(dask.delayed(_stats)(state, len(idx), d, pairs, shift, debiased))
+    (stats,) = dask.compute(finals)
+    out = []
+    for o in range(n_outer):
+        hsic, kl, tr = np.full((m, m), np.nan), np.full((m, m), np.nan), np.zeros(m)
+        mine = stats[o * len(tiles) : (o + 1) * len(tiles)]
+        for (i, j), (_, h, k, t) in zip(tiles, mine, strict=True):
+            idx = np.array(groups[i] if i == j else groups[i] + groups[j])
+            block = np.ix_(idx, idx)
+            hsic[block] = np.where(np.isnan(h), hsic[block], h)
+            kl[block] = np.where(np.isnan(k), kl[block], k)
+            tr[idx] = t
+        out.append(_core.cka_from_stats(mine[0][0], hsic, kl, list(tr), debiased))
+    return out
+
+
+def _part(
+    blocks: list[np.ndarray], dims: list[int], pairs: list, shift: list, debiased: bool, place: str
+) -> np.ndarray:
+    sums = _core.CkaSums(dims, pairs, shift, debiased)
+    mats = [as_matrix(b[0, p], f"reps[{p}]") for b in blocks for p in range(b.shape[1])]
+    try:
+        sums.update(mats)
+    except XltError as e:
+        raise type(e)(f"dask chunk ({place}): {e}") from None
+    return sums.state()
+
+
+def _add(*states: np.ndarray) -> np.ndarray:
+    total = states[0].copy()
+    for s in states[1:]:
+        total += s
+    return total
+
+
+def _means(state: np.ndarray, m: int, d: int) -> list[np.ndarray]:
+    return _core.CkaSums.from_state([d] * m, _aligned(state), [], [np.zeros(d)] * m).column_means()
+
+
+def _stats(state: np.ndarray, m: int, d: int, pairs: list, shift: list, debiased: bool) -> tuple:
+    return _core.CkaSums.from_state([d] * m, _aligned(state), pairs, shift, debiased).stats()
+
+
+def _aligned(state: np.ndarray) -> np.ndarray:
+    """States sent between dask workers may arrive unaligned; the core needs aligned data."""
+    return np.require(state, np.float64, ["C", "A"])
 
 
 def _all_pairs(mats: list[np.ndarray], metric: str, options: dict[str, Any]) -> np.ndarray:

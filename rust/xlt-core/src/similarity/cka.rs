@@ -77,6 +77,9 @@ impl CkaStats {
     }
 }
 
+/// Rows per block of [`Sums::update_all`] (and of the in-memory feature route).
+pub const STREAM_ROWS: usize = BLOCK_ROWS;
+
 /// Shifted running sums for M matrices sharing rows; feeds row blocks in
 /// one pass (streaming). Each matrix is shifted by a reference row (its exact
 /// mean, or the first block's mean when streaming) before products are
@@ -229,6 +232,106 @@ impl Sums {
                     T::add_tn(c, &blocks[p], &blocks[q], par);
                 }
             });
+    }
+
+    /// Add every row of `mats` (equal row counts), in blocks of
+    /// [`STREAM_ROWS`] rows counted from row 0, as [`pairwise_stats`] does.
+    pub fn update_all(&mut self, mats: &[Mat], names: &[String]) -> Result<()> {
+        let n = mats.first().map_or(0, |m| m.nrows());
+        for (m, nm) in mats.iter().zip(names) {
+            ensure_shape(m.nrows() == n, || {
+                format!(
+                    "{nm} has {} rows but {} has {n}; rows must be paired samples",
+                    m.nrows(),
+                    names[0]
+                )
+            })?;
+        }
+        for (s, e) in mats
+            .first()
+            .map(|m| m.blocks(BLOCK_ROWS))
+            .into_iter()
+            .flatten()
+        {
+            self.update(mats, s, e, names)?;
+        }
+        Ok(())
+    }
+
+    /// Length of [`Sums::state`] for these widths and pairs.
+    pub fn state_len(dims: &[usize], pairs: &[(usize, usize)]) -> usize {
+        let m = dims.len();
+        let total: usize = dims.iter().sum();
+        let cross: usize = pairs.iter().map(|&(p, q)| dims[p] * dims[q]).sum();
+        1 + total + m + cross + total * m + m * m
+    }
+
+    /// The running sums as one flat vector: n, column sums, row-norm sums,
+    /// cross products, norm products, norm cross sums. Partial states of
+    /// disjoint rows taken with the same shift add up elementwise to the
+    /// state of all their rows (how dask tree-reduces them).
+    pub fn state(&self) -> Vec<f64> {
+        let mut out = Vec::with_capacity(Self::state_len(&self.dims, &self.pairs));
+        out.push(self.n as f64);
+        self.s.iter().for_each(|s| out.extend_from_slice(s));
+        out.extend_from_slice(&self.asum);
+        for a in self.c.iter().chain(&self.t) {
+            out.extend(a.as_slice_memory_order().expect("contiguous sums"));
+        }
+        out.extend(self.r.iter());
+        out
+    }
+
+    /// Sums rebuilt from a (possibly summed) [`Sums::state`] of rows shifted by `shift`.
+    pub fn from_state(
+        dims: &[usize],
+        pairs: &[(usize, usize)],
+        shift: Vec<Vec<f64>>,
+        prec: Precision,
+        state: &[f64],
+    ) -> Result<Self> {
+        let want = Self::state_len(dims, pairs);
+        ensure_shape(state.len() == want, || {
+            format!(
+                "a CKA state for widths {dims:?} and {} pairs has {want} values, got {}",
+                pairs.len(),
+                state.len()
+            )
+        })?;
+        ensure_data(state[0] >= 0.0 && state[0].fract() == 0.0, || {
+            format!("a CKA state starts with its row count, got {}", state[0])
+        })?;
+        let mut sums = Sums::new(dims, pairs, shift, prec);
+        sums.n = state[0] as usize;
+        let mut rest = &state[1..];
+        let mut take = |dst: &mut [f64]| {
+            let (head, tail) = rest.split_at(dst.len());
+            dst.copy_from_slice(head);
+            rest = tail;
+        };
+        sums.s.iter_mut().for_each(|s| take(s));
+        take(&mut sums.asum);
+        for a in sums.c.iter_mut().chain(sums.t.iter_mut()) {
+            take(a.as_slice_memory_order_mut().expect("contiguous sums"));
+        }
+        take(sums.r.as_slice_mut().expect("contiguous sums"));
+        Ok(sums)
+    }
+
+    /// Column means of every matrix over the rows seen.
+    pub fn column_means(&self) -> Vec<Vec<f64>> {
+        let n = self.n.max(1) as f64;
+        self.s
+            .iter()
+            .enumerate()
+            .map(|(p, s)| {
+                let sh = self.shift.get(p);
+                s.iter()
+                    .enumerate()
+                    .map(|(i, v)| v / n + sh.map_or(0.0, |sh| sh[i]))
+                    .collect()
+            })
+            .collect()
     }
 
     /// `‖X̄_pᵀX̄_q‖²` and `μ_pᵀ X̄_pᵀX̄_q μ_q` for kept pair `k`, read from the
@@ -639,6 +742,40 @@ mod tests {
             assert!((st.linear(0, 1).unwrap() / lin - 1.0).abs() < 1e-7);
             assert!((st.debiased(0, 1).unwrap() / deb - 1.0).abs() < 1e-7);
         }
+    }
+
+    #[test]
+    fn summed_partial_states_equal_one_pass() {
+        let (x, y) = (data(5000, 7, 4), data(5000, 5, 5));
+        let mats = [Mat::F32(x.view()), Mat::F32(y.view())];
+        let names = ["X".to_string(), "Y".to_string()];
+        let (dims, pairs) = ([7, 5], all_pairs(2));
+        let mut means = Sums::new(&dims, &[], vec![vec![0.0; 7], vec![0.0; 5]], Precision::F64);
+        means.update_all(&mats, &names).unwrap();
+        let shift = means.column_means();
+        let mut total = vec![0.0; Sums::state_len(&dims, &pairs)];
+        for (s, e) in [(0, 2 * STREAM_ROWS), (2 * STREAM_ROWS, 5000)] {
+            let part = [
+                Mat::F32(x.slice(ndarray::s![s..e, ..])),
+                Mat::F32(y.slice(ndarray::s![s..e, ..])),
+            ];
+            let mut sums = Sums::new(&dims, &pairs, shift.clone(), Precision::F32);
+            sums.update_all(&part, &names).unwrap();
+            for (t, v) in total.iter_mut().zip(sums.state()) {
+                *t += v;
+            }
+        }
+        let merged = Sums::from_state(&dims, &pairs, shift, Precision::F32, &total).unwrap();
+        let st = CkaStats {
+            names: names.to_vec(),
+            ..merged.stats()
+        };
+        let whole = pairwise_stats(&mats, &names, Some(Route::Feature), Precision::F32).unwrap();
+        assert_eq!(st.n, 5000);
+        assert!((st.linear(0, 1).unwrap() / whole.linear(0, 1).unwrap() - 1.0).abs() < 1e-12);
+        assert!((st.debiased(0, 1).unwrap() / whole.debiased(0, 1).unwrap() - 1.0).abs() < 1e-9);
+        let short = Sums::from_state(&dims, &pairs, vec![], Precision::F32, &total[1..]);
+        assert!(matches!(short, Err(Error::Shape(_))));
     }
 
     #[test]
