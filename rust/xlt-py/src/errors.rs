@@ -6,31 +6,31 @@ use pyo3::prelude::*;
 use xlt_core::Error;
 
 create_exception!(
-    _core,
+    xlt._core,
     XltError,
     PyException,
     "Base class of every error xlt raises."
 );
 create_exception!(
-    _core,
+    xlt._core,
     ShapeError,
     XltError,
     "Arrays of the wrong shape, or shapes that do not agree."
 );
 create_exception!(
-    _core,
+    xlt._core,
     DataError,
     XltError,
     "Input data that cannot be used: NaN/inf, unknown codes, missing or corrupt files."
 );
 create_exception!(
-    _core,
+    xlt._core,
     ConfigError,
     XltError,
     "A setting or parameter that makes no sense."
 );
 create_exception!(
-    _core,
+    xlt._core,
     UnsupportedModelError,
     XltError,
     "A model xlt cannot find layers or routers in."
