@@ -122,7 +122,7 @@ def _dask(var: xr.DataArray, ids: np.ndarray, n_groups: int):
     parts = [
         dask.delayed(part, nout=2)(blk, ids[starts[i] : starts[i + 1]], i) for i, blk in enumerate(blocks)
     ]
-    shape = (len(STATE), var.sizes["layer"], n_groups, var.sizes["hidden"])
+    shape = (len(STATE), n_groups, var.sizes["layer"], var.sizes["hidden"])
     counts = da.stack([da.from_delayed(p[0], (n_groups,), np.uint64) for p in parts])
     sums = da.stack([da.from_delayed(p[1], shape, np.float64) for p in parts])
     count, s = dask.compute(counts.sum(axis=0, split_every=8), sums.sum(axis=0, split_every=8))

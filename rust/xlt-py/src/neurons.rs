@@ -41,13 +41,13 @@ impl NeuronAccumulator {
         self.inner.merge(&other.inner).py()
     }
 
-    /// The raw partial sums: count (group), sum, sumsq, positive (layer, group, hidden).
+    /// The raw partial sums: count (group), sum, sumsq, positive (group, layer, hidden).
     fn state<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         let d = PyDict::new(py);
         d.set_item("count", self.inner.count.to_pyarray(py))?;
-        d.set_item("sum", self.inner.sum.to_pyarray(py))?;
-        d.set_item("sumsq", self.inner.sumsq.to_pyarray(py))?;
-        d.set_item("positive", self.inner.positive.to_pyarray(py))?;
+        d.set_item("sum", self.inner.sum().into_pyarray(py))?;
+        d.set_item("sumsq", self.inner.sumsq().into_pyarray(py))?;
+        d.set_item("positive", self.inner.positive().into_pyarray(py))?;
         Ok(d)
     }
 
@@ -58,15 +58,15 @@ impl NeuronAccumulator {
         sum: PyReadonlyArray3<'_, f64>,
         sumsq: PyReadonlyArray3<'_, f64>,
         positive: PyReadonlyArray3<'_, u64>,
-    ) -> Self {
-        NeuronAccumulator {
-            inner: NeuronStats {
-                count: count.as_array().to_vec(),
-                sum: sum.as_array().to_owned(),
-                sumsq: sumsq.as_array().to_owned(),
-                positive: positive.as_array().to_owned(),
-            },
-        }
+    ) -> PyResult<Self> {
+        let inner = NeuronStats::from_parts(
+            count.as_array().to_vec(),
+            sum.as_array(),
+            sumsq.as_array(),
+            positive.as_array(),
+        )
+        .py()?;
+        Ok(NeuronAccumulator { inner })
     }
 
     /// (mean, var, positive_rate), each (group, layer, hidden) float64.

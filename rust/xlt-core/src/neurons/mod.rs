@@ -2,11 +2,14 @@
 //! mean, variance and the rate of positive activations, in one pass over
 //! token-level hidden states; and LAPE (Tang et al. 2024), the entropy over
 //! groups of the normalised activation probability.
+mod kernel;
+
 use half::f16;
 use ndarray::{Array2, Array3, ArrayView1, ArrayView3, Axis};
-use rayon::prelude::*;
 
 use crate::error::{ensure_data, ensure_shape, Error, Result};
+pub use kernel::{simd_available, Dtype};
+use kernel::{Part, Row};
 
 /// A borrowed (token, layer, hidden) block in its stored dtype.
 #[derive(Clone, Copy)]
@@ -33,19 +36,19 @@ impl Block3<'_> {
 pub struct NeuronStats {
     /// Tokens per group.
     pub count: Vec<u64>,
-    /// (layer, group, hidden) sums of x, of x², and counts of x > 0.
-    pub sum: Array3<f64>,
-    pub sumsq: Array3<f64>,
-    pub positive: Array3<u64>,
+    layers: usize,
+    hidden: usize,
+    /// Sums of x, of x², and counts of x > 0, per group, cut by columns.
+    parts: Vec<Part>,
 }
 
 impl NeuronStats {
     pub fn new(groups: usize, layers: usize, hidden: usize) -> Self {
         NeuronStats {
             count: vec![0; groups],
-            sum: Array3::zeros((layers, groups, hidden)),
-            sumsq: Array3::zeros((layers, groups, hidden)),
-            positive: Array3::zeros((layers, groups, hidden)),
+            layers,
+            hidden,
+            parts: kernel::parts(groups, layers * hidden),
         }
     }
 
@@ -57,9 +60,11 @@ impl NeuronStats {
     /// `0..groups`, or a negative value to skip the token (padding).
     pub fn update(&mut self, x: Block3<'_>, group: ArrayView1<'_, i32>) -> Result<()> {
         let (t, l, h) = x.dim();
-        let (layers, _, hidden) = self.sum.dim();
-        ensure_shape(l == layers && h == hidden, || {
-            format!("hidden block has {l} layers × {h} units but the statistics were started with {layers} × {hidden}; feed blocks of one dump only")
+        ensure_shape(l == self.layers && h == self.hidden, || {
+            format!(
+                "hidden block has {l} layers × {h} units but the statistics were started with {} × {}; feed blocks of one dump only",
+                self.layers, self.hidden
+            )
         })?;
         ensure_shape(group.len() == t, || {
             format!(
@@ -67,6 +72,40 @@ impl NeuronStats {
                 group.len()
             )
         })?;
+        let group = group.to_vec();
+        match x {
+            Block3::F32(a) => self.update_view(Dtype::F32, a, &group),
+            Block3::F16(a) => self.update_view(Dtype::F16, a, &group),
+            Block3::BF16(a) => self.update_view(Dtype::BF16, a, &group),
+        }
+    }
+
+    fn update_view<T: Clone>(
+        &mut self,
+        dtype: Dtype,
+        a: ArrayView3<'_, T>,
+        group: &[i32],
+    ) -> Result<()> {
+        let a = a.as_standard_layout();
+        let d = self.layers * self.hidden;
+        let base = a.as_ptr().cast::<u8>();
+        let rows: Vec<Row> = (0..group.len())
+            .map(|t| Row(base.wrapping_add(t * d * dtype.size())))
+            .collect();
+        // SAFETY: `a` is contiguous (token, layer, hidden) and outlives the call.
+        unsafe { self.update_rows(dtype, &rows, group) }
+    }
+
+    /// Add token rows of `layers × hidden` values each, one per group id.
+    ///
+    /// # Safety
+    /// Each row must point at `layers × hidden` readable values of `dtype`.
+    pub(crate) unsafe fn update_rows(
+        &mut self,
+        dtype: Dtype,
+        rows: &[Row],
+        group: &[i32],
+    ) -> Result<()> {
         let g = self.groups() as i32;
         if let Some(bad) = group.iter().find(|&&v| v >= g) {
             return Err(Error::Data(format!(
@@ -76,39 +115,11 @@ impl NeuronStats {
         for &v in group.iter().filter(|&&v| v >= 0) {
             self.count[v as usize] += 1;
         }
-        let sums = self.sum.axis_iter_mut(Axis(0));
-        let sqs = self.sumsq.axis_iter_mut(Axis(0));
-        let pos = self.positive.axis_iter_mut(Axis(0));
-        sums.into_par_iter()
-            .zip(sqs.into_par_iter())
-            .zip(pos.into_par_iter())
-            .enumerate()
-            .for_each(|(layer, ((mut s, mut q), mut p))| {
-                for (ti, &gi) in group.iter().enumerate() {
-                    if gi < 0 {
-                        continue;
-                    }
-                    let gi = gi as usize;
-                    let (s, q, p) = (s.row_mut(gi), q.row_mut(gi), p.row_mut(gi));
-                    let (s, q, p) = (
-                        s.into_slice().unwrap(),
-                        q.into_slice().unwrap(),
-                        p.into_slice().unwrap(),
-                    );
-                    let at = ndarray::s![ti, layer, ..];
-                    match &x {
-                        Block3::F32(a) => accumulate(a.slice(at), |v| *v, s, q, p),
-                        Block3::F16(a) => accumulate(a.slice(at), |v| v.to_f32(), s, q, p),
-                        Block3::BF16(a) => {
-                            accumulate(a.slice(at), |v| f32::from_bits((*v as u32) << 16), s, q, p)
-                        }
-                    }
-                }
-            });
-        // NaN and inf propagate into the sums: one check per block, not per value.
-        match self.sum.indexed_iter().find(|(_, v)| !v.is_finite()) {
-            Some(((layer, _, unit), _)) => Err(Error::Data(format!(
-                "a hidden state at layer {layer}, unit {unit} is NaN or inf; the dump may be corrupt or truncated (missing chunks read as NaN)"
+        match kernel::accumulate(dtype, rows, group, &mut self.parts) {
+            Some((token, col)) => Err(Error::Data(format!(
+                "a hidden state at token {token}, layer {}, unit {} is NaN or inf; the dump may be corrupt or truncated (missing chunks read as NaN)",
+                col / self.hidden,
+                col % self.hidden
             ))),
             None => Ok(()),
         }
@@ -116,20 +127,108 @@ impl NeuronStats {
 
     /// Combine another partial into this one.
     pub fn merge(&mut self, other: &NeuronStats) -> Result<()> {
-        ensure_shape(self.sum.dim() == other.sum.dim(), || {
-            format!(
-                "cannot merge statistics of shape {:?} and {:?}",
-                self.sum.dim(),
-                other.sum.dim()
-            )
-        })?;
+        ensure_shape(
+            (self.groups(), self.layers, self.hidden)
+                == (other.groups(), other.layers, other.hidden),
+            || {
+                format!(
+                    "cannot merge statistics of {} groups × {} layers × {} units with {} × {} × {}",
+                    self.groups(),
+                    self.layers,
+                    self.hidden,
+                    other.groups(),
+                    other.layers,
+                    other.hidden
+                )
+            },
+        )?;
         for (a, b) in self.count.iter_mut().zip(&other.count) {
             *a += b;
         }
-        self.sum += &other.sum;
-        self.sumsq += &other.sumsq;
-        self.positive += &other.positive;
+        for (a, b) in self.parts.iter_mut().zip(&other.parts) {
+            a.sum.iter_mut().zip(&b.sum).for_each(|(x, y)| *x += y);
+            a.sumsq.iter_mut().zip(&b.sumsq).for_each(|(x, y)| *x += y);
+            a.positive
+                .iter_mut()
+                .zip(&b.positive)
+                .for_each(|(x, y)| *x += y);
+        }
         Ok(())
+    }
+
+    /// One accumulator as a (group, layer, hidden) array.
+    fn gather<T: Copy + Default>(&self, field: impl Fn(&Part) -> &[T]) -> Array3<T> {
+        let (g, d) = (self.groups(), self.layers * self.hidden);
+        let mut out = Array3::from_elem((g, self.layers, self.hidden), T::default());
+        let flat = out.as_slice_mut().expect("fresh array is contiguous");
+        for p in &self.parts {
+            for gi in 0..g {
+                let src = &field(p)[gi * p.width..(gi + 1) * p.width];
+                flat[gi * d + p.start..gi * d + p.start + p.width].copy_from_slice(src);
+            }
+        }
+        out
+    }
+
+    /// Sums of x, (group, layer, hidden).
+    pub fn sum(&self) -> Array3<f64> {
+        self.gather(|p| &p.sum)
+    }
+
+    /// Sums of x², (group, layer, hidden).
+    pub fn sumsq(&self) -> Array3<f64> {
+        self.gather(|p| &p.sumsq)
+    }
+
+    /// Counts of x > 0, (group, layer, hidden).
+    pub fn positive(&self) -> Array3<u64> {
+        self.gather(|p| &p.positive)
+    }
+
+    /// Rebuild from `count` and the (group, layer, hidden) arrays of
+    /// [`sum`](Self::sum), [`sumsq`](Self::sumsq), [`positive`](Self::positive).
+    pub fn from_parts(
+        count: Vec<u64>,
+        sum: ArrayView3<'_, f64>,
+        sumsq: ArrayView3<'_, f64>,
+        positive: ArrayView3<'_, u64>,
+    ) -> Result<Self> {
+        let (g, l, h) = sum.dim();
+        ensure_shape(
+            count.len() == g && sumsq.dim() == (g, l, h) && positive.dim() == (g, l, h),
+            || {
+                format!(
+                    "state arrays disagree: count {}, sum {:?}, sumsq {:?}, positive {:?}; pass (group, layer, hidden) arrays of one accumulator",
+                    count.len(),
+                    sum.dim(),
+                    sumsq.dim(),
+                    positive.dim()
+                )
+            },
+        )?;
+        let mut s = NeuronStats::new(g, l, h);
+        s.count = count;
+        let d = l * h;
+        let (sum, sumsq, positive) = (
+            sum.as_standard_layout(),
+            sumsq.as_standard_layout(),
+            positive.as_standard_layout(),
+        );
+        let (sum, sumsq, positive) = (
+            sum.as_slice().expect("standard layout"),
+            sumsq.as_slice().expect("standard layout"),
+            positive.as_slice().expect("standard layout"),
+        );
+        for p in &mut s.parts {
+            for gi in 0..g {
+                let src = gi * d + p.start..gi * d + p.start + p.width;
+                let dst = gi * p.width..(gi + 1) * p.width;
+                p.sum[dst.clone()].copy_from_slice(&sum[src.clone()]);
+                p.sumsq[dst.clone()].copy_from_slice(&sumsq[src.clone()]);
+                p.positive[dst].copy_from_slice(&positive[src]);
+            }
+        }
+        Ok(s)
     }
 
     /// Mean, population variance and positive rate, each (group, layer, hidden).
@@ -140,40 +239,21 @@ impl NeuronStats {
                 "group {g} has no tokens; drop it from the grouping or add its data"
             )));
         }
-        let (l, g, h) = self.sum.dim();
-        let mut mean = Array3::zeros((g, l, h));
-        let mut var = Array3::zeros((g, l, h));
-        let mut rate = Array3::zeros((g, l, h));
-        for ((gi, li, hi), m) in mean.indexed_iter_mut() {
-            let n = self.count[gi] as f64;
-            let mu = self.sum[[li, gi, hi]] / n;
-            *m = mu;
-            var[[gi, li, hi]] = (self.sumsq[[li, gi, hi]] / n - mu * mu).max(0.0);
-            rate[[gi, li, hi]] = self.positive[[li, gi, hi]] as f64 / n;
+        let (mut mean, mut var) = (self.sum(), self.sumsq());
+        let mut rate = self.positive().mapv(|c| c as f64);
+        for (gi, &n) in self.count.iter().enumerate() {
+            let n = n as f64;
+            ndarray::Zip::from(mean.index_axis_mut(Axis(0), gi))
+                .and(var.index_axis_mut(Axis(0), gi))
+                .and(rate.index_axis_mut(Axis(0), gi))
+                .for_each(|m, v, r| {
+                    let mu = *m / n;
+                    *m = mu;
+                    *v = (*v / n - mu * mu).max(0.0);
+                    *r /= n;
+                });
         }
         Ok((mean, var, rate))
-    }
-}
-
-/// Add one decoded row into the f64 sums, sums of squares and positive counts.
-#[inline(always)]
-fn accumulate<T>(
-    row: ArrayView1<'_, T>,
-    decode: impl Fn(&T) -> f32,
-    s: &mut [f64],
-    q: &mut [f64],
-    p: &mut [u64],
-) {
-    let body = |(((v, s), q), p): (((&T, &mut f64), &mut f64), &mut u64)| {
-        let v = decode(v);
-        let v64 = v as f64;
-        *s += v64;
-        *q += v64 * v64;
-        *p += (v > 0.0) as u64;
-    };
-    match row.as_slice() {
-        Some(r) => r.iter().zip(s).zip(q).zip(p).for_each(body),
-        None => row.iter().zip(s).zip(q).zip(p).for_each(body),
     }
 }
 
