@@ -71,15 +71,54 @@ def _partial(block: np.ndarray, ids: np.ndarray, n_groups: int, bf16: bool, wher
     return acc
 
 
+def _chunk_files(path: Path, n_tokens: int, bf16: bool) -> dict | None:
+    """Arguments for `NeuronAccumulator.update_files` when zarr keeps `hidden` as raw
+    little-endian values in local files, chunked along `token` only (codec `bytes`, alone or
+    inside `sharding_indexed` with a `bytes` + `crc32c` index: what DumpWriter writes); the
+    Rust reader then maps the files itself. None for anything else (read through zarr)."""
+    import zarr
+    from zarr.codecs import BytesCodec, Crc32cCodec, ShardingCodec
+    from zarr.storage import LocalStore
+
+    arr = zarr.open_array(str(path / "hidden"), mode="r")
+    meta = arr.metadata
+    names = {"uint16": "bfloat16" if bf16 else None, "float16": "float16", "float32": "float32"}
+    dtype = names.get(str(arr.dtype))
+    grid = getattr(meta.chunk_grid, "chunk_shape", None)
+    if dtype is None or grid is None or tuple(grid[1:]) != arr.shape[1:]:
+        return None
+    if not isinstance(arr.store_path.store, LocalStore):
+        return None
+    raw = (BytesCodec(endian="little"),)
+    codecs = tuple(meta.codecs)
+    if codecs == raw:
+        shard = {}
+    elif (
+        len(codecs) == 1
+        and isinstance(codecs[0], ShardingCodec)
+        and codecs[0].codecs == raw
+        and codecs[0].index_codecs == (*raw, Crc32cCodec())
+        and tuple(codecs[0].chunk_shape[1:]) == arr.shape[1:]
+    ):
+        shard = {"chunk_tokens": codecs[0].chunk_shape[0], "index": codecs[0].index_location.value}
+    else:
+        return None
+    root = Path(arr.store_path.store.root) / arr.store_path.path
+    n_files = -(-n_tokens // grid[0])
+    paths = [str(root / meta.encode_chunk_key((i,) + (0,) * (arr.ndim - 1))) for i in range(n_files)]
+    return {"paths": paths, "dtype": dtype, "file_tokens": grid[0], **shard}
+
+
 def _reader(data: xr.Dataset | str | Path, var: xr.DataArray):
     """Read tokens start:stop as numpy: straight from zarr for a dump path (one copy,
-    no task graph), through the array's own slicing otherwise."""
+    no task graph), through the array's own slicing otherwise; and the token count reads
+    should be a multiple of (zarr's chunk length)."""
     if isinstance(data, str | Path):
         import zarr
 
         arr = zarr.open_array(str(Path(data) / "hidden"), mode="r")
-        return lambda start, stop: arr[start:stop]
-    return lambda start, stop: np.asarray(var.data[start:stop])
+        return (lambda start, stop: arr[start:stop]), arr.chunks[0]
+    return (lambda start, stop: np.asarray(var.data[start:stop])), 1
 
 
 def _read(read, start: int, stop: int) -> np.ndarray:
@@ -96,12 +135,23 @@ def _is_bf16(var: xr.DataArray) -> bool:
     return var.attrs.get("xlt_dtype") == "bfloat16"
 
 
-def _in_memory(var: xr.DataArray, read, ids: np.ndarray, n_groups: int, chunk: int):
+def _in_memory(data: xr.Dataset | str | Path, var: xr.DataArray, ids: np.ndarray, n_groups: int, chunk: int):
     total = _core.NeuronAccumulator(n_groups, var.sizes["layer"], var.sizes["hidden"])
-    for start in range(0, var.sizes["token"], chunk):
-        stop = min(start + chunk, var.sizes["token"])
-        where = f"tokens {start}:{stop}"
-        total.merge(_partial(_read(read, start, stop), ids[start:stop], n_groups, _is_bf16(var), where))
+    n = var.sizes["token"]
+    if isinstance(data, str | Path):
+        files = _chunk_files(Path(data), n, _is_bf16(var))
+        if files is not None:
+            total.update_files(group=ids, **files)
+            return total
+    read, align = _reader(data, var)
+    chunk = max(align, chunk // align * align)
+    for start in range(0, n, chunk):
+        stop = min(start + chunk, n)
+        block = _bits(_read(read, start, stop), _is_bf16(var))
+        try:
+            total.update(block, ids[start:stop])
+        except DataError as e:
+            raise DataError(f"tokens {start}:{stop} (token numbers below count from {start}): {e}") from None
     return total
 
 
@@ -137,16 +187,18 @@ def statistics(
     """Count, mean, variance and positive rate per group × layer × neuron.
 
     `data` is a dump path or a Dataset (in memory or dask-backed) with
-    token-level `hidden`; `by` names a per-token coordinate. Dask-backed input
-    is reduced chunk-wise on the active dask scheduler; otherwise blocks of
-    `chunk_tokens` tokens stream through one accumulator.
+    token-level `hidden`; `by` names a per-token coordinate. A dump whose
+    hidden states are stored raw (as `DumpWriter` stores them) is read by the
+    Rust kernel file by file, memory-mapped from the page cache; other dumps
+    and in-memory Datasets stream in blocks of `chunk_tokens` tokens.
+    Dask-backed input is reduced chunk-wise on the active dask scheduler.
     """
     var = _hidden(data)
     labels, ids = _groups(var, by)
     if var.chunks is not None and not isinstance(data, str | Path):
         acc = _dask(var, ids, len(labels))
     else:
-        acc = _in_memory(var, _reader(data, var), ids, len(labels), chunk_tokens)
+        acc = _in_memory(data, var, ids, len(labels), chunk_tokens)
     mean, variance, rate = acc.finish()
     dims = (by, "layer", "hidden")
     coords = {by: labels, "layer": var.coords["layer"].values if "layer" in var.coords else None}

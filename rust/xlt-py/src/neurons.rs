@@ -3,7 +3,9 @@
 use numpy::{IntoPyArray, PyArray1, PyArray3, PyReadonlyArray1, PyReadonlyArray3, ToPyArray};
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
-use xlt_core::neurons::{self, NeuronStats};
+use std::path::PathBuf;
+use xlt_core::neurons::{self, ChunkFiles, Dtype, IndexAt, NeuronStats};
+use xlt_core::Error;
 
 use crate::arrays::PyBlock3;
 use crate::errors::IntoPyResult;
@@ -34,6 +36,54 @@ impl NeuronAccumulator {
         let (v, g) = (block.view(), group.as_array());
         let inner = &mut self.inner;
         py.detach(|| inner.update(v, g)).py()
+    }
+
+    /// Add the first `len(group)` tokens of a (token, layer, hidden) array stored
+    /// as raw little-endian chunk files: `paths` in token order, `file_tokens`
+    /// tokens each; sharded files also give `chunk_tokens` (per inner chunk)
+    /// and `index` ("start" or "end"). Files are memory-mapped, GIL released.
+    #[pyo3(signature = (paths, dtype, file_tokens, group, chunk_tokens=None, index="end"))]
+    #[allow(clippy::too_many_arguments)]
+    fn update_files(
+        &mut self,
+        py: Python<'_>,
+        paths: Vec<PathBuf>,
+        dtype: &str,
+        file_tokens: usize,
+        group: PyReadonlyArray1<'_, i32>,
+        chunk_tokens: Option<usize>,
+        index: &str,
+    ) -> PyResult<()> {
+        let dtype = match dtype {
+            "bfloat16" => Dtype::BF16,
+            "float16" => Dtype::F16,
+            "float32" => Dtype::F32,
+            other => {
+                return Err(Error::Config(format!(
+                    "dtype {other:?} cannot be read raw; use bfloat16, float16 or float32"
+                )))
+                .py()
+            }
+        };
+        let at = match index {
+            "end" => IndexAt::End,
+            "start" => IndexAt::Start,
+            other => {
+                return Err(Error::Config(format!(
+                    "shard index location {other:?} is neither 'start' nor 'end'"
+                )))
+                .py()
+            }
+        };
+        let files = ChunkFiles {
+            dtype,
+            paths,
+            file_tokens,
+            shard: chunk_tokens.map(|c| (c, at)),
+        };
+        let group = group.as_array().to_vec();
+        let inner = &mut self.inner;
+        py.detach(|| inner.update_files(&files, &group)).py()
     }
 
     /// Add another accumulator's partial statistics.

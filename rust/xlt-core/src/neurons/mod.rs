@@ -2,12 +2,14 @@
 //! mean, variance and the rate of positive activations, in one pass over
 //! token-level hidden states; and LAPE (Tang et al. 2024), the entropy over
 //! groups of the normalised activation probability.
+mod files;
 mod kernel;
 
 use half::f16;
 use ndarray::{Array2, Array3, ArrayView1, ArrayView3, Axis};
 
 use crate::error::{ensure_data, ensure_shape, Error, Result};
+pub use files::{ChunkFiles, IndexAt};
 pub use kernel::{simd_available, Dtype};
 use kernel::{Part, Row};
 
@@ -93,10 +95,11 @@ impl NeuronStats {
             .map(|t| Row(base.wrapping_add(t * d * dtype.size())))
             .collect();
         // SAFETY: `a` is contiguous (token, layer, hidden) and outlives the call.
-        unsafe { self.update_rows(dtype, &rows, group) }
+        unsafe { self.update_rows(dtype, &rows, group, 0) }
     }
 
-    /// Add token rows of `layers × hidden` values each, one per group id.
+    /// Add token rows of `layers × hidden` values each, one per group id;
+    /// errors number the tokens from `first`.
     ///
     /// # Safety
     /// Each row must point at `layers × hidden` readable values of `dtype`.
@@ -105,6 +108,7 @@ impl NeuronStats {
         dtype: Dtype,
         rows: &[Row],
         group: &[i32],
+        first: usize,
     ) -> Result<()> {
         let g = self.groups() as i32;
         if let Some(bad) = group.iter().find(|&&v| v >= g) {
@@ -117,7 +121,8 @@ impl NeuronStats {
         }
         match kernel::accumulate(dtype, rows, group, &mut self.parts) {
             Some((token, col)) => Err(Error::Data(format!(
-                "a hidden state at token {token}, layer {}, unit {} is NaN or inf; the dump may be corrupt or truncated (missing chunks read as NaN)",
+                "a hidden state at token {}, layer {}, unit {} is NaN or inf; the dump may be corrupt or truncated (missing chunks read as NaN)",
+                first + token,
                 col / self.hidden,
                 col % self.hidden
             ))),
