@@ -21,21 +21,19 @@ from xlt.errors import DataError, ShapeError
 STATE = ("sum", "sumsq", "positive")
 
 
-def _hidden(data: xr.Dataset | str | Path) -> xr.DataArray:
+def _hidden(data: xr.Dataset) -> xr.DataArray:
     """The token-level `hidden` variable, raw (bf16 as uint16 bits)."""
-    if isinstance(data, str | Path):
-        if not Path(data).exists():
-            raise DataError(f"no dump at {data}; pass the path of a zarr dump written by xlt.capture")
-        from xlt.dumps import open_dump
-
-        data = open_dump(data, decode=False)
     if "hidden" not in data or data["hidden"].dims != ("token", "layer", "hidden"):
         got = data["hidden"].dims if "hidden" in data else "no 'hidden' variable"
-        raise ShapeError(
-            f"neuron statistics need token-level hidden states (token, layer, hidden), got {got}; "
-            "capture with hidden='tokens'"
-        )
+        _not_tokens(got)
     return data["hidden"]
+
+
+def _not_tokens(got) -> None:
+    raise ShapeError(
+        f"neuron statistics need token-level hidden states (token, layer, hidden), got {got}; "
+        "capture with hidden='tokens'"
+    )
 
 
 def _bits(block: np.ndarray, bf16: bool) -> np.ndarray:
@@ -46,18 +44,19 @@ def _bits(block: np.ndarray, bf16: bool) -> np.ndarray:
     return block
 
 
-def _groups(var: xr.DataArray, by: str) -> tuple[np.ndarray, np.ndarray]:
+def _groups(get, names, by: str) -> tuple[np.ndarray, np.ndarray]:
     """Group label of every token: a per-token coordinate `by` (or `token_<by>`, as
-    capture names it), or a per-item `by` mapped through `token_item`."""
-    c = var.coords
-    if by in c and c[by].dims == ("token",):
-        per_token = np.asarray(c[by].values)
-    elif f"token_{by}" in c and c[f"token_{by}"].dims == ("token",):
-        per_token = np.asarray(c[f"token_{by}"].values)
-    elif by in c and c[by].dims == ("item",) and "token_item" in c:
-        per_token = np.asarray(c[by].values)[np.asarray(c["token_item"].values)]
+    capture names it), or a per-item `by` mapped through `token_item`. `get(name)` gives
+    a coordinate's (dims, values); `names` are those there are."""
+    dims = {n: get(n)[0] for n in (by, f"token_{by}", "token_item") if n in names}
+    if dims.get(by) == ("token",):
+        per_token = np.asarray(get(by)[1])
+    elif dims.get(f"token_{by}") == ("token",):
+        per_token = np.asarray(get(f"token_{by}")[1])
+    elif dims.get(by) == ("item",) and "token_item" in dims:
+        per_token = np.asarray(get(by)[1])[np.asarray(get("token_item")[1])]
     else:
-        raise DataError(f"no per-token coordinate {by!r} to group by; have {sorted(c)}")
+        raise DataError(f"no per-token coordinate {by!r} to group by; have {sorted(names)}")
     labels, ids = np.unique(per_token.astype(str), return_inverse=True)
     return labels, ids.astype(np.int32)
 
@@ -71,16 +70,14 @@ def _partial(block: np.ndarray, ids: np.ndarray, n_groups: int, bf16: bool, wher
     return acc
 
 
-def _chunk_files(path: Path, n_tokens: int, bf16: bool) -> dict | None:
-    """Arguments for `NeuronAccumulator.update_files` when zarr keeps `hidden` as raw
-    little-endian values in local files, chunked along `token` only (codec `bytes`, alone or
-    inside `sharding_indexed` with a `bytes` + `crc32c` index: what DumpWriter writes); the
-    Rust reader then maps the files itself. None for anything else (read through zarr)."""
-    import zarr
+def _chunk_files(arr, n_tokens: int, bf16: bool) -> dict | None:
+    """Arguments for `NeuronAccumulator.update_files` when zarr keeps the array `arr` as
+    raw little-endian values in local files, chunked along `token` only (codec `bytes`,
+    alone or inside `sharding_indexed` with a `bytes` + `crc32c` index: what DumpWriter
+    writes); the Rust reader then maps the files itself. None for anything else."""
     from zarr.codecs import BytesCodec, Crc32cCodec, ShardingCodec
     from zarr.storage import LocalStore
 
-    arr = zarr.open_array(str(path / "hidden"), mode="r")
     meta = arr.metadata
     names = {"uint16": "bfloat16" if bf16 else None, "float16": "float16", "float32": "float32"}
     dtype = names.get(str(arr.dtype))
@@ -109,50 +106,65 @@ def _chunk_files(path: Path, n_tokens: int, bf16: bool) -> dict | None:
     return {"paths": paths, "dtype": dtype, "file_tokens": grid[0], **shard}
 
 
-def _reader(data: xr.Dataset | str | Path, var: xr.DataArray):
-    """Read tokens start:stop as numpy: straight from zarr for a dump path (one copy,
-    no task graph), through the array's own slicing otherwise; and the token count reads
-    should be a multiple of (zarr's chunk length)."""
-    if isinstance(data, str | Path):
-        import zarr
+def _stream(acc, read, ids: np.ndarray, bf16: bool, chunk: int) -> None:
+    """Feed tokens to `acc` in blocks of `chunk`, read by `read(start, stop)`."""
+    for start in range(0, len(ids), chunk):
+        stop = min(start + chunk, len(ids))
+        try:
+            block = read(start, stop)
+        except Exception as e:  # zarr/codec errors on a corrupt or missing chunk
+            raise DataError(
+                f"could not read hidden states of tokens {start}:{stop} ({type(e).__name__}: {e}); "
+                "the dump chunk is corrupt or truncated — recapture those items"
+            ) from None
+        try:
+            acc.update(_bits(block, bf16), ids[start:stop])
+        except DataError as e:
+            raise DataError(f"tokens {start}:{stop} (token numbers below count from {start}): {e}") from None
 
-        arr = zarr.open_array(str(Path(data) / "hidden"), mode="r")
-        return (lambda start, stop: arr[start:stop]), arr.chunks[0]
-    return (lambda start, stop: np.asarray(var.data[start:stop])), 1
 
+def _from_dump(path: Path, by: str, chunk: int):
+    """Statistics of a dump path, read with zarr alone (no dataset, no task graph): raw
+    chunk files through the Rust reader, other codecs through zarr in chunk-aligned blocks.
+    Returns the accumulator, the group labels and the layer coordinate (or None)."""
+    import zarr
 
-def _read(read, start: int, stop: int) -> np.ndarray:
-    try:
-        return read(start, stop)
-    except Exception as e:  # zarr/codec errors on a corrupt or missing chunk
-        raise DataError(
-            f"could not read hidden states of tokens {start}:{stop} ({type(e).__name__}: {e}); "
-            "the dump chunk is corrupt or truncated — recapture those items"
-        ) from None
+    from xlt.dumps import FORMAT, GROWING
+
+    if not (path / "zarr.json").is_file():
+        raise DataError(f"no dump at {path}; pass the path of a zarr dump written by xlt.capture")
+    group = zarr.open_group(str(path), mode="r")
+    attrs = dict(group.attrs)
+    if attrs.get("xlt_format") != FORMAT:
+        raise DataError(f"{path} is a zarr store but not an xlt dump")
+    rows = attrs["xlt_rows"]
+    names = set(group.array_keys())
+
+    def get(name):
+        arr = group[name]
+        dims = tuple(arr.metadata.dimension_names)
+        values = arr[: rows[dims[0]]] if dims[0] in GROWING else arr[:]
+        return dims, (values.astype(object) if values.dtype.kind == "T" else values)
+
+    if "hidden" not in names:
+        _not_tokens("no 'hidden' variable")
+    hidden = group["hidden"]
+    if tuple(hidden.metadata.dimension_names) != ("token", "layer", "hidden"):
+        _not_tokens(tuple(hidden.metadata.dimension_names))
+    labels, ids = _groups(get, names, by)
+    bf16 = hidden.attrs.get("xlt_dtype") == "bfloat16"
+    acc = _core.NeuronAccumulator(len(labels), *hidden.shape[1:])
+    files = _chunk_files(hidden, len(ids), bf16)
+    if files is not None:
+        acc.update_files(group=ids, **files)
+    else:
+        align = hidden.chunks[0]
+        _stream(acc, lambda a, b: hidden[a:b], ids, bf16, max(align, chunk // align * align))
+    return acc, labels, (get("layer")[1] if "layer" in names else None)
 
 
 def _is_bf16(var: xr.DataArray) -> bool:
     return var.attrs.get("xlt_dtype") == "bfloat16"
-
-
-def _in_memory(data: xr.Dataset | str | Path, var: xr.DataArray, ids: np.ndarray, n_groups: int, chunk: int):
-    total = _core.NeuronAccumulator(n_groups, var.sizes["layer"], var.sizes["hidden"])
-    n = var.sizes["token"]
-    if isinstance(data, str | Path):
-        files = _chunk_files(Path(data), n, _is_bf16(var))
-        if files is not None:
-            total.update_files(group=ids, **files)
-            return total
-    read, align = _reader(data, var)
-    chunk = max(align, chunk // align * align)
-    for start in range(0, n, chunk):
-        stop = min(start + chunk, n)
-        block = _bits(_read(read, start, stop), _is_bf16(var))
-        try:
-            total.update(block, ids[start:stop])
-        except DataError as e:
-            raise DataError(f"tokens {start}:{stop} (token numbers below count from {start}): {e}") from None
-    return total
 
 
 def _dask(var: xr.DataArray, ids: np.ndarray, n_groups: int):
@@ -193,16 +205,22 @@ def statistics(
     and in-memory Datasets stream in blocks of `chunk_tokens` tokens.
     Dask-backed input is reduced chunk-wise on the active dask scheduler.
     """
-    var = _hidden(data)
-    labels, ids = _groups(var, by)
-    if var.chunks is not None and not isinstance(data, str | Path):
-        acc = _dask(var, ids, len(labels))
+    if isinstance(data, str | Path):
+        acc, labels, layer = _from_dump(Path(data), by, chunk_tokens)
     else:
-        acc = _in_memory(data, var, ids, len(labels), chunk_tokens)
+        var = _hidden(data)
+        c = var.coords
+        labels, ids = _groups(lambda n: (c[n].dims, c[n].values), set(c), by)
+        if var.chunks is not None:
+            acc = _dask(var, ids, len(labels))
+        else:
+            acc = _core.NeuronAccumulator(len(labels), var.sizes["layer"], var.sizes["hidden"])
+            read = lambda a, b: np.asarray(var.data[a:b])  # noqa: E731
+            _stream(acc, read, ids, _is_bf16(var), chunk_tokens)
+        layer = c["layer"].values if "layer" in c else None
     mean, variance, rate = acc.finish()
     dims = (by, "layer", "hidden")
-    coords = {by: labels, "layer": var.coords["layer"].values if "layer" in var.coords else None}
-    coords = {k: v for k, v in coords.items() if v is not None}
+    coords = {by: labels} if layer is None else {by: labels, "layer": layer}
     return xr.Dataset(
         {
             "count": ((by,), acc.count.astype(np.int64)),

@@ -58,11 +58,12 @@ pub(crate) struct Part {
     pub positive: Vec<u64>,
 }
 
-/// Cut `d` columns into parts: 512–2048 wide (enough parts for the threads,
-/// few enough that each runs long); a function of `d` alone, so partial
-/// statistics made anywhere merge part by part.
+/// Cut `d` columns into parts: 1024–4096 wide (enough parts for the threads;
+/// long sequential reads of each row; a group's accumulators of a part stay
+/// in L1/L2); a function of `d` alone, so partial statistics made anywhere
+/// merge part by part.
 pub(crate) fn parts(groups: usize, d: usize) -> Vec<Part> {
-    let w = d.div_ceil(16).next_multiple_of(TILE).clamp(512, 2048);
+    let w = d.div_ceil(8).next_multiple_of(TILE).clamp(1024, 4096);
     (0..d)
         .step_by(w)
         .map(|start| {
