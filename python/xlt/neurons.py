@@ -45,20 +45,34 @@ def _bits(block: np.ndarray, bf16: bool) -> np.ndarray:
 
 
 def _groups(get, names, by: str) -> tuple[np.ndarray, np.ndarray]:
-    """Group label of every token: a per-token coordinate `by` (or `token_<by>`, as
-    capture names it), or a per-item `by` mapped through `token_item`. `get(name)` gives
-    a coordinate's (dims, values); `names` are those there are."""
+    """Group label of every token: a per-token coordinate `by`, a per-item `by` mapped
+    through `token_item` (cheaper than the next: one label per item), or `token_<by>` (as
+    capture names it). `get(name)` gives a coordinate's (dims, values); `names` are those
+    there are. Labels come sorted, ids index them."""
     dims = {n: get(n)[0] for n in (by, f"token_{by}", "token_item") if n in names}
     if dims.get(by) == ("token",):
-        per_token = np.asarray(get(by)[1])
-    elif dims.get(f"token_{by}") == ("token",):
-        per_token = np.asarray(get(f"token_{by}")[1])
+        labels, ids = _factorize(get(by)[1])
     elif dims.get(by) == ("item",) and "token_item" in dims:
-        per_token = np.asarray(get(by)[1])[np.asarray(get("token_item")[1])]
+        labels, per_item = _factorize(get(by)[1])
+        ids = per_item[np.asarray(get("token_item")[1])]
+    elif dims.get(f"token_{by}") == ("token",):
+        labels, ids = _factorize(get(f"token_{by}")[1])
     else:
         raise DataError(f"no per-token coordinate {by!r} to group by; have {sorted(names)}")
-    labels, ids = np.unique(per_token.astype(str), return_inverse=True)
     return labels, ids.astype(np.int32)
+
+
+def _factorize(values) -> tuple[np.ndarray, np.ndarray]:
+    """Sorted distinct labels (as str) and each value's index among them (hashing, not sorting:
+    millions of string labels in well under a second)."""
+    import pandas as pd
+
+    codes, uniques = pd.factorize(np.asarray(values), use_na_sentinel=False)
+    labels = np.asarray(uniques).astype(str)
+    order = np.argsort(labels)
+    rank = np.empty_like(order)
+    rank[order] = np.arange(len(order))
+    return labels[order], rank[codes]
 
 
 def _partial(block: np.ndarray, ids: np.ndarray, n_groups: int, bf16: bool, where: str):

@@ -58,12 +58,14 @@ pub(crate) struct Part {
     pub positive: Vec<u64>,
 }
 
-/// Cut `d` columns into parts: 1024–4096 wide (enough parts for the threads;
-/// long sequential reads of each row; a group's accumulators of a part stay
-/// in L1/L2); a function of `d` alone, so partial statistics made anywhere
-/// merge part by part.
+/// Cut `d` columns into parts 1024–4096 wide: two per thread where `d`
+/// allows, each read in long sequential pieces of every row, with a group's
+/// accumulators of a part small enough for L1/L2.
 pub(crate) fn parts(groups: usize, d: usize) -> Vec<Part> {
-    let w = d.div_ceil(8).next_multiple_of(TILE).clamp(1024, 4096);
+    let w = d
+        .div_ceil(2 * rayon::current_num_threads())
+        .next_multiple_of(TILE)
+        .clamp(1024, 4096);
     (0..d)
         .step_by(w)
         .map(|start| {

@@ -147,6 +147,23 @@ impl NeuronStats {
                 )
             },
         )?;
+        let layout = |s: &NeuronStats| {
+            s.parts
+                .iter()
+                .map(|p| (p.start, p.width))
+                .collect::<Vec<_>>()
+        };
+        if layout(self) != layout(other) {
+            // made under another thread count: cut the same way as this one
+            let (sum, sumsq, positive) = (other.sum(), other.sumsq(), other.positive());
+            let other = NeuronStats::from_parts(
+                other.count.clone(),
+                sum.view(),
+                sumsq.view(),
+                positive.view(),
+            )?;
+            return self.merge(&other);
+        }
         for (a, b) in self.count.iter_mut().zip(&other.count) {
             *a += b;
         }
@@ -362,6 +379,29 @@ mod tests {
         .unwrap();
         assert_eq!(a, whole);
         assert_eq!(whole.count, vec![2, 2, 1]);
+    }
+
+    #[test]
+    fn partials_cut_differently_still_merge() {
+        let x = Array3::from_shape_fn((5, 2, 1100), |(t, l, h)| {
+            ((t * 5 + l * 3 + h) % 9) as f32 - 4.0
+        });
+        let g = array![0, 1, 1, 0, 1];
+        let whole = stats(&x, &g, 2);
+        assert!(whole.parts.len() > 1);
+        let mut one = whole.clone();
+        one.parts = vec![Part {
+            start: 0,
+            width: 2200,
+            sum: whole.sum().into_raw_vec_and_offset().0,
+            sumsq: whole.sumsq().into_raw_vec_and_offset().0,
+            positive: whole.positive().into_raw_vec_and_offset().0,
+        }];
+        let mut a = whole.clone();
+        a.merge(&one).unwrap();
+        let mut b = whole.clone();
+        b.merge(&whole).unwrap();
+        assert_eq!(a, b);
     }
 
     #[test]
