@@ -133,42 +133,79 @@ pub(crate) unsafe fn accumulate(
     parts: &mut [Part],
 ) -> Option<(usize, usize)> {
     let plan = Plan::new(group);
-    let simd = simd_available();
+    let simd = Simd::detect();
     parts
         .par_iter_mut()
-        .filter_map(|p| {
-            // SAFETY: the caller's guarantee on rows; AVX-512 only when detected.
-            unsafe {
-                #[cfg(target_arch = "x86_64")]
-                if simd {
-                    return match dtype {
-                        Dtype::BF16 => x86::part::<{ x86::BF16 }>(rows, &plan, p),
-                        Dtype::F16 => x86::part::<{ x86::F16 }>(rows, &plan, p),
-                        Dtype::F32 => x86::part::<{ x86::F32 }>(rows, &plan, p),
-                    };
-                }
-                let _ = simd;
-                match dtype {
-                    Dtype::BF16 => portable::<Bf16Bits>(rows, &plan, p),
-                    Dtype::F16 => portable::<f16>(rows, &plan, p),
-                    Dtype::F32 => portable::<f32>(rows, &plan, p),
-                }
-            }
-        })
+        // SAFETY: the caller's guarantee on rows; `simd` runs on this CPU.
+        .filter_map(|p| unsafe { run(simd, dtype, rows, &plan, p) })
         .min()
 }
 
-/// Whether the AVX-512 kernel runs on this CPU.
-pub fn simd_available() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        is_x86_feature_detected!("avx512f")
-            && is_x86_feature_detected!("avx512bw")
-            && is_x86_feature_detected!("avx512dq")
-            && is_x86_feature_detected!("avx512vl")
+/// Which kernel runs: chosen once per call from the CPU's features.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Simd {
+    /// Explicit AVX-512 (F, BW, DQ, VL) intrinsics.
+    Avx512,
+    /// The portable code compiled for AVX2 + FMA (vectorised by the compiler).
+    Avx2,
+    Portable,
+}
+
+impl Simd {
+    /// The best kernel this CPU runs.
+    pub fn detect() -> Simd {
+        Simd::available()[0]
     }
-    #[cfg(not(target_arch = "x86_64"))]
-    false
+
+    /// Every kernel this CPU runs, best first.
+    pub fn available() -> Vec<Simd> {
+        let mut out = Vec::new();
+        #[cfg(target_arch = "x86_64")]
+        {
+            if is_x86_feature_detected!("avx512f")
+                && is_x86_feature_detected!("avx512bw")
+                && is_x86_feature_detected!("avx512dq")
+                && is_x86_feature_detected!("avx512vl")
+            {
+                out.push(Simd::Avx512);
+            }
+            if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+                out.push(Simd::Avx2);
+            }
+        }
+        out.push(Simd::Portable);
+        out
+    }
+}
+
+/// Sum one part with the kernel `simd`.
+///
+/// # Safety
+/// As [`accumulate`]; `simd` must be one of [`Simd::available`].
+unsafe fn run(
+    simd: Simd,
+    dtype: Dtype,
+    rows: &[Row],
+    plan: &Plan,
+    p: &mut Part,
+) -> Option<(usize, usize)> {
+    match (simd, dtype) {
+        #[cfg(target_arch = "x86_64")]
+        (Simd::Avx512, Dtype::BF16) => x86::part::<{ x86::BF16 }>(rows, plan, p),
+        #[cfg(target_arch = "x86_64")]
+        (Simd::Avx512, Dtype::F16) => x86::part::<{ x86::F16 }>(rows, plan, p),
+        #[cfg(target_arch = "x86_64")]
+        (Simd::Avx512, Dtype::F32) => x86::part::<{ x86::F32 }>(rows, plan, p),
+        #[cfg(target_arch = "x86_64")]
+        (Simd::Avx2, Dtype::BF16) => x86::part_avx2::<Bf16Bits>(rows, plan, p),
+        #[cfg(target_arch = "x86_64")]
+        (Simd::Avx2, Dtype::F16) => x86::part_avx2::<f16>(rows, plan, p),
+        #[cfg(target_arch = "x86_64")]
+        (Simd::Avx2, Dtype::F32) => x86::part_avx2::<f32>(rows, plan, p),
+        (_, Dtype::BF16) => portable::<Bf16Bits>(rows, plan, p),
+        (_, Dtype::F16) => portable::<f16>(rows, plan, p),
+        (_, Dtype::F32) => portable::<f32>(rows, plan, p),
+    }
 }
 
 /// A stored value type, decoded to f32.
@@ -263,6 +300,7 @@ unsafe fn find_bad(
     bad.find(|&(t, c)| !load(rows[t].0.add(c * dtype.size())).is_finite())
 }
 
+#[inline(always)]
 unsafe fn portable<E: Elem>(rows: &[Row], plan: &Plan, p: &mut Part) -> Option<(usize, usize)> {
     for step in &plan.steps {
         let tokens = &step.tokens[..step.len];
@@ -387,6 +425,16 @@ mod x86 {
         bad == 0
     }
 
+    /// The portable kernel, vectorised by the compiler for AVX2 + FMA.
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn part_avx2<E: Elem>(
+        rows: &[Row],
+        plan: &Plan,
+        p: &mut Part,
+    ) -> Option<(usize, usize)> {
+        portable::<E>(rows, plan, p)
+    }
+
     #[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl")]
     pub unsafe fn part<const K: u8>(
         rows: &[Row],
@@ -438,7 +486,7 @@ mod tests {
         data: &[u8],
         d: usize,
         group: &[i32],
-        simd: bool,
+        simd: Simd,
     ) -> (Vec<Part>, Option<(usize, usize)>) {
         let rows: Vec<Row> = (0..group.len())
             .map(|t| Row(data[t * d * dtype.size()..].as_ptr()))
@@ -447,21 +495,7 @@ mod tests {
         let plan = Plan::new(group);
         let bad = p
             .iter_mut()
-            .filter_map(|p| unsafe {
-                #[cfg(target_arch = "x86_64")]
-                if simd {
-                    return match dtype {
-                        Dtype::BF16 => x86::part::<{ x86::BF16 }>(&rows, &plan, p),
-                        Dtype::F16 => x86::part::<{ x86::F16 }>(&rows, &plan, p),
-                        Dtype::F32 => x86::part::<{ x86::F32 }>(&rows, &plan, p),
-                    };
-                }
-                match dtype {
-                    Dtype::BF16 => portable::<Bf16Bits>(&rows, &plan, p),
-                    Dtype::F16 => portable::<f16>(&rows, &plan, p),
-                    Dtype::F32 => portable::<f32>(&rows, &plan, p),
-                }
-            })
+            .filter_map(|p| unsafe { run(simd, dtype, &rows, &plan, p) })
             .min();
         (p, bad)
     }
@@ -480,10 +514,7 @@ mod tests {
     }
 
     #[test]
-    fn simd_and_portable_agree_bit_for_bit() {
-        if !simd_available() {
-            return;
-        }
+    fn every_kernel_agrees_bit_for_bit() {
         // 300 tokens (blocks and a partial one), 1100 columns (parts and a partial tile)
         let (n, d) = (300, 1100);
         let group: Vec<i32> = (0..n)
@@ -491,9 +522,14 @@ mod tests {
             .collect();
         for dtype in [Dtype::BF16, Dtype::F16, Dtype::F32] {
             let x = data(dtype, n, d);
-            let (a, _) = sums(dtype, &x, d, &group, true);
-            let (b, _) = sums(dtype, &x, d, &group, false);
-            assert_eq!(a, b, "{dtype:?}");
+            let (want, _) = sums(dtype, &x, d, &group, Simd::Portable);
+            for simd in Simd::available() {
+                assert_eq!(
+                    sums(dtype, &x, d, &group, simd).0,
+                    want,
+                    "{dtype:?} {simd:?}"
+                );
+            }
         }
     }
 
@@ -504,8 +540,12 @@ mod tests {
         let mut x = data(Dtype::BF16, n, d);
         let at = 2 * (150 * d + 40);
         x[at..at + 2].copy_from_slice(&0x7FC0u16.to_le_bytes());
-        for simd in [false, simd_available()] {
-            assert_eq!(sums(Dtype::BF16, &x, d, &group, simd).1, Some((150, 40)));
+        for simd in Simd::available() {
+            assert_eq!(
+                sums(Dtype::BF16, &x, d, &group, simd).1,
+                Some((150, 40)),
+                "{simd:?}"
+            );
         }
     }
 }

@@ -10,7 +10,7 @@ use ndarray::{Array2, Array3, ArrayView1, ArrayView3, Axis};
 
 use crate::error::{ensure_data, ensure_shape, Error, Result};
 pub use files::{ChunkFiles, IndexAt};
-pub use kernel::{simd_available, Dtype};
+pub use kernel::{Dtype, Simd};
 use kernel::{Part, Row};
 
 /// A borrowed (token, layer, hidden) block in its stored dtype.
