@@ -44,21 +44,20 @@ def _bits(block: np.ndarray, bf16: bool) -> np.ndarray:
     return block
 
 
-def _groups(get, names, by: str) -> tuple[np.ndarray, np.ndarray]:
+def _groups(dims: dict, values, by: str) -> tuple[np.ndarray, np.ndarray]:
     """Group label of every token: a per-token coordinate `by`, a per-item `by` mapped
     through `token_item` (cheaper than the next: one label per item), or `token_<by>` (as
-    capture names it). `get(name)` gives a coordinate's (dims, values); `names` are those
-    there are. Labels come sorted, ids index them."""
-    dims = {n: get(n)[0] for n in (by, f"token_{by}", "token_item") if n in names}
+    capture names it). `dims` maps the coordinates there are to their dimensions;
+    `values(name)` reads one. Labels come sorted, ids index them."""
     if dims.get(by) == ("token",):
-        labels, ids = _factorize(get(by)[1])
+        labels, ids = _factorize(values(by))
     elif dims.get(by) == ("item",) and "token_item" in dims:
-        labels, per_item = _factorize(get(by)[1])
-        ids = per_item[np.asarray(get("token_item")[1])]
+        labels, per_item = _factorize(values(by))
+        ids = per_item[np.asarray(values("token_item"))]
     elif dims.get(f"token_{by}") == ("token",):
-        labels, ids = _factorize(get(f"token_{by}")[1])
+        labels, ids = _factorize(values(f"token_{by}"))
     else:
-        raise DataError(f"no per-token coordinate {by!r} to group by; have {sorted(names)}")
+        raise DataError(f"no per-token coordinate {by!r} to group by; have {sorted(dims)}")
     return labels, ids.astype(np.int32)
 
 
@@ -152,20 +151,17 @@ def _from_dump(path: Path, by: str, chunk: int):
     if attrs.get("xlt_format") != FORMAT:
         raise DataError(f"{path} is a zarr store but not an xlt dump")
     rows = attrs["xlt_rows"]
-    names = set(group.array_keys())
+    dims = {name: tuple(arr.metadata.dimension_names) for name, arr in group.arrays()}
 
-    def get(name):
+    def values(name):
         arr = group[name]
-        dims = tuple(arr.metadata.dimension_names)
-        values = arr[: rows[dims[0]]] if dims[0] in GROWING else arr[:]
-        return dims, (values.astype(object) if values.dtype.kind == "T" else values)
+        v = arr[: rows[dims[name][0]]] if dims[name][0] in GROWING else arr[:]
+        return v.astype(object) if v.dtype.kind == "T" else v
 
-    if "hidden" not in names:
-        _not_tokens("no 'hidden' variable")
+    if dims.get("hidden") != ("token", "layer", "hidden"):
+        _not_tokens(dims.get("hidden", "no 'hidden' variable"))
     hidden = group["hidden"]
-    if tuple(hidden.metadata.dimension_names) != ("token", "layer", "hidden"):
-        _not_tokens(tuple(hidden.metadata.dimension_names))
-    labels, ids = _groups(get, names, by)
+    labels, ids = _groups(dims, values, by)
     bf16 = hidden.attrs.get("xlt_dtype") == "bfloat16"
     acc = _core.NeuronAccumulator(len(labels), *hidden.shape[1:])
     files = _chunk_files(hidden, len(ids), bf16)
@@ -174,7 +170,7 @@ def _from_dump(path: Path, by: str, chunk: int):
     else:
         align = hidden.chunks[0]
         _stream(acc, lambda a, b: hidden[a:b], ids, bf16, max(align, chunk // align * align))
-    return acc, labels, (get("layer")[1] if "layer" in names else None)
+    return acc, labels, (values("layer") if "layer" in dims else None)
 
 
 def _is_bf16(var: xr.DataArray) -> bool:
@@ -224,7 +220,7 @@ def statistics(
     else:
         var = _hidden(data)
         c = var.coords
-        labels, ids = _groups(lambda n: (c[n].dims, c[n].values), set(c), by)
+        labels, ids = _groups({n: c[n].dims for n in c}, lambda n: c[n].values, by)
         if var.chunks is not None:
             acc = _dask(var, ids, len(labels))
         else:
