@@ -127,6 +127,18 @@ def test_raw_dump_is_mapped_and_matches_numpy(tmp_path):
         np.testing.assert_allclose(got[name].values, ref, rtol=1e-9, atol=1e-12, err_msg=name)
 
 
+@pytest.mark.parametrize("dtype", [np.float16, np.float32])
+def test_raw_f16_and_f32_dumps_match_in_memory(tmp_path, dtype):
+    ds, _, _ = dataset(n=300, dtype=dtype)
+    path = tmp_path / "d.zarr"
+    _write_dump(ds, path)
+    xr.testing.assert_allclose(
+        neurons.statistics(path).drop_vars("layer", errors="ignore"),
+        neurons.statistics(ds).drop_vars("layer", errors="ignore"),
+        rtol=1e-12,
+    )
+
+
 def test_compressed_dump_is_read_through_zarr(tmp_path):
     import zarr
 

@@ -331,25 +331,34 @@ mod x86 {
         }
     }
 
-    /// 32 values from `x` as two vectors of 16 f32.
+    /// 32 values from `x` as two vectors of 16 f32, and (16-bit types) their raw bits.
     #[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl")]
     #[inline]
-    unsafe fn load32<const K: u8>(x: *const u8) -> (__m512, __m512) {
+    unsafe fn load32<const K: u8>(x: *const u8) -> (__m512i, __m512, __m512) {
         match K {
             BF16 => {
                 let r = _mm512_loadu_si512(x.cast());
                 let lo = _mm512_cvtepu16_epi32(_mm512_castsi512_si256(r));
                 let hi = _mm512_cvtepu16_epi32(_mm512_extracti64x4_epi64::<1>(r));
                 (
+                    r,
                     _mm512_castsi512_ps(_mm512_slli_epi32::<16>(lo)),
                     _mm512_castsi512_ps(_mm512_slli_epi32::<16>(hi)),
                 )
             }
-            F16 => (
-                _mm512_cvtph_ps(_mm256_loadu_si256(x.cast())),
-                _mm512_cvtph_ps(_mm256_loadu_si256(x.add(32).cast())),
+            F16 => {
+                let r = _mm512_loadu_si512(x.cast());
+                (
+                    r,
+                    _mm512_cvtph_ps(_mm512_castsi512_si256(r)),
+                    _mm512_cvtph_ps(_mm512_extracti64x4_epi64::<1>(r)),
+                )
+            }
+            _ => (
+                _mm512_setzero_si512(),
+                _mm512_loadu_ps(x.cast()),
+                _mm512_loadu_ps(x.add(64).cast()),
             ),
-            _ => (_mm512_loadu_ps(x.cast()), _mm512_loadu_ps(x.add(64).cast())),
         }
     }
 
@@ -371,19 +380,41 @@ mod x86 {
         _mm512_storeu_pd(p, _mm512_add_pd(_mm512_loadu_pd(p), v));
     }
 
+    /// Add 16 i32 counts into 16 u64.
     #[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl")]
     #[inline]
     unsafe fn add_counts(p: *mut u64, n: __m512i) {
-        for (i, half) in [_mm512_castsi512_si256(n), _mm512_extracti64x4_epi64::<1>(n)]
-            .into_iter()
-            .enumerate()
-        {
-            let p = p.add(8 * i).cast::<__m512i>();
-            _mm512_storeu_si512(
-                p,
-                _mm512_add_epi64(_mm512_loadu_si512(p), _mm512_cvtepu32_epi64(half)),
-            );
-        }
+        add_u64(p, _mm512_cvtepu32_epi64(_mm512_castsi512_si256(n)));
+        add_u64(
+            p.add(8),
+            _mm512_cvtepu32_epi64(_mm512_extracti64x4_epi64::<1>(n)),
+        );
+    }
+
+    /// Add 32 i16 counts into 32 u64.
+    #[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl")]
+    #[inline]
+    unsafe fn add_counts16(p: *mut u64, n: __m512i) {
+        add_u64(p, _mm512_cvtepu16_epi64(_mm512_extracti32x4_epi32::<0>(n)));
+        add_u64(
+            p.add(8),
+            _mm512_cvtepu16_epi64(_mm512_extracti32x4_epi32::<1>(n)),
+        );
+        add_u64(
+            p.add(16),
+            _mm512_cvtepu16_epi64(_mm512_extracti32x4_epi32::<2>(n)),
+        );
+        add_u64(
+            p.add(24),
+            _mm512_cvtepu16_epi64(_mm512_extracti32x4_epi32::<3>(n)),
+        );
+    }
+
+    #[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl")]
+    #[inline]
+    unsafe fn add_u64(p: *mut u64, v: __m512i) {
+        let p = p.cast::<__m512i>();
+        _mm512_storeu_si512(p, _mm512_add_epi64(_mm512_loadu_si512(p), v));
     }
 
     /// [`tile_portable`] for a full tile: 4 + 4 f64 vectors of sums and sums
@@ -398,19 +429,32 @@ mod x86 {
     ) -> bool {
         let z = _mm512_setzero_pd();
         let (mut s, mut q) = ([z; 4], [z; 4]);
+        // positive counts: f32, i32 lanes for columns 0–15 and 16–31; 16-bit types, i16
+        // lanes for all 32 from one compare of the raw bits (as signed integers, > 0 is a
+        // positive value: the sign bit clear and not zero; a NaN fails the run anyway)
         let mut n = [_mm512_setzero_si512(); 2];
-        let (zero, one) = (_mm512_setzero_ps(), _mm512_set1_epi32(1));
+        let (zero, one, one16) = (
+            _mm512_setzero_ps(),
+            _mm512_set1_epi32(1),
+            _mm512_set1_epi16(1),
+        );
         let offset = col * dtype(K).size();
         for &t in tokens {
-            let (a, b) = load32::<K>(rows.get_unchecked(t).0.add(offset));
+            let (raw, a, b) = load32::<K>(rows.get_unchecked(t).0.add(offset));
+            if K != F32 {
+                let pos = _mm512_cmpgt_epi16_mask(raw, _mm512_setzero_si512());
+                n[0] = _mm512_mask_add_epi16(n[0], pos, n[0], one16);
+            }
             for (h, v) in [a, b].into_iter().enumerate() {
                 let (lo, hi) = widen(v);
                 s[2 * h] = _mm512_add_pd(s[2 * h], lo);
                 s[2 * h + 1] = _mm512_add_pd(s[2 * h + 1], hi);
                 q[2 * h] = _mm512_fmadd_pd(lo, lo, q[2 * h]);
                 q[2 * h + 1] = _mm512_fmadd_pd(hi, hi, q[2 * h + 1]);
-                let pos = _mm512_cmp_ps_mask::<_CMP_GT_OQ>(v, zero);
-                n[h] = _mm512_mask_add_epi32(n[h], pos, n[h], one);
+                if K == F32 {
+                    let pos = _mm512_cmp_ps_mask::<_CMP_GT_OQ>(v, zero);
+                    n[h] = _mm512_mask_add_epi32(n[h], pos, n[h], one);
+                }
             }
         }
         let mut bad = 0;
@@ -420,8 +464,12 @@ mod x86 {
             // quiet/signalling NaN, ±inf
             bad |= _mm512_fpclass_pd_mask::<0x99>(s[i]);
         }
-        add_counts(acc.2, n[0]);
-        add_counts(acc.2.add(16), n[1]);
+        if K == F32 {
+            add_counts(acc.2, n[0]);
+            add_counts(acc.2.add(16), n[1]);
+        } else {
+            add_counts16(acc.2, n[0]);
+        }
         bad == 0
     }
 
