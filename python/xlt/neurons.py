@@ -44,26 +44,30 @@ def _bits(block: np.ndarray, bf16: bool) -> np.ndarray:
     return block
 
 
-def _groups(dims: dict, values, by: str) -> tuple[np.ndarray, np.ndarray]:
-    """Group label of every token: a per-token coordinate `by`, a per-item `by` mapped
-    through `token_item` (cheaper than the next: one label per item), or `token_<by>` (as
-    capture names it). `dims` maps the coordinates there are to their dimensions;
-    `values(name)` reads one. Labels come sorted, ids index them."""
-    if dims.get(by) == ("token",):
-        labels, ids = _factorize(values(by))
-    elif dims.get(by) == ("item",) and "token_item" in dims:
-        labels, per_item = _factorize(values(by))
-        ids = per_item[np.asarray(values("token_item"))]
-    elif dims.get(f"token_{by}") == ("token",):
-        labels, ids = _factorize(values(f"token_{by}"))
-    else:
+def _groups(dims: dict, values, by: str, n_tokens: int):
+    """Group labels (sorted) and `ids(start, stop)`: the label index of tokens start:stop.
+    Labels come from a per-token coordinate `by`, a per-item `by` mapped through
+    `token_item` (one label per item), or `token_<by>` (as capture names it). `dims` maps
+    the coordinates there are to their dimensions; `values(name, start, stop)` reads rows of
+    one. Per-token coordinates are read in blocks, so memory stays flat in the token count."""
+    import pandas as pd
+
+    if dims.get(by) == ("item",) and "token_item" in dims:
+        labels, per_item = _factorize(values(by, None, None))
+        return labels, lambda a, b: per_item[np.asarray(values("token_item", a, b))].astype(np.int32)
+    name = by if dims.get(by) == ("token",) else f"token_{by}"
+    if dims.get(name) != ("token",):
         raise DataError(f"no per-token coordinate {by!r} to group by; have {sorted(dims)}")
-    return labels, ids.astype(np.int32)
+    step = 1 << 20
+    seen = [_factorize(values(name, a, a + step))[0] for a in range(0, n_tokens, step)]
+    labels = np.unique(np.concatenate(seen)) if seen else np.array([], dtype=str)
+    index = pd.Index(labels)
+    return labels, lambda a, b: index.get_indexer(np.asarray(values(name, a, b)).astype(str)).astype(np.int32)
 
 
 def _factorize(values) -> tuple[np.ndarray, np.ndarray]:
-    """Sorted distinct labels (as str) and each value's index among them (hashing, not sorting:
-    millions of string labels in well under a second)."""
+    """Sorted distinct labels (as str) and each value's index among them (hashing, not
+    sorting: millions of string labels in well under a second)."""
     import pandas as pd
 
     codes, uniques = pd.factorize(np.asarray(values), use_na_sentinel=False)
@@ -119,10 +123,11 @@ def _chunk_files(arr, n_tokens: int, bf16: bool) -> dict | None:
     return {"paths": paths, "dtype": dtype, "file_tokens": grid[0], **shard}
 
 
-def _stream(acc, read, ids: np.ndarray, bf16: bool, chunk: int) -> None:
-    """Feed tokens to `acc` in blocks of `chunk`, read by `read(start, stop)`."""
-    for start in range(0, len(ids), chunk):
-        stop = min(start + chunk, len(ids))
+def _stream(acc, read, ids, n: int, bf16: bool, chunk: int) -> None:
+    """Feed tokens 0:n to `acc` in blocks of `chunk`, read by `read(start, stop)`, grouped by
+    `ids(start, stop)`."""
+    for start in range(0, n, chunk):
+        stop = min(start + chunk, n)
         try:
             block = read(start, stop)
         except Exception as e:  # zarr/codec errors on a corrupt or missing chunk
@@ -131,7 +136,7 @@ def _stream(acc, read, ids: np.ndarray, bf16: bool, chunk: int) -> None:
                 "the dump chunk is corrupt or truncated — recapture those items"
             ) from None
         try:
-            acc.update(_bits(block, bf16), ids[start:stop])
+            acc.update(_bits(block, bf16), ids(start, stop))
         except DataError as e:
             raise DataError(f"tokens {start}:{stop} (token numbers below count from {start}): {e}") from None
 
@@ -153,24 +158,28 @@ def _from_dump(path: Path, by: str, chunk: int):
     rows = attrs["xlt_rows"]
     dims = {name: tuple(arr.metadata.dimension_names) for name, arr in group.arrays()}
 
-    def values(name):
+    def values(name, start, stop):
         arr = group[name]
-        v = arr[: rows[dims[name][0]]] if dims[name][0] in GROWING else arr[:]
+        end = rows[dims[name][0]] if dims[name][0] in GROWING else arr.shape[0]
+        v = arr[start or 0 : end if stop is None else min(stop, end)]
         return v.astype(object) if v.dtype.kind == "T" else v
 
     if dims.get("hidden") != ("token", "layer", "hidden"):
         _not_tokens(dims.get("hidden", "no 'hidden' variable"))
-    hidden = group["hidden"]
-    labels, ids = _groups(dims, values, by)
+    hidden, n = group["hidden"], rows["token"]
+    labels, ids = _groups(dims, values, by, n)
     bf16 = hidden.attrs.get("xlt_dtype") == "bfloat16"
     acc = _core.NeuronAccumulator(len(labels), *hidden.shape[1:])
-    files = _chunk_files(hidden, len(ids), bf16)
-    if files is not None:
-        acc.update_files(group=ids, **files)
+    files = _chunk_files(hidden, n, bf16)
+    if files is not None:  # one shard at a time: group ids of its tokens only
+        per = files.pop("file_tokens")
+        for i, path in enumerate(files.pop("paths")):
+            a, b = i * per, min((i + 1) * per, n)
+            acc.update_files([path], file_tokens=per, group=ids(a, b), first_token=a, **files)
     else:
         align = hidden.chunks[0]
-        _stream(acc, lambda a, b: hidden[a:b], ids, bf16, max(align, chunk // align * align))
-    return acc, labels, (values("layer") if "layer" in dims else None)
+        _stream(acc, lambda a, b: hidden[a:b], ids, n, bf16, max(align, chunk // align * align))
+    return acc, labels, (values("layer", None, None) if "layer" in dims else None)
 
 
 def _is_bf16(var: xr.DataArray) -> bool:
@@ -220,13 +229,14 @@ def statistics(
     else:
         var = _hidden(data)
         c = var.coords
-        labels, ids = _groups({n: c[n].dims for n in c}, lambda n: c[n].values, by)
+        n = var.sizes["token"]
+        labels, ids = _groups({k: c[k].dims for k in c}, lambda k, a, b: c[k].values[a:b], by, n)
         if var.chunks is not None:
-            acc = _dask(var, ids, len(labels))
+            acc = _dask(var, ids(0, n), len(labels))
         else:
             acc = _core.NeuronAccumulator(len(labels), var.sizes["layer"], var.sizes["hidden"])
             read = lambda a, b: np.asarray(var.data[a:b])  # noqa: E731
-            _stream(acc, read, ids, _is_bf16(var), chunk_tokens)
+            _stream(acc, read, ids, n, _is_bf16(var), chunk_tokens)
         layer = c["layer"].values if "layer" in c else None
     mean, variance, rate = acc.finish()
     dims = (by, "layer", "hidden")

@@ -38,11 +38,12 @@ impl NeuronAccumulator {
         py.detach(|| inner.update(v, g)).py()
     }
 
-    /// Add the first `len(group)` tokens of a (token, layer, hidden) array stored
-    /// as raw little-endian chunk files: `paths` in token order, `file_tokens`
-    /// tokens each; sharded files also give `chunk_tokens` (per inner chunk)
-    /// and `index` ("start" or "end"). Files are memory-mapped, GIL released.
-    #[pyo3(signature = (paths, dtype, file_tokens, group, chunk_tokens=None, index="end"))]
+    /// Add `len(group)` tokens of a (token, layer, hidden) array stored as raw
+    /// little-endian chunk files: `paths` in token order, `file_tokens` tokens
+    /// each, the first file starting at token `first_token` of the array;
+    /// sharded files also give `chunk_tokens` (per inner chunk) and `index`
+    /// ("start" or "end"). Files are memory-mapped, GIL released.
+    #[pyo3(signature = (paths, dtype, file_tokens, group, chunk_tokens=None, index="end", first_token=0))]
     #[allow(clippy::too_many_arguments)]
     fn update_files(
         &mut self,
@@ -53,6 +54,7 @@ impl NeuronAccumulator {
         group: PyReadonlyArray1<'_, i32>,
         chunk_tokens: Option<usize>,
         index: &str,
+        first_token: usize,
     ) -> PyResult<()> {
         let dtype = match dtype {
             "bfloat16" => Dtype::BF16,
@@ -78,6 +80,7 @@ impl NeuronAccumulator {
         let files = ChunkFiles {
             dtype,
             paths,
+            first_token,
             file_tokens,
             shard: chunk_tokens.map(|c| (c, at)),
         };

@@ -19,12 +19,14 @@ pub enum IndexAt {
     End,
 }
 
-/// The chunk files of a C-ordered (token, layer, hidden) array chunked along
-/// `token` only: file `i` holds tokens `i * file_tokens ..`.
+/// Chunk files of a C-ordered (token, layer, hidden) array chunked along
+/// `token` only: file `i` of `paths` holds tokens `first_token + i * file_tokens ..`.
 #[derive(Clone, Debug)]
 pub struct ChunkFiles {
     pub dtype: Dtype,
     pub paths: Vec<PathBuf>,
+    /// The array's number of the first token of the first file (for messages).
+    pub first_token: usize,
     /// Tokens per file (the shard, or the chunk when not sharded).
     pub file_tokens: usize,
     /// Sharded files: tokens per inner chunk and where the index is.
@@ -33,8 +35,8 @@ pub struct ChunkFiles {
 
 impl NeuronStats {
     /// Add the first `group.len()` tokens stored in `files`, one file at a
-    /// time (memory stays flat in the array size). A missing, short or
-    /// inconsistent file is a `Data` error naming the file and its tokens.
+    /// time. A missing, short or inconsistent file is a `Data` error naming
+    /// the file and its tokens.
     pub fn update_files(&mut self, files: &ChunkFiles, group: &[i32]) -> Result<()> {
         let row = self.layers * self.hidden * files.dtype.size();
         let (n, per_file) = (group.len(), files.file_tokens);
@@ -54,9 +56,10 @@ impl NeuronStats {
                 read_ahead(next);
             }
             let (t0, t1) = (i * per_file, ((i + 1) * per_file).min(n));
+            let (a, b) = (files.first_token + t0, files.first_token + t1);
             let fail = |what: String| {
                 Error::Data(format!(
-                    "chunk {} (tokens {t0}:{t1}): {what}; the dump chunk is corrupt or truncated — recapture those items",
+                    "chunk {} (tokens {a}:{b}): {what}; the dump chunk is corrupt or truncated — recapture those items",
                     path.display()
                 ))
             };
@@ -86,7 +89,7 @@ impl NeuronStats {
                 .map(|t| Row(bytes[offsets[t / per_chunk] + (t % per_chunk) * row..].as_ptr()))
                 .collect();
             // SAFETY: every chunk lies inside the mapping (checked), which lives past the call.
-            unsafe { self.update_rows(files.dtype, &rows, &group[t0..t1], t0) }
+            unsafe { self.update_rows(files.dtype, &rows, &group[t0..t1], a) }
                 .map_err(|e| fail(e.to_string()))?;
         }
         Ok(())
@@ -316,6 +319,7 @@ mod tests {
         let files = ChunkFiles {
             dtype: Dtype::BF16,
             paths: paths.clone(),
+            first_token: 0,
             file_tokens: per_file,
             shard: Some((per_chunk, IndexAt::End)),
         };
