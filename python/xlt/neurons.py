@@ -19,6 +19,7 @@ from xlt import _core
 from xlt.errors import DataError, ShapeError
 
 STATE = ("sum", "sumsq", "positive")
+BLOCK = 1 << 20  # label rows read from a dump at once
 
 
 def _hidden(data: xr.Dataset) -> xr.DataArray:
@@ -58,8 +59,7 @@ def _groups(dims: dict, values, by: str, n_tokens: int):
     name = by if dims.get(by) == ("token",) else f"token_{by}"
     if dims.get(name) != ("token",):
         raise DataError(f"no per-token coordinate {by!r} to group by; have {sorted(dims)}")
-    step = 1 << 20
-    seen = [_factorize(values(name, a, a + step))[0] for a in range(0, n_tokens, step)]
+    seen = [_factorize(values(name, a, a + BLOCK))[0] for a in range(0, n_tokens, BLOCK)]
     labels = np.unique(np.concatenate(seen)) if seen else np.array([], dtype=str)
     index = pd.Index(labels)
     return labels, lambda a, b: index.get_indexer(np.asarray(values(name, a, b)).astype(str)).astype(np.int32)
@@ -156,26 +156,37 @@ def _from_dump(path: Path, by: str, chunk: int):
     if attrs.get("xlt_format") != FORMAT:
         raise DataError(f"{path} is a zarr store but not an xlt dump")
     rows = attrs["xlt_rows"]
-    dims = {name: tuple(arr.metadata.dimension_names) for name, arr in group.arrays()}
+    arrays = dict(group.arrays())
+    dims = {name: tuple(arr.metadata.dimension_names) for name, arr in arrays.items()}
+    shapes = {name: arr.shape for name, arr in arrays.items()}
+
+    cache: dict[str, tuple[int, np.ndarray]] = {}
 
     def values(name, start, stop):
-        arr = group[name]
-        end = rows[dims[name][0]] if dims[name][0] in GROWING else arr.shape[0]
-        v = arr[start or 0 : end if stop is None else min(stop, end)]
-        return v.astype(object) if v.dtype.kind == "T" else v
+        """Rows start:stop of a committed array, read in blocks of BLOCK rows (few zarr calls,
+        bounded memory)."""
+        end = rows[dims[name][0]] if dims[name][0] in GROWING else shapes[name][0]
+        start, stop = start or 0, end if stop is None else min(stop, end)
+        at, block = cache.get(name, (0, None))
+        if block is None or start < at or stop > at + len(block):
+            at = start
+            block = group[name][at : max(stop, min(at + BLOCK, end))]
+            block = block.astype(object) if block.dtype.kind == "T" else block
+            cache[name] = (at, block)
+        return block[start - at : stop - at]
 
     if dims.get("hidden") != ("token", "layer", "hidden"):
         _not_tokens(dims.get("hidden", "no 'hidden' variable"))
-    hidden, n = group["hidden"], rows["token"]
+    hidden, n = arrays["hidden"], rows["token"]
     labels, ids = _groups(dims, values, by, n)
     bf16 = hidden.attrs.get("xlt_dtype") == "bfloat16"
     acc = _core.NeuronAccumulator(len(labels), *hidden.shape[1:])
     files = _chunk_files(hidden, n, bf16)
-    if files is not None:  # one shard at a time: group ids of its tokens only
-        per = files.pop("file_tokens")
-        for i, path in enumerate(files.pop("paths")):
+    if files is not None:  # one shard at a time (the next one named to be read ahead)
+        per, paths = files.pop("file_tokens"), files.pop("paths")
+        for i in range(len(paths)):
             a, b = i * per, min((i + 1) * per, n)
-            acc.update_files([path], file_tokens=per, group=ids(a, b), first_token=a, **files)
+            acc.update_files(paths[i : i + 2], file_tokens=per, group=ids(a, b), first_token=a, **files)
     else:
         align = hidden.chunks[0]
         _stream(acc, lambda a, b: hidden[a:b], ids, n, bf16, max(align, chunk // align * align))
