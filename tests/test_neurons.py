@@ -114,7 +114,10 @@ def _bf16_dump(path, n=600):
     return ds, x, lang
 
 
-def test_raw_dump_is_mapped_and_matches_numpy(tmp_path):
+@pytest.mark.parametrize("block", [None, 256, 512])
+def test_raw_dump_is_mapped_and_matches_numpy(tmp_path, monkeypatch, block):
+    if block:  # labels read and shards fed in blocks of this many tokens
+        monkeypatch.setattr(neurons, "BLOCK", block)
     path = tmp_path / "d.zarr"
     _, x, lang = _bf16_dump(path)
     import zarr
