@@ -204,7 +204,10 @@ def test_damaged_shard_is_named(tmp_path, damage, message):
         neurons.statistics(path)
 
 
-def test_nan_in_a_raw_dump_names_the_token(tmp_path):
+@pytest.mark.parametrize("block", [None, 256])
+def test_nan_in_a_raw_dump_names_the_token(tmp_path, monkeypatch, block):
+    if block:
+        monkeypatch.setattr(neurons, "BLOCK", block)
     path = tmp_path / "d.zarr"
     _bf16_dump(path)
     shard = _shards(path)[2]
