@@ -10,6 +10,7 @@ reduced chunk-wise (partial sums per chunk, tree-summed), so it runs on a
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -99,9 +100,9 @@ def _chunk_files(arr, n_tokens: int, bf16: bool) -> dict | None:
     names = {"uint16": "bfloat16" if bf16 else None, "float16": "float16", "float32": "float32"}
     dtype = names.get(str(arr.dtype))
     grid = getattr(meta.chunk_grid, "chunk_shape", None)
-    if dtype is None or grid is None or tuple(grid[1:]) != arr.shape[1:]:
+    if dtype is None or grid is None or tuple(grid[1:]) != arr.shape[1:] or sys.byteorder != "little":
         return None
-    if not isinstance(arr.store_path.store, LocalStore):
+    if not isinstance(arr.store_path.store, LocalStore) or not hasattr(arr.store_path.store, "root"):
         return None
     raw = (BytesCodec(endian="little"),)
     codecs = tuple(meta.codecs)
