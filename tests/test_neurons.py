@@ -99,8 +99,127 @@ def test_truncated_dump_names_the_missing_chunk(tmp_path):
     path = tmp_path / "d.zarr"
     _write_dump(ds, path)
     _shards(path)[-1].unlink()
-    with pytest.raises(xlt.DataError, match=r"tokens 128:192.*corrupt or truncated"):
+    with pytest.raises(
+        xlt.DataError, match=r"c/1/0/0 \(tokens 128:256\): the file is missing.*corrupt or truncated"
+    ):
         neurons.statistics(path, chunk_tokens=64)
+
+
+def _bf16_dump(path, n=600):
+    """A bf16 dump (3 shards of 256 tokens, the last partial) with tokens in runs of one language."""
+    ds, x, _ = dataset(n=n, dtype=ml_dtypes.bfloat16)
+    lang = LANGS[np.arange(n) // 40 % len(LANGS)]
+    ds = ds.assign_coords(language=("token", lang))
+    _write_dump(ds, path)
+    return ds, x, lang
+
+
+@pytest.mark.parametrize("block", [None, 256, 512])
+def test_raw_dump_is_mapped_and_matches_numpy(tmp_path, monkeypatch, block):
+    if block:  # labels read and shards fed in blocks of this many tokens
+        monkeypatch.setattr(neurons, "BLOCK", block)
+    path = tmp_path / "d.zarr"
+    _, x, lang = _bf16_dump(path)
+    import zarr
+
+    files = neurons._chunk_files(zarr.open_array(str(path / "hidden")), len(lang), bf16=True)
+    assert files["file_tokens"] == 256 and files["chunk_tokens"] == 32 and len(files["paths"]) == 3
+    got = neurons.lape(path)
+    labels, mean, var, rate, ent = reference(x, lang)
+    for name, ref in [("mean", mean), ("var", var), ("positive_rate", rate), ("lape", ent)]:
+        np.testing.assert_allclose(got[name].values, ref, rtol=1e-9, atol=1e-12, err_msg=name)
+
+
+@pytest.mark.parametrize("dtype", [np.float16, np.float32])
+def test_raw_f16_and_f32_dumps_match_in_memory(tmp_path, dtype):
+    ds, _, _ = dataset(n=300, dtype=dtype)
+    path = tmp_path / "d.zarr"
+    _write_dump(ds, path)
+    xr.testing.assert_allclose(
+        neurons.statistics(path).drop_vars("layer", errors="ignore"),
+        neurons.statistics(ds).drop_vars("layer", errors="ignore"),
+        rtol=1e-12,
+    )
+
+
+def test_compressed_dump_is_read_through_zarr(tmp_path):
+    import zarr
+
+    path = tmp_path / "d.zarr"
+    ds, _, _ = _bf16_dump(path)
+    group = zarr.open_group(str(path), mode="r+")
+    old = group["hidden"]
+    group.create_array(
+        "hidden",
+        data=old[:],
+        chunks=(64, *old.shape[1:]),
+        compressors=zarr.codecs.ZstdCodec(),
+        dimension_names=old.metadata.dimension_names,
+        attributes=dict(old.attrs),
+        overwrite=True,
+    )
+    assert neurons._chunk_files(group["hidden"], ds.sizes["token"], bf16=True) is None
+    xr.testing.assert_allclose(
+        neurons.statistics(path).drop_vars("layer", errors="ignore"),
+        neurons.statistics(ds).drop_vars("layer", errors="ignore"),
+        rtol=1e-12,
+    )
+
+
+def _set_index(shard, entries):
+    """Rewrite a shard's index (at the end) with a valid checksum."""
+    import google_crc32c
+
+    raw = shard.read_bytes()
+    index = np.asarray(entries, dtype="<u8").tobytes()
+    crc = np.uint32(google_crc32c.value(index)).tobytes()
+    shard.write_bytes(raw[: len(raw) - len(index) - 4] + index + crc)
+
+
+def _index(shard):
+    raw = shard.read_bytes()
+    return np.frombuffer(raw[-8 * 16 - 4 : -4], dtype="<u8").reshape(8, 2).copy()
+
+
+@pytest.mark.parametrize(
+    "damage, message",
+    [
+        (lambda s: s.write_bytes(s.read_bytes()[:-1] + b"\x00"), "checksum"),
+        (lambda s: s.write_bytes(s.read_bytes()[1000:]), "inner chunk 7 .* lies outside"),
+        (
+            lambda s: _set_index(s, np.where(np.arange(8)[:, None] == 1, 2**64 - 1, _index(s))),
+            "inner chunk 1 is missing",
+        ),
+        (lambda s: _set_index(s, _index(s) + [[0, 2]]), "inner chunk 0 has 3074 bytes"),
+        (lambda s: _set_index(s, _index(s) + [[10**6, 0]]), "inner chunk 0 .* lies outside"),
+    ],
+)
+def test_damaged_shard_is_named(tmp_path, damage, message):
+    path = tmp_path / "d.zarr"
+    _bf16_dump(path)
+    damage(_shards(path)[1])
+    with pytest.raises(
+        xlt.DataError, match=rf"c/1/0/0 \(tokens 256:512\): .*{message}.*corrupt or truncated"
+    ):
+        neurons.statistics(path)
+
+
+@pytest.mark.parametrize("block", [None, 256])
+def test_nan_in_a_raw_dump_names_the_token(tmp_path, monkeypatch, block):
+    if block:
+        monkeypatch.setattr(neurons, "BLOCK", block)
+    path = tmp_path / "d.zarr"
+    _bf16_dump(path)
+    shard = _shards(path)[2]
+    raw = bytearray(shard.read_bytes())
+    at = 2 * (5 * 3 * 16 + 16 + 7)  # token 512 + 5, layer 1, unit 7
+    raw[at : at + 2] = np.uint16(0x7FC0).tobytes()
+    shard.write_bytes(bytes(raw))
+    with pytest.raises(
+        xlt.DataError,
+        match=r"c/2/0/0 \(tokens 512:600\): a hidden state at token 517, layer 1, unit 7 is NaN",
+    ):
+        neurons.statistics(path)
 
 
 def test_bad_input():

@@ -10,6 +10,7 @@ reduced chunk-wise (partial sums per chunk, tree-summed), so it runs on a
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -19,23 +20,22 @@ from xlt import _core
 from xlt.errors import DataError, ShapeError
 
 STATE = ("sum", "sumsq", "positive")
+BLOCK = 1 << 20  # label rows read from a dump at once
 
 
-def _hidden(data: xr.Dataset | str | Path) -> xr.DataArray:
+def _hidden(data: xr.Dataset) -> xr.DataArray:
     """The token-level `hidden` variable, raw (bf16 as uint16 bits)."""
-    if isinstance(data, str | Path):
-        if not Path(data).exists():
-            raise DataError(f"no dump at {data}; pass the path of a zarr dump written by xlt.capture")
-        from xlt.dumps import open_dump
-
-        data = open_dump(data, decode=False)
     if "hidden" not in data or data["hidden"].dims != ("token", "layer", "hidden"):
         got = data["hidden"].dims if "hidden" in data else "no 'hidden' variable"
-        raise ShapeError(
-            f"neuron statistics need token-level hidden states (token, layer, hidden), got {got}; "
-            "capture with hidden='tokens'"
-        )
+        _not_tokens(got)
     return data["hidden"]
+
+
+def _not_tokens(got) -> None:
+    raise ShapeError(
+        f"neuron statistics need token-level hidden states (token, layer, hidden), got {got}; "
+        "capture with hidden='tokens'"
+    )
 
 
 def _bits(block: np.ndarray, bf16: bool) -> np.ndarray:
@@ -46,20 +46,37 @@ def _bits(block: np.ndarray, bf16: bool) -> np.ndarray:
     return block
 
 
-def _groups(var: xr.DataArray, by: str) -> tuple[np.ndarray, np.ndarray]:
-    """Group label of every token: a per-token coordinate `by` (or `token_<by>`, as
-    capture names it), or a per-item `by` mapped through `token_item`."""
-    c = var.coords
-    if by in c and c[by].dims == ("token",):
-        per_token = np.asarray(c[by].values)
-    elif f"token_{by}" in c and c[f"token_{by}"].dims == ("token",):
-        per_token = np.asarray(c[f"token_{by}"].values)
-    elif by in c and c[by].dims == ("item",) and "token_item" in c:
-        per_token = np.asarray(c[by].values)[np.asarray(c["token_item"].values)]
-    else:
-        raise DataError(f"no per-token coordinate {by!r} to group by; have {sorted(c)}")
-    labels, ids = np.unique(per_token.astype(str), return_inverse=True)
-    return labels, ids.astype(np.int32)
+def _groups(dims: dict, values, by: str, n_tokens: int):
+    """Group labels (sorted) and `ids(start, stop)`: the label index of tokens start:stop.
+    Labels come from a per-token coordinate `by`, a per-item `by` mapped through
+    `token_item` (one label per item), or `token_<by>` (as capture names it). `dims` maps
+    the coordinates there are to their dimensions; `values(name, start, stop)` reads rows of
+    one. Per-token coordinates are read in blocks, so memory stays flat in the token count."""
+    import pandas as pd
+
+    if dims.get(by) == ("item",) and "token_item" in dims:
+        labels, per_item = _factorize(values(by, None, None))
+        return labels, lambda a, b: per_item[np.asarray(values("token_item", a, b))].astype(np.int32)
+    name = by if dims.get(by) == ("token",) else f"token_{by}"
+    if dims.get(name) != ("token",):
+        raise DataError(f"no per-token coordinate {by!r} to group by; have {sorted(dims)}")
+    seen = [_factorize(values(name, a, a + BLOCK))[0] for a in range(0, n_tokens, BLOCK)]
+    labels = np.unique(np.concatenate(seen)) if seen else np.array([], dtype=str)
+    index = pd.Index(labels)
+    return labels, lambda a, b: index.get_indexer(np.asarray(values(name, a, b)).astype(str)).astype(np.int32)
+
+
+def _factorize(values) -> tuple[np.ndarray, np.ndarray]:
+    """Sorted distinct labels (as str) and each value's index among them (hashing, not
+    sorting: millions of string labels in well under a second)."""
+    import pandas as pd
+
+    codes, uniques = pd.factorize(np.asarray(values), use_na_sentinel=False)
+    labels = np.asarray(uniques).astype(str)
+    order = np.argsort(labels)
+    rank = np.empty_like(order)
+    rank[order] = np.arange(len(order))
+    return labels[order], rank[codes]
 
 
 def _partial(block: np.ndarray, ids: np.ndarray, n_groups: int, bf16: bool, where: str):
@@ -71,38 +88,115 @@ def _partial(block: np.ndarray, ids: np.ndarray, n_groups: int, bf16: bool, wher
     return acc
 
 
-def _reader(data: xr.Dataset | str | Path, var: xr.DataArray):
-    """Read tokens start:stop as numpy: straight from zarr for a dump path (one copy,
-    no task graph), through the array's own slicing otherwise."""
-    if isinstance(data, str | Path):
-        import zarr
+def _chunk_files(arr, n_tokens: int, bf16: bool) -> dict | None:
+    """Arguments for `NeuronAccumulator.update_files` when zarr keeps the array `arr` as
+    raw little-endian values in local files, chunked along `token` only (codec `bytes`,
+    alone or inside `sharding_indexed` with a `bytes` + `crc32c` index: what DumpWriter
+    writes); the Rust reader then maps the files itself. None for anything else."""
+    from zarr.codecs import BytesCodec, Crc32cCodec, ShardingCodec
+    from zarr.storage import LocalStore
 
-        arr = zarr.open_array(str(Path(data) / "hidden"), mode="r")
-        return lambda start, stop: arr[start:stop]
-    return lambda start, stop: np.asarray(var.data[start:stop])
+    meta = arr.metadata
+    names = {"uint16": "bfloat16" if bf16 else None, "float16": "float16", "float32": "float32"}
+    dtype = names.get(str(arr.dtype))
+    grid = getattr(meta.chunk_grid, "chunk_shape", None)
+    if dtype is None or grid is None or tuple(grid[1:]) != arr.shape[1:] or sys.byteorder != "little":
+        return None
+    if not isinstance(arr.store_path.store, LocalStore) or not hasattr(arr.store_path.store, "root"):
+        return None
+    raw = (BytesCodec(endian="little"),)
+    codecs = tuple(meta.codecs)
+    if codecs == raw:
+        shard = {}
+    elif (
+        len(codecs) == 1
+        and isinstance(codecs[0], ShardingCodec)
+        and codecs[0].codecs == raw
+        and codecs[0].index_codecs == (*raw, Crc32cCodec())
+        and tuple(codecs[0].chunk_shape[1:]) == arr.shape[1:]
+    ):
+        shard = {"chunk_tokens": codecs[0].chunk_shape[0], "index": codecs[0].index_location.value}
+    else:
+        return None
+    root = Path(arr.store_path.store.root) / arr.store_path.path
+    n_files = -(-n_tokens // grid[0])
+    paths = [str(root / meta.encode_chunk_key((i,) + (0,) * (arr.ndim - 1))) for i in range(n_files)]
+    return {"paths": paths, "dtype": dtype, "file_tokens": grid[0], **shard}
 
 
-def _read(read, start: int, stop: int) -> np.ndarray:
-    try:
-        return read(start, stop)
-    except Exception as e:  # zarr/codec errors on a corrupt or missing chunk
-        raise DataError(
-            f"could not read hidden states of tokens {start}:{stop} ({type(e).__name__}: {e}); "
-            "the dump chunk is corrupt or truncated — recapture those items"
-        ) from None
+def _stream(acc, read, ids, n: int, bf16: bool, chunk: int) -> None:
+    """Feed tokens 0:n to `acc` in blocks of `chunk`, read by `read(start, stop)`, grouped by
+    `ids(start, stop)`."""
+    for start in range(0, n, chunk):
+        stop = min(start + chunk, n)
+        try:
+            block = read(start, stop)
+        except Exception as e:  # zarr/codec errors on a corrupt or missing chunk
+            raise DataError(
+                f"could not read hidden states of tokens {start}:{stop} ({type(e).__name__}: {e}); "
+                "the dump chunk is corrupt or truncated — recapture those items"
+            ) from None
+        try:
+            acc.update(_bits(block, bf16), ids(start, stop))
+        except DataError as e:
+            raise DataError(f"tokens {start}:{stop} (token numbers below count from {start}): {e}") from None
+
+
+def _from_dump(path: Path, by: str, chunk: int):
+    """Statistics of a dump path, read with zarr alone (no dataset, no task graph): raw
+    chunk files through the Rust reader, other codecs through zarr in chunk-aligned blocks.
+    Returns the accumulator, the group labels and the layer coordinate (or None)."""
+    import zarr
+
+    from xlt.dumps import FORMAT, GROWING
+
+    if not (path / "zarr.json").is_file():
+        raise DataError(f"no dump at {path}; pass the path of a zarr dump written by xlt.capture")
+    group = zarr.open_group(str(path), mode="r")
+    attrs = dict(group.attrs)
+    if attrs.get("xlt_format") != FORMAT:
+        raise DataError(f"{path} is a zarr store but not an xlt dump")
+    rows = attrs["xlt_rows"]
+    arrays = dict(group.arrays())
+    dims = {name: tuple(arr.metadata.dimension_names) for name, arr in arrays.items()}
+    shapes = {name: arr.shape for name, arr in arrays.items()}
+
+    cache: dict[str, tuple[int, np.ndarray]] = {}
+
+    def values(name, start, stop):
+        """Rows start:stop of a committed array, read in blocks of BLOCK rows (few zarr calls,
+        bounded memory)."""
+        end = rows[dims[name][0]] if dims[name][0] in GROWING else shapes[name][0]
+        start, stop = start or 0, end if stop is None else min(stop, end)
+        at, block = cache.get(name, (0, None))
+        if block is None or start < at or stop > at + len(block):
+            at = start
+            block = group[name][at : max(stop, min(at + BLOCK, end))]
+            block = block.astype(object) if block.dtype.kind == "T" else block
+            cache[name] = (at, block)
+        return block[start - at : stop - at]
+
+    if dims.get("hidden") != ("token", "layer", "hidden"):
+        _not_tokens(dims.get("hidden", "no 'hidden' variable"))
+    hidden, n = arrays["hidden"], rows["token"]
+    labels, ids = _groups(dims, values, by, n)
+    bf16 = hidden.attrs.get("xlt_dtype") == "bfloat16"
+    acc = _core.NeuronAccumulator(len(labels), *hidden.shape[1:])
+    files = _chunk_files(hidden, n, bf16)
+    if files is not None:  # up to BLOCK tokens a call (the next file named to be read ahead)
+        per, paths = files.pop("file_tokens"), files.pop("paths")
+        k = max(1, BLOCK // per)
+        for i in range(0, len(paths), k):
+            a, b = i * per, min((i + k) * per, n)
+            acc.update_files(paths[i : i + k + 1], file_tokens=per, group=ids(a, b), first_token=a, **files)
+    else:
+        align = hidden.chunks[0]
+        _stream(acc, lambda a, b: hidden[a:b], ids, n, bf16, max(align, chunk // align * align))
+    return acc, labels, (values("layer", None, None) if "layer" in dims else None)
 
 
 def _is_bf16(var: xr.DataArray) -> bool:
     return var.attrs.get("xlt_dtype") == "bfloat16"
-
-
-def _in_memory(var: xr.DataArray, read, ids: np.ndarray, n_groups: int, chunk: int):
-    total = _core.NeuronAccumulator(n_groups, var.sizes["layer"], var.sizes["hidden"])
-    for start in range(0, var.sizes["token"], chunk):
-        stop = min(start + chunk, var.sizes["token"])
-        where = f"tokens {start}:{stop}"
-        total.merge(_partial(_read(read, start, stop), ids[start:stop], n_groups, _is_bf16(var), where))
-    return total
 
 
 def _dask(var: xr.DataArray, ids: np.ndarray, n_groups: int):
@@ -122,7 +216,7 @@ def _dask(var: xr.DataArray, ids: np.ndarray, n_groups: int):
     parts = [
         dask.delayed(part, nout=2)(blk, ids[starts[i] : starts[i + 1]], i) for i, blk in enumerate(blocks)
     ]
-    shape = (len(STATE), var.sizes["layer"], n_groups, var.sizes["hidden"])
+    shape = (len(STATE), n_groups, var.sizes["layer"], var.sizes["hidden"])
     counts = da.stack([da.from_delayed(p[0], (n_groups,), np.uint64) for p in parts])
     sums = da.stack([da.from_delayed(p[1], shape, np.float64) for p in parts])
     count, s = dask.compute(counts.sum(axis=0, split_every=8), sums.sum(axis=0, split_every=8))
@@ -137,20 +231,29 @@ def statistics(
     """Count, mean, variance and positive rate per group × layer × neuron.
 
     `data` is a dump path or a Dataset (in memory or dask-backed) with
-    token-level `hidden`; `by` names a per-token coordinate. Dask-backed input
-    is reduced chunk-wise on the active dask scheduler; otherwise blocks of
-    `chunk_tokens` tokens stream through one accumulator.
+    token-level `hidden`; `by` names a per-token coordinate. A dump whose
+    hidden states are stored raw (as `DumpWriter` stores them) is read by the
+    Rust kernel file by file, memory-mapped from the page cache; other dumps
+    and in-memory Datasets stream in blocks of `chunk_tokens` tokens.
+    Dask-backed input is reduced chunk-wise on the active dask scheduler.
     """
-    var = _hidden(data)
-    labels, ids = _groups(var, by)
-    if var.chunks is not None and not isinstance(data, str | Path):
-        acc = _dask(var, ids, len(labels))
+    if isinstance(data, str | Path):
+        acc, labels, layer = _from_dump(Path(data), by, chunk_tokens)
     else:
-        acc = _in_memory(var, _reader(data, var), ids, len(labels), chunk_tokens)
+        var = _hidden(data)
+        c = var.coords
+        n = var.sizes["token"]
+        labels, ids = _groups({k: c[k].dims for k in c}, lambda k, a, b: c[k].values[a:b], by, n)
+        if var.chunks is not None:
+            acc = _dask(var, ids(0, n), len(labels))
+        else:
+            acc = _core.NeuronAccumulator(len(labels), var.sizes["layer"], var.sizes["hidden"])
+            read = lambda a, b: np.asarray(var.data[a:b])  # noqa: E731
+            _stream(acc, read, ids, n, _is_bf16(var), chunk_tokens)
+        layer = c["layer"].values if "layer" in c else None
     mean, variance, rate = acc.finish()
     dims = (by, "layer", "hidden")
-    coords = {by: labels, "layer": var.coords["layer"].values if "layer" in var.coords else None}
-    coords = {k: v for k, v in coords.items() if v is not None}
+    coords = {by: labels} if layer is None else {by: labels, "layer": layer}
     return xr.Dataset(
         {
             "count": ((by,), acc.count.astype(np.int64)),

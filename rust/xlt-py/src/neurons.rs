@@ -3,7 +3,9 @@
 use numpy::{IntoPyArray, PyArray1, PyArray3, PyReadonlyArray1, PyReadonlyArray3, ToPyArray};
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
-use xlt_core::neurons::{self, NeuronStats};
+use std::path::PathBuf;
+use xlt_core::neurons::{self, ChunkFiles, Dtype, IndexAt, NeuronStats};
+use xlt_core::Error;
 
 use crate::arrays::PyBlock3;
 use crate::errors::IntoPyResult;
@@ -36,18 +38,69 @@ impl NeuronAccumulator {
         py.detach(|| inner.update(v, g)).py()
     }
 
+    /// Add `len(group)` tokens of a (token, layer, hidden) array stored as raw
+    /// little-endian chunk files: `paths` in token order, `file_tokens` tokens
+    /// each, the first file starting at token `first_token` of the array;
+    /// sharded files also give `chunk_tokens` (per inner chunk) and `index`
+    /// ("start" or "end"). Files are memory-mapped, GIL released.
+    #[pyo3(signature = (paths, dtype, file_tokens, group, chunk_tokens=None, index="end", first_token=0))]
+    #[allow(clippy::too_many_arguments)]
+    fn update_files(
+        &mut self,
+        py: Python<'_>,
+        paths: Vec<PathBuf>,
+        dtype: &str,
+        file_tokens: usize,
+        group: PyReadonlyArray1<'_, i32>,
+        chunk_tokens: Option<usize>,
+        index: &str,
+        first_token: usize,
+    ) -> PyResult<()> {
+        let dtype = match dtype {
+            "bfloat16" => Dtype::BF16,
+            "float16" => Dtype::F16,
+            "float32" => Dtype::F32,
+            other => {
+                return Err(Error::Config(format!(
+                    "dtype {other:?} cannot be read raw; use bfloat16, float16 or float32"
+                )))
+                .py()
+            }
+        };
+        let at = match index {
+            "end" => IndexAt::End,
+            "start" => IndexAt::Start,
+            other => {
+                return Err(Error::Config(format!(
+                    "shard index location {other:?} is neither 'start' nor 'end'"
+                )))
+                .py()
+            }
+        };
+        let files = ChunkFiles {
+            dtype,
+            paths,
+            first_token,
+            file_tokens,
+            shard: chunk_tokens.map(|c| (c, at)),
+        };
+        let group = group.as_array().to_vec();
+        let inner = &mut self.inner;
+        py.detach(|| inner.update_files(&files, &group)).py()
+    }
+
     /// Add another accumulator's partial statistics.
     fn merge(&mut self, other: PyRef<'_, NeuronAccumulator>) -> PyResult<()> {
         self.inner.merge(&other.inner).py()
     }
 
-    /// The raw partial sums: count (group), sum, sumsq, positive (layer, group, hidden).
+    /// The raw partial sums: count (group), sum, sumsq, positive (group, layer, hidden).
     fn state<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         let d = PyDict::new(py);
         d.set_item("count", self.inner.count.to_pyarray(py))?;
-        d.set_item("sum", self.inner.sum.to_pyarray(py))?;
-        d.set_item("sumsq", self.inner.sumsq.to_pyarray(py))?;
-        d.set_item("positive", self.inner.positive.to_pyarray(py))?;
+        d.set_item("sum", self.inner.sum().into_pyarray(py))?;
+        d.set_item("sumsq", self.inner.sumsq().into_pyarray(py))?;
+        d.set_item("positive", self.inner.positive().into_pyarray(py))?;
         Ok(d)
     }
 
@@ -58,15 +111,15 @@ impl NeuronAccumulator {
         sum: PyReadonlyArray3<'_, f64>,
         sumsq: PyReadonlyArray3<'_, f64>,
         positive: PyReadonlyArray3<'_, u64>,
-    ) -> Self {
-        NeuronAccumulator {
-            inner: NeuronStats {
-                count: count.as_array().to_vec(),
-                sum: sum.as_array().to_owned(),
-                sumsq: sumsq.as_array().to_owned(),
-                positive: positive.as_array().to_owned(),
-            },
-        }
+    ) -> PyResult<Self> {
+        let inner = NeuronStats::from_parts(
+            count.as_array().to_vec(),
+            sum.as_array(),
+            sumsq.as_array(),
+            positive.as_array(),
+        )
+        .py()?;
+        Ok(NeuronAccumulator { inner })
     }
 
     /// (mean, var, positive_rate), each (group, layer, hidden) float64.

@@ -1,0 +1,347 @@
+//! Hidden states read straight from a zarr array's chunk files, for the
+//! layouts xlt's dump writer makes: raw little-endian values (codec `bytes`),
+//! as plain chunk files or inside `sharding_indexed` shards whose index is
+//! `bytes` + `crc32c`. Each file is memory-mapped (page-cache pages, no copy),
+//! checked against the sizes the layout implies (exact chunk sizes, index
+//! checksum, chunk offsets inside the file) and its token rows go to the
+//! kernel. The caller (Python, from zarr's own metadata) lists the files and
+//! reads any other codec through zarr instead.
+use std::path::PathBuf;
+
+use super::kernel::{Dtype, Row};
+use super::NeuronStats;
+use crate::error::{ensure_shape, Error, Result};
+
+/// Where a shard keeps its chunk index.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IndexAt {
+    Start,
+    End,
+}
+
+/// Chunk files of a C-ordered (token, layer, hidden) array chunked along
+/// `token` only: file `i` of `paths` holds tokens `first_token + i * file_tokens ..`.
+#[derive(Clone, Debug)]
+pub struct ChunkFiles {
+    pub dtype: Dtype,
+    pub paths: Vec<PathBuf>,
+    /// The array's number of the first token of the first file (for messages).
+    pub first_token: usize,
+    /// Tokens per file (the shard, or the chunk when not sharded).
+    pub file_tokens: usize,
+    /// Sharded files: tokens per inner chunk and where the index is.
+    pub shard: Option<(usize, IndexAt)>,
+}
+
+impl NeuronStats {
+    /// Add the first `group.len()` tokens stored in `files`, one file at a
+    /// time. A missing, short or inconsistent file is a `Data` error naming
+    /// the file and its tokens.
+    pub fn update_files(&mut self, files: &ChunkFiles, group: &[i32]) -> Result<()> {
+        let row = self.layers * self.hidden * files.dtype.size();
+        let (n, per_file) = (group.len(), files.file_tokens);
+        let (per_chunk, at) = files.shard.unwrap_or((per_file, IndexAt::End));
+        ensure_shape(per_chunk > 0 && per_file % per_chunk == 0, || {
+            format!("{per_file} tokens per file is not a multiple of {per_chunk} tokens per chunk")
+        })?;
+        let needed = n.div_ceil(per_file);
+        ensure_shape(files.paths.len() >= needed, || {
+            format!(
+                "{n} tokens need {needed} chunk files of {per_file} tokens, got {}",
+                files.paths.len()
+            )
+        })?;
+        for (i, path) in files.paths.iter().take(needed).enumerate() {
+            if let Some(next) = files.paths.get(i + 1) {
+                read_ahead(next);
+            }
+            let (t0, t1) = (i * per_file, ((i + 1) * per_file).min(n));
+            let (a, b) = (files.first_token + t0, files.first_token + t1);
+            let fail = |what: String| {
+                Error::Data(format!(
+                    "chunk {} (tokens {a}:{b}): {what}; the dump chunk is corrupt or truncated — recapture those items",
+                    path.display()
+                ))
+            };
+            let bytes = map(path).map_err(|e| match e.kind() {
+                std::io::ErrorKind::NotFound => fail("the file is missing".into()),
+                _ => fail(format!("cannot read it ({e})")),
+            })?;
+            let chunk_bytes = per_chunk * row;
+            let offsets = match files.shard {
+                None if bytes.len() == chunk_bytes => vec![0],
+                None => {
+                    return Err(fail(format!(
+                        "{} bytes where a chunk of raw values has {chunk_bytes}",
+                        bytes.len()
+                    )))
+                }
+                Some(_) => chunk_offsets(
+                    &bytes,
+                    per_file / per_chunk,
+                    (t1 - t0).div_ceil(per_chunk),
+                    chunk_bytes,
+                    at,
+                )
+                .map_err(fail)?,
+            };
+            let rows: Vec<Row> = (0..t1 - t0)
+                .map(|t| Row(bytes[offsets[t / per_chunk] + (t % per_chunk) * row..].as_ptr()))
+                .collect();
+            // SAFETY: every chunk lies inside the mapping (checked), which lives past the call.
+            unsafe { self.update_rows(files.dtype, &rows, &group[t0..t1], a) }
+                .map_err(|e| fail(e.to_string()))?;
+        }
+        Ok(())
+    }
+}
+
+/// Byte offsets of the first `used` of a shard's `chunks` inner chunks,
+/// checked: index checksum, each chunk present, `chunk_bytes` long and inside
+/// the data part of the file.
+fn chunk_offsets(
+    bytes: &[u8],
+    chunks: usize,
+    used: usize,
+    chunk_bytes: usize,
+    at: IndexAt,
+) -> std::result::Result<Vec<usize>, String> {
+    let (len, index_len) = (bytes.len(), 16 * chunks + 4);
+    if len < index_len {
+        return Err(format!(
+            "{len} bytes, shorter than its {index_len}-byte shard index"
+        ));
+    }
+    let (index, data) = match at {
+        IndexAt::End => (&bytes[len - index_len..], 0..len - index_len),
+        IndexAt::Start => (&bytes[..index_len], index_len..len),
+    };
+    let (entries, stored) = index.split_at(16 * chunks);
+    if crc32c(entries).to_le_bytes() != stored {
+        return Err("its shard index fails its crc32c checksum".into());
+    }
+    let word = |b: &[u8]| u64::from_le_bytes(b.try_into().expect("8 bytes"));
+    (0..used)
+        .map(|j| {
+            let (off, nb) = (
+                word(&entries[16 * j..16 * j + 8]),
+                word(&entries[16 * j + 8..16 * j + 16]),
+            );
+            if (off, nb) == (u64::MAX, u64::MAX) {
+                return Err(format!("inner chunk {j} is missing (reads as fill value)"));
+            }
+            if nb != chunk_bytes as u64 {
+                return Err(format!(
+                    "inner chunk {j} has {nb} bytes, raw values need {chunk_bytes}"
+                ));
+            }
+            match off.checked_add(nb) {
+                Some(end) if off >= data.start as u64 && end <= data.end as u64 => Ok(off as usize),
+                _ => Err(format!(
+                    "inner chunk {j} ({off}+{nb}) lies outside the file's {len} bytes"
+                )),
+            }
+        })
+        .collect()
+}
+
+const CRC32C_TABLE: [u32; 256] = {
+    let mut table = [0u32; 256];
+    let mut i = 0;
+    while i < 256 {
+        let mut c = i as u32;
+        let mut k = 0;
+        while k < 8 {
+            c = if c & 1 != 0 {
+                (c >> 1) ^ 0x82F6_3B78
+            } else {
+                c >> 1
+            };
+            k += 1;
+        }
+        table[i] = c;
+        i += 1;
+    }
+    table
+};
+
+/// CRC-32C (Castagnoli), as zarr's `crc32c` codec computes it.
+fn crc32c(data: &[u8]) -> u32 {
+    !data.iter().fold(!0u32, |c, &b| {
+        CRC32C_TABLE[((c ^ b as u32) & 0xFF) as usize] ^ (c >> 8)
+    })
+}
+
+#[cfg(unix)]
+mod mapped {
+    use std::os::fd::AsRawFd;
+    use std::{fs::File, io, path::Path, ptr};
+
+    /// A read-only private mapping of a whole file, pages faulted in at once.
+    pub struct Mapped(*mut libc::c_void, usize);
+
+    impl std::ops::Deref for Mapped {
+        type Target = [u8];
+        fn deref(&self) -> &[u8] {
+            if self.1 == 0 {
+                return &[];
+            }
+            // SAFETY: a live mapping of `self.1` readable bytes.
+            unsafe { std::slice::from_raw_parts(self.0.cast(), self.1) }
+        }
+    }
+
+    impl Drop for Mapped {
+        fn drop(&mut self) {
+            if self.1 > 0 {
+                // SAFETY: unmapping what `map` mapped.
+                unsafe { libc::munmap(self.0, self.1) };
+            }
+        }
+    }
+
+    #[cfg(target_os = "linux")]
+    const POPULATE: libc::c_int = libc::MAP_POPULATE;
+    #[cfg(not(target_os = "linux"))]
+    const POPULATE: libc::c_int = 0;
+
+    pub fn map(path: &Path) -> io::Result<Mapped> {
+        let file = File::open(path)?;
+        let len = file.metadata()?.len() as usize;
+        if len == 0 {
+            return Ok(Mapped(ptr::null_mut(), 0));
+        }
+        // SAFETY: a fresh read-only mapping of an open file; the dump must not
+        // be truncated while it is read (as with any reader).
+        let p = unsafe {
+            libc::mmap(
+                ptr::null_mut(),
+                len,
+                libc::PROT_READ,
+                libc::MAP_PRIVATE | POPULATE,
+                file.as_raw_fd(),
+                0,
+            )
+        };
+        if p == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(Mapped(p, len))
+    }
+
+    /// Ask the kernel to start reading `path` into the page cache.
+    pub fn read_ahead(path: &Path) {
+        #[cfg(target_os = "linux")]
+        if let Ok(f) = File::open(path) {
+            // SAFETY: an advisory call on an open descriptor.
+            unsafe { libc::posix_fadvise(f.as_raw_fd(), 0, 0, libc::POSIX_FADV_WILLNEED) };
+        }
+        #[cfg(not(target_os = "linux"))]
+        let _ = path;
+    }
+}
+
+#[cfg(unix)]
+use mapped::{map, read_ahead};
+
+#[cfg(not(unix))]
+fn map(path: &std::path::Path) -> std::io::Result<Vec<u8>> {
+    std::fs::read(path)
+}
+
+#[cfg(not(unix))]
+fn read_ahead(_: &std::path::Path) {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ndarray::{Array1, Array3};
+
+    use crate::neurons::Block3;
+
+    #[test]
+    fn crc32c_check_value() {
+        assert_eq!(crc32c(b"123456789"), 0xE306_9283);
+    }
+
+    /// A shard of `chunks` inner chunks (in reverse order on disk) with its index at the end.
+    fn shard(x: &[u16], chunks: usize, chunk_bytes: usize) -> Vec<u8> {
+        let raw: Vec<u8> = x.iter().flat_map(|v| v.to_le_bytes()).collect();
+        let mut out = Vec::new();
+        let mut index = vec![0u8; 16 * chunks];
+        for j in (0..chunks).rev() {
+            let part = raw.get(j * chunk_bytes..(j + 1) * chunk_bytes);
+            let (off, nb) = match part {
+                Some(p) => {
+                    let off = out.len() as u64;
+                    out.extend_from_slice(p);
+                    (off, p.len() as u64)
+                }
+                None => (u64::MAX, u64::MAX),
+            };
+            index[16 * j..16 * j + 8].copy_from_slice(&off.to_le_bytes());
+            index[16 * j + 8..16 * j + 16].copy_from_slice(&nb.to_le_bytes());
+        }
+        let crc = crc32c(&index);
+        out.extend_from_slice(&index);
+        out.extend_from_slice(&crc.to_le_bytes());
+        out
+    }
+
+    #[test]
+    fn shards_read_like_memory_and_damage_is_named() {
+        let (n, l, h, per_chunk, chunks) = (40, 2, 48, 4, 8);
+        let x = Array3::from_shape_fn((n, l, h), |(t, li, hi)| {
+            ((((t * 31 + li * 7 + hi) % 23) as f32 - 11.0).to_bits() >> 16) as u16
+        });
+        let group = Array1::from_shape_fn(n, |t| (t / 5 % 3) as i32 - (t == 7) as i32);
+        let dir = std::env::temp_dir().join(format!("xlt-neurons-files-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let flat = x.as_slice().unwrap();
+        let per_file = per_chunk * chunks;
+        let chunk_bytes = per_chunk * l * h * 2;
+        let paths: Vec<PathBuf> = (0..n.div_ceil(per_file))
+            .map(|i| {
+                let p = dir.join(format!("{i}"));
+                let end = ((i + 1) * per_file).min(n);
+                std::fs::write(
+                    &p,
+                    shard(
+                        &flat[i * per_file * l * h..end * l * h],
+                        chunks,
+                        chunk_bytes,
+                    ),
+                )
+                .unwrap();
+                p
+            })
+            .collect();
+        let files = ChunkFiles {
+            dtype: Dtype::BF16,
+            paths: paths.clone(),
+            first_token: 0,
+            file_tokens: per_file,
+            shard: Some((per_chunk, IndexAt::End)),
+        };
+        let mut got = NeuronStats::new(3, l, h);
+        got.update_files(&files, group.as_slice().unwrap()).unwrap();
+        let mut want = NeuronStats::new(3, l, h);
+        want.update(Block3::BF16(x.view()), group.view()).unwrap();
+        assert_eq!(got, want);
+
+        let bytes = std::fs::read(&paths[1]).unwrap();
+        std::fs::write(&paths[1], &bytes[..bytes.len() - 3]).unwrap();
+        let err = NeuronStats::new(3, l, h).update_files(&files, group.as_slice().unwrap());
+        assert!(
+            matches!(&err, Err(Error::Data(m)) if m.contains("tokens 32:40") && m.contains("checksum")),
+            "{err:?}"
+        );
+        std::fs::remove_file(&paths[1]).unwrap();
+        let err = NeuronStats::new(3, l, h).update_files(&files, group.as_slice().unwrap());
+        assert!(
+            matches!(&err, Err(Error::Data(m)) if m.contains("/1 (tokens 32:40)")),
+            "{err:?}"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
