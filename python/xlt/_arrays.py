@@ -22,13 +22,18 @@ def as_matrix(x: Any, name: str = "X") -> np.ndarray:
     a = np.asarray(x)
     if a.ndim != 2:
         raise ShapeError(f"{name} must be 2-D (n, d), got shape {a.shape}; reshape it first")
-    if not a.flags.aligned:  # e.g. received from a dask.distributed worker; Rust needs aligned data
-        a = a.copy()
+    a = a if a.flags.aligned else aligned(a)
     if a.dtype.name in _BF16_NAMES or a.dtype == np.int16:
         return a.view(np.uint16)
     if a.dtype == np.float64:
         return a.astype(np.float32)
     return a
+
+
+def aligned(a: np.ndarray) -> np.ndarray:
+    """`a` C-contiguous and aligned, as the core needs (a copy only when it is not; arrays
+    received from dask.distributed workers can be unaligned)."""
+    return np.require(a, requirements=["C", "A"])
 
 
 def _from_torch(t: Any, name: str) -> np.ndarray:

@@ -4,4 +4,3 @@ kernels raise the same classes; every one derives from :class:`XltError`."""
 from xlt._core import ConfigError, DataError, ShapeError, UnsupportedModelError, XltError
 
 __all__ = ["XltError", "ShapeError", "DataError", "ConfigError", "UnsupportedModelError"]
-

@@ -17,6 +17,7 @@ import numpy as np
 import xarray as xr
 
 from xlt import _core
+from xlt._arrays import aligned
 from xlt.errors import DataError, ShapeError
 
 STATE = ("sum", "sumsq", "positive")
@@ -40,10 +41,10 @@ def _not_tokens(got) -> None:
 
 def _bits(block: np.ndarray, bf16: bool) -> np.ndarray:
     if block.dtype.name == "bfloat16" or bf16:
-        return np.ascontiguousarray(block).view(np.uint16)
+        return aligned(block).view(np.uint16)
     if block.dtype == np.float64:
         return block.astype(np.float32)
-    return block
+    return aligned(block)
 
 
 def _groups(dims: dict, values, by: str, n_tokens: int):

@@ -46,6 +46,7 @@ import numpy as np
 import xarray as xr
 
 from xlt import _core
+from xlt._arrays import aligned
 from xlt.errors import ConfigError, DataError, ShapeError
 
 __all__ = ["profile", "accumulate", "shift", "partial", "plot_usage", "plot_divergence"]
@@ -388,14 +389,9 @@ def _item_keys(ds: xr.Dataset, item: str | None):
     return [item], lambda part: np.ascontiguousarray(part[item].values, dtype=np.int64)
 
 
-def _aligned(a: np.ndarray) -> np.ndarray:
-    """C-contiguous and aligned (arrays a dask.distributed client receives may be unaligned)."""
-    return np.require(a, requirements=["C", "A"])
-
-
 def _indices(a: np.ndarray) -> np.ndarray:
     if a.dtype in (np.int16, np.int32):
-        return _aligned(a)
+        return aligned(a)
     if not np.issubdtype(a.dtype, np.integer):
         raise DataError(f"routing_idx must hold integers, got dtype {a.dtype}")
     if a.size and (a.min() < np.iinfo(np.int32).min or a.max() > np.iinfo(np.int32).max):
@@ -410,7 +406,7 @@ def _floats(var: xr.DataArray, name: str) -> np.ndarray:
 
         a = a.view(ml_dtypes.bfloat16)
     if a.dtype in (np.float16, np.float32):
-        return _aligned(a)
+        return aligned(a)
     if a.dtype.kind != "f" and a.dtype.name != "bfloat16":
         raise DataError(f"{name} must hold floats, got dtype {a.dtype}")
     return np.ascontiguousarray(a, dtype=np.float32)
