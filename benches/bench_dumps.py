@@ -16,7 +16,7 @@ from harness import Row, machine_limits  # noqa: E402
 from make_dump import make  # noqa: E402
 
 HERE = Path(__file__).parent
-SIZES = {"smoke": (0.05, 0.2), "ci": (0.25, 1.0), "full": (4.0, 40.0)}
+SIZES = {"smoke": (0.05, 0.2), "ci": (0.25, 1.0), "full": (4.0, 40.0), "20gb": (2.0, 20.0)}
 PROBE = """
 import json, sys, time, warnings
 warnings.simplefilter("ignore")

@@ -3,7 +3,8 @@ limits measured first; writes benches/out/results.json and results.md.
 
     python benches/run.py --size smoke   # CI (a few minutes)
     python benches/run.py --size ci      # default
-    python benches/run.py --size full    # the issues' sizes (tens of minutes; 20 GB dumps: see README)
+    python benches/run.py --size full    # the issues' sizes (tens of minutes; 4 and 40 GB dumps)
+    python benches/run.py --size 20gb    # full sizes with 2 and 20 GB dumps (fits a 64 GB disk)
     python benches/run.py --only routing,neurons
 
 Benches with a `run(size, limits)` function report rows into one table; the
@@ -30,11 +31,13 @@ SCRIPTS = {
     "capture": {"smoke": ["--ci"], "ci": ["--ci"], "full": []},
     "linguistic": {"smoke": ["2"], "ci": ["5"], "full": ["20"]},
 }
+SIZES = ("smoke", "ci", "full", "20gb")
+BASE = {"20gb": "full"}  # the size the other benches run at
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--size", choices=("smoke", "ci", "full"), default="ci")
+    p.add_argument("--size", choices=SIZES, default="ci")
     p.add_argument("--only", default="", help="comma-separated bench names (file stems without bench_)")
     p.add_argument("--out", type=Path, default=HERE / "out")
     args = p.parse_args(argv)
@@ -44,13 +47,14 @@ def main(argv: list[str] | None = None) -> int:
         for n in sorted(f.stem.removeprefix("bench_") for f in HERE.glob("bench_*.py"))
         if not only or n in only
     ]
-    limits = machine_limits(args.size)
+    base = BASE.get(args.size, args.size)
+    limits = machine_limits(base)
     print(f"machine limits: {limits}", flush=True)
     rows, verbatim = [], []
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     for name in names:
         if name in SCRIPTS:
-            cmd = [sys.executable, str(HERE / f"bench_{name}.py"), *SCRIPTS[name][args.size]]
+            cmd = [sys.executable, str(HERE / f"bench_{name}.py"), *SCRIPTS[name][base]]
             print(f"$ {' '.join(cmd[1:])}", flush=True)
             out = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
             text = out.stdout + (f"\n[exit {out.returncode}]\n{out.stderr[-2000:]}" if out.returncode else "")
@@ -59,7 +63,9 @@ def main(argv: list[str] | None = None) -> int:
             if out.returncode:
                 return out.returncode
         else:
-            for row in importlib.import_module(f"bench_{name}").run(args.size, limits):
+            for row in importlib.import_module(f"bench_{name}").run(
+                args.size if name == "dumps" else base, limits
+            ):
                 print(row.line(), flush=True)
                 rows.append(row)
     md = write(rows, limits, args.out)
