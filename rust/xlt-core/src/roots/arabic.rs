@@ -12,11 +12,12 @@ use super::engine::{self, Lang, Weak};
 // Affix kinds: prefixes 0 = any, 1 = nominal (article), 2 = verbal (imperfect);
 // suffixes 0 = none/any, 1 = nominal, 2 = verbal, 3 = pronoun, 4 = nominal + pronoun,
 // 5 = verbal + pronoun, 6 = perfect subject beginning with a consonant (+ pronoun),
-// 7 = plural subject و (+ pronoun).
+// 7 = plural subject و (+ pronoun), 8 = plural ون (nominal, or verbal after an
+// imperfect prefix).
 fn compatible(p: u8, s: u8) -> bool {
     match p {
-        1 => matches!(s, 0 | 1),
-        2 => matches!(s, 0 | 2 | 3 | 5 | 7),
+        1 => matches!(s, 0 | 1 | 8),
+        2 => matches!(s, 0 | 2 | 3 | 5 | 7 | 8),
         _ => true,
     }
 }
@@ -76,7 +77,7 @@ const ENDINGS: &[(&str, f32, u8)] = &[
     ("ات", 0.5, 1),
     ("ان", 0.8, 0),
     ("ين", 0.7, 0),
-    ("ون", 0.85, 0),
+    ("ون", 0.85, 8),
     ("ية", 0.7, 1),
     ("يات", 0.9, 1),
     ("يين", 1.0, 1),
@@ -181,12 +182,12 @@ const PATTERNS: &[(&str, f32)] = &[
     ("تCCيC", 0.6),
     ("تCاCC", 0.8),
     ("تCاCيC", 1.1),
-    ("اCتCC", 0.8),
-    ("CتCC", 0.9),
+    ("اCتSC", 0.8),
+    ("CتSC", 0.9),
     ("CتC", 1.1),
     ("اCتCاC", 0.6),
-    ("انCCC", 0.9),
-    ("نCCC", 1.3),
+    ("انCSC", 0.9),
+    ("نCSC", 1.3),
     ("انCCاC", 0.7),
     ("استCCC", 0.5),
     ("ستCCC", 0.8),
@@ -197,11 +198,11 @@ const PATTERNS: &[(&str, f32)] = &[
     ("ستCC", 1.0),
     ("متCCC", 0.7),
     ("متCاCC", 0.7),
-    ("منCCC", 0.8),
-    ("مCتCC", 0.8),
-    ("اCطCC", 1.0),
-    ("اCدCC", 1.2),
-    ("مCطCC", 1.1),
+    ("منCSC", 0.8),
+    ("مCتSC", 0.8),
+    ("اCطSC", 1.0),
+    ("اCدSC", 1.2),
+    ("مCطSC", 1.1),
     ("اتCCاC<", 0.9),
     ("اتCC<", 1.1),
     ("متCC<", 1.1),
@@ -230,8 +231,8 @@ const PATTERNS: &[(&str, f32)] = &[
     ("مCCى>", 0.6),
     ("تCاCى>", 0.6),
     // the same with the alif maqsura written ا before a suffix (معناه)
-    ("مCCا>", 0.7),
-    ("تCاCا>", 0.7),
+    ("مCCا>+", 0.7),
+    ("تCاCا>+", 0.7),
     ("CCاء>", 0.35),
     ("إCCاء>", 0.4),
     ("أCCاء>", 0.7),
@@ -242,8 +243,8 @@ const PATTERNS: &[(&str, f32)] = &[
     ("اCتCى>", 0.9),
     ("استCCى>", 0.8),
     ("تCCي>", 0.6),
-    ("اCتCا>", 1.0),
-    ("استCCا>", 0.9),
+    ("اCتCا>+", 1.0),
+    ("استCCا>+", 0.9),
     // assimilated stems (initial و dropped)
     ("CC<", 1.5),
     ("CتاC-", 0.6),
@@ -330,6 +331,9 @@ fn attested_root_cost(r: &[char]) -> f32 {
 /// than ي as a defective one: close, so the attested-root table decides.
 const WEAK_Y: f32 = 0.15;
 
+/// Cost of the defective reading of two radicals before the plural و.
+const PLURAL_FINAL: f32 = 0.0;
+
 fn restore(r: &[char; 2], weak: Weak, prefix: Option<u8>, suffix: Option<u8>) -> engine::Restored {
     // an imperfect prefix before two radicals: the assimilated و dropped (يجب, يصل)
     let prefixed = prefix.is_some_and(|k| k != 1);
@@ -344,7 +348,10 @@ fn restore(r: &[char; 2], weak: Weak, prefix: Option<u8>, suffix: Option<u8>) ->
         };
         out[0] = Some((['و', a, b], c));
     }
-    if both || weak == Weak::Hollow {
+    // the plural و right after two radicals: a defective (مشوا, يرمون) or
+    // geminate verb; a hollow one keeps its long vowel (قالوا, يقولون)
+    let plural = suffix == Some(7) || (prefixed && suffix == Some(8));
+    if (both && !plural) || weak == Weak::Hollow {
         // a consonantal subject suffix shortens the hollow perfect (قلت, كنا)
         let c = match (weak, suffix) {
             (Weak::Hollow, _) | (_, Some(6)) => 0.0,
@@ -355,9 +362,9 @@ fn restore(r: &[char; 2], weak: Weak, prefix: Option<u8>, suffix: Option<u8>) ->
     }
     if both || weak == Weak::Final {
         // the plural و follows the second radical of defective verbs (بقوا, ألقوه)
-        let c = match (weak, suffix) {
-            (Weak::Final, _) => 0.0,
-            (_, Some(7)) => 0.3,
+        let c = match weak {
+            Weak::Final => 0.0,
+            _ if plural => PLURAL_FINAL,
             _ => 0.9,
         };
         out[2] = Some(([a, b, 'ي'], c));
@@ -406,6 +413,7 @@ fn lang(root_cost: fn(&[char]) -> f32) -> Lang {
         prefixes: engine::prefixes(PREFIXES),
         suffixes: engine::suffixes(&list),
         patterns: engine::patterns(&with_hamza_seats()),
+        weak_letters: &['ا', 'و', 'ي', 'ى'],
         root_cost,
         restore,
         compatible,
@@ -531,5 +539,32 @@ mod tests {
         assert_eq!(root("استيفاء").as_deref(), Some("وفي"));
         assert_eq!(root("أدلة").as_deref(), Some("دلل"));
         assert_eq!(root("قرآن").as_deref(), Some("قرء"));
+    }
+
+    #[test]
+    fn defective_verbs_before_the_plural_waw() {
+        // two radicals then the plural و: defective (or geminate), never hollow
+        assert_eq!(root("رموا").as_deref(), Some("رمي"));
+        assert_eq!(root("مشوا").as_deref(), Some("مشي"));
+        assert_eq!(root("ردوا").as_deref(), Some("ردد"));
+        assert_eq!(root("قالوا").as_deref(), Some("قول"));
+        assert_eq!(root("يقولون").as_deref(), Some("قول"));
+    }
+
+    #[test]
+    fn derived_forms_keep_a_strong_middle_radical() {
+        // a weak middle radical of Forms VII/VIII is a long vowel (منقاد,
+        // مختار), so منCوC / مCتوC are maf'ul of a root with ن / ت
+        assert_eq!(root("المنثور").as_deref(), Some("نثر"));
+        assert_eq!(root("مبتور").as_deref(), Some("بتر"));
+        assert_eq!(root("منكسر").as_deref(), Some("كسر"));
+        assert_eq!(root("مجتمع").as_deref(), Some("جمع"));
+    }
+
+    #[test]
+    fn maqsura_written_alif_only_before_a_suffix() {
+        assert_eq!(root("معناه").as_deref(), Some("عني"));
+        let c = candidates("مشوا", 3.0);
+        assert!(!c.iter().any(|(r, _)| r == "شوي"), "{c:?}");
     }
 }

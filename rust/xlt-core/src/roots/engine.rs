@@ -46,6 +46,9 @@ enum Slot {
     Fixed(char),
     /// A weak radical written as another letter (surface, radical).
     Written(char, char),
+    /// A radical that is not a weak letter (the middle radical of derived
+    /// Forms, where a weak one would have turned into a long vowel).
+    Strong,
 }
 
 /// A compiled template: its slots and cost.
@@ -55,6 +58,8 @@ pub struct Pattern {
     cost: f32,
     /// Two-radical templates name how the missing radical is restored.
     weak: Weak,
+    /// Only before a suffix (a spelling that only occurs there).
+    suffixed: bool,
 }
 
 /// Where a two-radical stem gets its third radical.
@@ -78,6 +83,8 @@ pub struct Lang {
     pub suffixes: Affixes,
     /// Patterns indexed by stem length.
     pub patterns: Vec<Vec<Pattern>>,
+    /// Letters a `Strong` radical may not be.
+    pub weak_letters: &'static [char],
     /// Penalty of a radical sequence (implausible letters, identical C1=C2, ...),
     /// never negative.
     pub root_cost: fn(&[char]) -> f32,
@@ -162,19 +169,22 @@ pub fn suffixes(list: &[(&str, f32, u8)]) -> Affixes {
     Affixes::new(list, false)
 }
 
-/// Compile templates: `C` = radical, `{xy}` = radical `y` written `x`; a
-/// trailing `<`, `-`, `>`, `=` on the template marks a two-radical one as
-/// initial-, hollow-, final-weak or geminate.
+/// Compile templates: `C` = radical, `S` = radical that is not a weak letter,
+/// `{xy}` = radical `y` written `x`; a trailing `<`, `-`, `>`, `=` on the
+/// template marks a two-radical one as initial-, hollow-, final-weak or
+/// geminate, a trailing `+` restricts it to stems followed by a suffix.
 pub fn patterns<S: AsRef<str>>(list: &[(S, f32)]) -> Vec<Vec<Pattern>> {
     let mut out: Vec<Vec<Pattern>> = vec![Vec::new(); 12];
     for (t, cost) in list {
         let mut weak = Weak::Any;
+        let mut suffixed = false;
         let mut slots = Vec::new();
         let t = t.as_ref();
         let mut chars = t.chars();
         while let Some(ch) = chars.next() {
             match ch {
                 'C' => slots.push(Slot::Radical),
+                'S' => slots.push(Slot::Strong),
                 '{' => {
                     let (Some(x), Some(y), Some('}')) = (chars.next(), chars.next(), chars.next())
                     else {
@@ -186,6 +196,7 @@ pub fn patterns<S: AsRef<str>>(list: &[(S, f32)]) -> Vec<Vec<Pattern>> {
                 '-' => weak = Weak::Hollow,
                 '>' => weak = Weak::Final,
                 '=' => weak = Weak::Geminate,
+                '+' => suffixed = true,
                 c => slots.push(Slot::Fixed(c)),
             }
         }
@@ -194,6 +205,7 @@ pub fn patterns<S: AsRef<str>>(list: &[(S, f32)]) -> Vec<Vec<Pattern>> {
             slots,
             cost: *cost,
             weak,
+            suffixed,
         });
     }
     for p in &mut out {
@@ -311,6 +323,9 @@ fn search<S: Sink>(w: &[char], lang: &Lang, sink: &mut S) {
                 if cost >= sink.limit() {
                     break; // patterns are sorted by cost
                 }
+                if pat.suffixed && s.is_empty() {
+                    continue;
+                }
                 let mut n = 0;
                 let ok = pat.slots.iter().zip(stem).all(|(slot, &ch)| match *slot {
                     Slot::Fixed(f) => f == ch,
@@ -318,6 +333,11 @@ fn search<S: Sink>(w: &[char], lang: &Lang, sink: &mut S) {
                         radicals[n] = ch;
                         n += 1;
                         true
+                    }
+                    Slot::Strong => {
+                        radicals[n] = ch;
+                        n += 1;
+                        !lang.weak_letters.contains(&ch)
                     }
                     Slot::Written(x, y) => {
                         radicals[n] = y;
