@@ -60,6 +60,8 @@ pub struct Pattern {
     weak: Weak,
     /// Only before a suffix (a spelling that only occurs there).
     suffixed: bool,
+    /// A noun template: never after a verbal (imperfect) prefix.
+    nominal: bool,
 }
 
 /// Where a two-radical stem gets its third radical.
@@ -83,6 +85,8 @@ pub struct Lang {
     pub suffixes: Affixes,
     /// Patterns indexed by stem length.
     pub patterns: Vec<Vec<Pattern>>,
+    /// The prefix kind of imperfect verbs, which no noun template follows.
+    pub verbal_prefix: Option<u8>,
     /// Letters a `Strong` radical may not be.
     pub weak_letters: &'static [char],
     /// Penalty of a radical sequence (implausible letters, identical C1=C2, ...),
@@ -172,12 +176,14 @@ pub fn suffixes(list: &[(&str, f32, u8)]) -> Affixes {
 /// Compile templates: `C` = radical, `S` = radical that is not a weak letter,
 /// `{xy}` = radical `y` written `x`; a trailing `<`, `-`, `>`, `=` on the
 /// template marks a two-radical one as initial-, hollow-, final-weak or
-/// geminate, a trailing `+` restricts it to stems followed by a suffix.
+/// geminate, a trailing `+` restricts it to stems followed by a suffix, a
+/// trailing `*` marks a noun template (never after an imperfect prefix).
 pub fn patterns<S: AsRef<str>>(list: &[(S, f32)]) -> Vec<Vec<Pattern>> {
     let mut out: Vec<Vec<Pattern>> = vec![Vec::new(); 12];
     for (t, cost) in list {
         let mut weak = Weak::Any;
         let mut suffixed = false;
+        let mut nominal = false;
         let mut slots = Vec::new();
         let t = t.as_ref();
         let mut chars = t.chars();
@@ -197,6 +203,7 @@ pub fn patterns<S: AsRef<str>>(list: &[(S, f32)]) -> Vec<Vec<Pattern>> {
                 '>' => weak = Weak::Final,
                 '=' => weak = Weak::Geminate,
                 '+' => suffixed = true,
+                '*' => nominal = true,
                 c => slots.push(Slot::Fixed(c)),
             }
         }
@@ -206,6 +213,7 @@ pub fn patterns<S: AsRef<str>>(list: &[(S, f32)]) -> Vec<Vec<Pattern>> {
             cost: *cost,
             weak,
             suffixed,
+            nominal,
         });
     }
     for p in &mut out {
@@ -311,6 +319,7 @@ fn search<S: Sink>(w: &[char], lang: &Lang, sink: &mut S) {
                 continue;
             }
             let base = pc + sc;
+            let verbal = !p.is_empty() && lang.verbal_prefix == Some(*pk);
             if base >= sink.limit() {
                 continue;
             }
@@ -323,7 +332,7 @@ fn search<S: Sink>(w: &[char], lang: &Lang, sink: &mut S) {
                 if cost >= sink.limit() {
                     break; // patterns are sorted by cost
                 }
-                if pat.suffixed && s.is_empty() {
+                if (pat.suffixed && s.is_empty()) || (pat.nominal && verbal) {
                     continue;
                 }
                 let mut n = 0;
