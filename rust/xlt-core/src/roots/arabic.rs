@@ -147,7 +147,7 @@ const PRONOUNS: &[(&str, f32)] = &[
 /// Stem templates (`C` = radical, `S` = radical that is not weak; `<`, `-`,
 /// `>`, `=` mark two-radical ones as initial-, hollow-, final-weak or geminate;
 /// `+` = only before a suffix; `*` = noun template, never after an imperfect
-/// prefix).
+/// prefix; `!` = imperfect stem of a derived Form, only after one).
 const PATTERNS: &[(&str, f32)] = &[
     // bare roots
     ("CCC", 0.0),
@@ -192,19 +192,19 @@ const PATTERNS: &[(&str, f32)] = &[
     ("تCاCيC*", 1.1),
     ("تCCاC*", 1.0),
     ("اCتSC", 0.8),
-    ("CتSC", 0.9),
+    ("CتSC!", 0.9),
     ("CتC", 1.1),
     ("اCتCاC*", 0.6),
     ("انCSC", 0.9),
-    ("نCSC", 1.3),
+    ("نCSC!", 1.3),
     ("انCCاC*", 0.7),
     ("استCCC", 0.5),
-    ("ستCCC", 0.8),
+    ("ستCCC!", 0.8),
     ("استCCاC*", 0.4),
     ("مستCCC*", 0.4),
     ("مستCC*", 0.7),
     ("استCC", 0.8),
-    ("ستCC", 1.0),
+    ("ستCC!", 1.0),
     ("متCCC*", 0.7),
     ("متCاCC*", 0.7),
     ("منCSC*", 0.8),
@@ -229,7 +229,7 @@ const PATTERNS: &[(&str, f32)] = &[
     ("استCاC-", 0.5),
     ("مستCاC-*", 0.8),
     ("مستCيC-*", 0.8),
-    ("ستCيC-", 0.7),
+    ("ستCيC-!", 0.7),
     ("اCتاC-", 0.6),
     ("مCتاC-*", 0.6),
     ("اCتياC-", 0.5),
@@ -256,8 +256,8 @@ const PATTERNS: &[(&str, f32)] = &[
     ("استCCا>+", 0.9),
     // assimilated stems (initial و dropped)
     ("CC<", 1.5),
-    ("CتاC-", 0.6),
-    ("CتCي>", 1.0),
+    ("CتاC-!", 0.6),
+    ("CتCي>!", 1.0),
     ("است{يو}CاC", 0.5),
     ("إيCاC<", 0.8),
     ("ايCاC<", 0.9),

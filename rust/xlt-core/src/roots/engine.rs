@@ -62,6 +62,8 @@ pub struct Pattern {
     suffixed: bool,
     /// A noun template: never after a verbal (imperfect) prefix.
     nominal: bool,
+    /// An imperfect stem: only after a verbal prefix.
+    imperfect: bool,
 }
 
 /// Where a two-radical stem gets its third radical.
@@ -177,13 +179,15 @@ pub fn suffixes(list: &[(&str, f32, u8)]) -> Affixes {
 /// `{xy}` = radical `y` written `x`; a trailing `<`, `-`, `>`, `=` on the
 /// template marks a two-radical one as initial-, hollow-, final-weak or
 /// geminate, a trailing `+` restricts it to stems followed by a suffix, a
-/// trailing `*` marks a noun template (never after an imperfect prefix).
+/// trailing `*` marks a noun template (never after an imperfect prefix), a
+/// trailing `!` an imperfect stem (only after one).
 pub fn patterns<S: AsRef<str>>(list: &[(S, f32)]) -> Vec<Vec<Pattern>> {
     let mut out: Vec<Vec<Pattern>> = vec![Vec::new(); 12];
     for (t, cost) in list {
         let mut weak = Weak::Any;
         let mut suffixed = false;
         let mut nominal = false;
+        let mut imperfect = false;
         let mut slots = Vec::new();
         let t = t.as_ref();
         let mut chars = t.chars();
@@ -204,6 +208,7 @@ pub fn patterns<S: AsRef<str>>(list: &[(S, f32)]) -> Vec<Vec<Pattern>> {
                 '=' => weak = Weak::Geminate,
                 '+' => suffixed = true,
                 '*' => nominal = true,
+                '!' => imperfect = true,
                 c => slots.push(Slot::Fixed(c)),
             }
         }
@@ -214,6 +219,7 @@ pub fn patterns<S: AsRef<str>>(list: &[(S, f32)]) -> Vec<Vec<Pattern>> {
             weak,
             suffixed,
             nominal,
+            imperfect,
         });
     }
     for p in &mut out {
@@ -332,7 +338,10 @@ fn search<S: Sink>(w: &[char], lang: &Lang, sink: &mut S) {
                 if cost >= sink.limit() {
                     break; // patterns are sorted by cost
                 }
-                if (pat.suffixed && s.is_empty()) || (pat.nominal && verbal) {
+                if (pat.suffixed && s.is_empty())
+                    || (pat.nominal && verbal)
+                    || (pat.imperfect && !verbal)
+                {
                     continue;
                 }
                 let mut n = 0;
