@@ -340,6 +340,8 @@ fn attested_root_cost(r: &[char]) -> f32 {
 /// than ي as a defective one: close, so the attested-root table decides.
 const WEAK_Y: f32 = 0.15;
 
+/// Cost of the assimilated reading of two radicals before a noun ending (صلة).
+const NOUN_INITIAL: f32 = 0.6;
 /// Cost of the defective reading of two radicals before the plural و.
 const PLURAL_FINAL: f32 = 0.0;
 
@@ -349,9 +351,16 @@ fn restore(r: &[char; 2], weak: Weak, prefix: Option<u8>, suffix: Option<u8>) ->
     let [a, b] = *r;
     let mut out: engine::Restored = [None; 6];
     let both = matches!(weak, Weak::Any);
+    // a noun ending after two radicals: the fi'la of an assimilated root (صلة,
+    // ثقة, جهات) or a geminate or defective noun, never a hollow one, whose
+    // long vowel stays written (ساعة, سوق, عيد); so too after the article
+    let noun_ending = matches!(suffix, Some(1 | 4));
+    let nominal = noun_ending || prefix == Some(1);
     if both || weak == Weak::Initial {
         let c = if prefixed || weak == Weak::Initial {
             0.3
+        } else if noun_ending {
+            NOUN_INITIAL
         } else {
             1.2
         };
@@ -360,7 +369,7 @@ fn restore(r: &[char; 2], weak: Weak, prefix: Option<u8>, suffix: Option<u8>) ->
     // the plural و right after two radicals: a defective (مشوا, يرمون) or
     // geminate verb; a hollow one keeps its long vowel (قالوا, يقولون)
     let plural = suffix == Some(7) || (prefixed && suffix == Some(8));
-    if (both && !plural) || weak == Weak::Hollow {
+    if (both && !plural && !nominal) || weak == Weak::Hollow {
         // a consonantal subject suffix shortens the hollow perfect (قلت, كنا)
         let c = match (weak, suffix) {
             (Weak::Hollow, _) | (_, Some(6)) => 0.0,
@@ -386,7 +395,8 @@ fn restore(r: &[char; 2], weak: Weak, prefix: Option<u8>, suffix: Option<u8>) ->
 }
 
 /// A word-initial article (after w-/f-, b-/k-) is always a prefix: "ال..." never
-/// starts a stem, "لل..." is l- + article.
+/// starts a stem (but "الت..." may: Form VIII of an l-initial root), "لل..." is
+/// l- + article.
 fn min_prefix(w: &[char]) -> usize {
     let mut i = 0;
     if matches!(w.first(), Some('و' | 'ف')) {
@@ -396,7 +406,8 @@ fn min_prefix(w: &[char]) -> usize {
         i += 1;
     }
     match w.get(i..i + 2) {
-        Some(['ا', 'ل']) if w.len() > i + 3 => i + 2,
+        // "الت..." may be Form VIII of an l-initial root (التزم, التقى)
+        Some(['ا', 'ل']) if w.len() > i + 3 && w[i + 2] != 'ت' => i + 2,
         Some(['ل', 'ل']) if w.len() > i + 3 => i + 2,
         _ => 0,
     }
@@ -569,6 +580,30 @@ mod tests {
         assert_eq!(root("مبتور").as_deref(), Some("بتر"));
         assert_eq!(root("منكسر").as_deref(), Some("كسر"));
         assert_eq!(root("مجتمع").as_deref(), Some("جمع"));
+        // the imperfect stems of derived Forms need the imperfect prefix
+        assert_eq!(root("قتال").as_deref(), Some("قتل"));
+        assert_eq!(root("يشتري").as_deref(), Some("شري"));
+    }
+
+    #[test]
+    fn two_radicals_before_a_noun_ending_are_never_hollow() {
+        assert_eq!(root("صلة").as_deref(), Some("وصل"));
+        assert_eq!(root("ثقة").as_deref(), Some("وثق"));
+        assert_eq!(root("مدة").as_deref(), Some("مدد"));
+        assert_eq!(root("الحق").as_deref(), Some("حقق"));
+        for w in ["جنة", "الجنة"] {
+            assert!(!candidates(w, 3.0).iter().any(|(r, _)| r == "جون"), "{w}");
+        }
+        // a hollow verb still loses its long vowel (قلت, كن)
+        assert_eq!(root("قلت").as_deref(), Some("قول"));
+        assert_eq!(root("كن").as_deref(), Some("كون"));
+    }
+
+    #[test]
+    fn form_viii_of_l_initial_roots_keeps_its_alif_lam() {
+        assert_eq!(root("التزام").as_deref(), Some("لزم"));
+        assert_eq!(root("التقى").as_deref(), Some("لقي"));
+        assert_eq!(root("التعليم").as_deref(), Some("علم"));
     }
 
     #[test]
