@@ -12,11 +12,12 @@ use super::engine::{self, Lang, Weak};
 // Affix kinds: prefixes 0 = any, 1 = nominal (article), 2 = verbal (imperfect);
 // suffixes 0 = none/any, 1 = nominal, 2 = verbal, 3 = pronoun, 4 = nominal + pronoun,
 // 5 = verbal + pronoun, 6 = perfect subject beginning with a consonant (+ pronoun),
-// 7 = plural subject و (+ pronoun).
+// 7 = plural subject و (+ pronoun), 8 = plural ون (nominal, or verbal after an
+// imperfect prefix).
 fn compatible(p: u8, s: u8) -> bool {
     match p {
-        1 => matches!(s, 0 | 1),
-        2 => matches!(s, 0 | 2 | 3 | 5 | 7),
+        1 => matches!(s, 0 | 1 | 8),
+        2 => matches!(s, 0 | 2 | 3 | 5 | 7 | 8),
         _ => true,
     }
 }
@@ -67,6 +68,12 @@ const PREFIXES: &[(&str, f32, u8)] = &[
     ("سأ", 1.3, 2),
     ("وسي", 1.3, 2),
     ("فسي", 1.4, 2),
+    ("وست", 1.5, 2),
+    ("وسن", 1.6, 2),
+    ("وسأ", 1.6, 2),
+    ("فست", 1.6, 2),
+    ("فسن", 1.7, 2),
+    ("فسأ", 1.7, 2),
 ];
 
 /// Inflectional endings (string, cost, kind).
@@ -76,7 +83,7 @@ const ENDINGS: &[(&str, f32, u8)] = &[
     ("ات", 0.5, 1),
     ("ان", 0.8, 0),
     ("ين", 0.7, 0),
-    ("ون", 0.85, 0),
+    ("ون", 0.85, 8),
     ("ية", 0.7, 1),
     ("يات", 0.9, 1),
     ("يين", 1.0, 1),
@@ -137,8 +144,10 @@ const PRONOUNS: &[(&str, f32)] = &[
     ("نا", 0.7),
 ];
 
-/// Stem templates (`C` = radical; `<`, `-`, `>` mark two-radical ones as
-/// initial-, hollow- or final-weak).
+/// Stem templates (`C` = radical, `S` = radical that is not weak; `<`, `-`,
+/// `>`, `=` mark two-radical ones as initial-, hollow-, final-weak or geminate;
+/// `+` = only before a suffix; `*` = noun template, never after an imperfect
+/// prefix; `!` = imperfect stem of a derived Form, only after one).
 const PATTERNS: &[(&str, f32)] = &[
     // bare roots
     ("CCC", 0.0),
@@ -146,117 +155,118 @@ const PATTERNS: &[(&str, f32)] = &[
     ("CCCC", 1.6),
     // Form I nouns and adjectives, broken plurals
     ("CاCC", 0.6),
-    ("CCاC", 0.5),
-    ("CCيC", 0.5),
-    ("CCوC", 0.6),
+    ("CCاC*", 0.5),
+    ("CCيC*", 0.5),
+    ("CCوC*", 0.6),
     ("CوCC", 1.4),
     ("CيCC", 1.4),
     ("CCCى", 0.9),
-    ("CCاCة", 0.9),
-    ("CواCC", 0.9),
-    ("CCائC", 0.9),
-    ("CCايC", 1.0),
-    ("CCاءC", 1.2),
-    ("أCCاC", 0.8),
-    ("اCCاC", 0.9),
+    ("CCاCة*", 0.9),
+    ("CواCC*", 0.9),
+    ("CCائC*", 0.9),
+    ("CCايC*", 1.0),
+    ("CCاءC*", 1.2),
+    ("أCCاC*", 0.8),
+    ("اCCاC*", 0.9),
     ("أCاCC", 1.1),
     ("أCCC", 0.6),
     ("اCCC", 0.9),
-    ("إCCاC", 0.8),
-    ("أCاCيC", 1.3),
-    ("CCاCيC", 1.6),
+    ("إCCاC*", 0.8),
+    ("أCاCيC*", 1.3),
+    ("CCاCيC*", 1.6),
     ("CCاCC", 1.6),
-    ("CCCاء", 1.2),
-    ("CCCان", 1.3),
-    ("CاCوC", 1.3),
+    ("CCCاء*", 1.2),
+    ("CCCان*", 1.3),
+    ("CاCوC*", 1.3),
     // maf'al, maf'ul, mif'al, maf'il, plurals mafa'il / mafa'il
-    ("مCCC", 0.7),
-    ("مCCوC", 0.5),
-    ("مCCاC", 0.9),
-    ("مCCيC", 1.0),
-    ("مCاCC", 0.8),
-    ("مCاCيC", 0.9),
+    ("مCCC*", 0.7),
+    ("مCCوC*", 0.5),
+    ("مCCاC*", 0.9),
+    ("مCCيC*", 1.0),
+    ("مCاCC*", 0.8),
+    ("مCاCيC*", 0.9),
     // derived Forms: perfect, imperfect stem, participles, masdars
     ("تCCC", 0.9),
-    ("تCCيC", 0.6),
+    ("تCCيC*", 0.6),
     ("تCاCC", 0.8),
-    ("تCاCيC", 1.1),
-    ("اCتCC", 0.8),
-    ("CتCC", 0.9),
+    ("تCاCيC*", 1.1),
+    ("تCCاC*", 1.0),
+    ("اCتSC", 0.8),
+    ("CتSC!", 0.9),
     ("CتC", 1.1),
-    ("اCتCاC", 0.6),
-    ("انCCC", 0.9),
-    ("نCCC", 1.3),
-    ("انCCاC", 0.7),
+    ("اCتCاC*", 0.6),
+    ("انCSC", 0.9),
+    ("نCSC!", 1.3),
+    ("انCCاC*", 0.7),
     ("استCCC", 0.5),
-    ("ستCCC", 0.8),
-    ("استCCاC", 0.4),
-    ("مستCCC", 0.4),
-    ("مستCC", 0.7),
+    ("ستCCC!", 0.8),
+    ("استCCاC*", 0.4),
+    ("مستCCC*", 0.4),
+    ("مستCC*", 0.7),
     ("استCC", 0.8),
-    ("ستCC", 1.0),
-    ("متCCC", 0.7),
-    ("متCاCC", 0.7),
-    ("منCCC", 0.8),
-    ("مCتCC", 0.8),
-    ("اCطCC", 1.0),
-    ("اCدCC", 1.2),
-    ("مCطCC", 1.1),
+    ("ستCC!", 1.0),
+    ("متCCC*", 0.7),
+    ("متCاCC*", 0.7),
+    ("منCSC*", 0.8),
+    ("مCتSC*", 0.8),
+    ("اCطSC", 1.0),
+    ("اCدSC", 1.2),
+    ("مCطSC*", 1.1),
     ("اتCCاC<", 0.9),
     ("اتCC<", 1.1),
-    ("متCC<", 1.1),
+    ("متCC<*", 1.1),
     // hollow stems (middle و/ي dropped or turned into ا)
     ("CاC-", 0.2),
     ("CائC-", 0.5),
     // the same with the hamza seat written as a plain ي (common in older texts)
     ("CايC-", 0.7),
     ("CيC-", 1.2),
-    ("مCاC-", 1.0),
-    ("مCيC-", 0.7),
+    ("مCاC-*", 1.0),
+    ("مCيC-*", 0.7),
     ("أCاC-", 0.5),
     ("إCاC-", 0.5),
     ("اCاC-", 1.2),
     ("استCاC-", 0.5),
-    ("مستCاC-", 0.8),
-    ("مستCيC-", 0.8),
-    ("ستCيC-", 0.7),
+    ("مستCاC-*", 0.8),
+    ("مستCيC-*", 0.8),
+    ("ستCيC-!", 0.7),
     ("اCتاC-", 0.6),
-    ("مCتاC-", 0.6),
+    ("مCتاC-*", 0.6),
     ("اCتياC-", 0.5),
     ("انCاC-", 1.1),
     // defective stems (final و/ي as ا/ى/ي or dropped)
     ("CCا>", 0.9),
     ("CCى>", 0.8),
-    ("مCCى>", 0.6),
+    ("مCCى>*", 0.6),
     ("تCاCى>", 0.6),
     // the same with the alif maqsura written ا before a suffix (معناه)
-    ("مCCا>", 0.7),
-    ("تCاCا>", 0.7),
-    ("CCاء>", 0.35),
-    ("إCCاء>", 0.4),
-    ("أCCاء>", 0.7),
-    ("اCتCاء>", 0.3),
-    ("انCCاء>", 0.4),
-    ("استCCاء>", 0.25),
-    ("مCCي>", 1.2),
+    ("مCCا>+*", 0.7),
+    ("تCاCا>+", 0.7),
+    ("CCاء>*", 0.35),
+    ("إCCاء>*", 0.4),
+    ("أCCاء>*", 0.7),
+    ("اCتCاء>*", 0.3),
+    ("انCCاء>*", 0.4),
+    ("استCCاء>*", 0.25),
+    ("مCCي>*", 1.2),
     ("اCتCى>", 0.9),
     ("استCCى>", 0.8),
     ("تCCي>", 0.6),
-    ("اCتCا>", 1.0),
-    ("استCCا>", 0.9),
+    ("اCتCا>+", 1.0),
+    ("استCCا>+", 0.9),
     // assimilated stems (initial و dropped)
     ("CC<", 1.5),
-    ("CتاC-", 0.6),
-    ("CتCي>", 1.0),
+    ("CتاC-!", 0.6),
+    ("CتCي>!", 1.0),
     ("است{يو}CاC", 0.5),
     ("إيCاC<", 0.8),
     ("ايCاC<", 0.9),
-    ("ميCاC<", 0.9),
-    ("مCC<", 1.6),
+    ("ميCاC<*", 0.9),
+    ("مCC<*", 1.6),
     // geminate stems: plural af'ila, active participle fā'il
-    ("أCCة=", 0.8),
+    ("أCCة=*", 0.8),
     ("CاC=", 0.6),
-    ("مCC=", 0.8),
+    ("مCC=*", 0.8),
     // doubly weak (w-initial, weak-final): Form X masdar
     ("است{يو}Cا{ءي}", 0.3),
 ];
@@ -330,21 +340,36 @@ fn attested_root_cost(r: &[char]) -> f32 {
 /// than ي as a defective one: close, so the attested-root table decides.
 const WEAK_Y: f32 = 0.15;
 
+/// Cost of the assimilated reading of two radicals before a noun ending (صلة).
+const NOUN_INITIAL: f32 = 0.6;
+/// Cost of the defective reading of two radicals before the plural و.
+const PLURAL_FINAL: f32 = 0.0;
+
 fn restore(r: &[char; 2], weak: Weak, prefix: Option<u8>, suffix: Option<u8>) -> engine::Restored {
     // an imperfect prefix before two radicals: the assimilated و dropped (يجب, يصل)
     let prefixed = prefix.is_some_and(|k| k != 1);
     let [a, b] = *r;
     let mut out: engine::Restored = [None; 6];
     let both = matches!(weak, Weak::Any);
+    // a noun ending after two radicals: the fi'la of an assimilated root (صلة,
+    // ثقة, جهات) or a geminate or defective noun, never a hollow one, whose
+    // long vowel stays written (ساعة, سوق, عيد); so too after the article
+    let noun_ending = matches!(suffix, Some(1 | 4));
+    let nominal = noun_ending || prefix == Some(1);
     if both || weak == Weak::Initial {
         let c = if prefixed || weak == Weak::Initial {
             0.3
+        } else if noun_ending {
+            NOUN_INITIAL
         } else {
             1.2
         };
         out[0] = Some((['و', a, b], c));
     }
-    if both || weak == Weak::Hollow {
+    // the plural و right after two radicals: a defective (مشوا, يرمون) or
+    // geminate verb; a hollow one keeps its long vowel (قالوا, يقولون)
+    let plural = suffix == Some(7) || (prefixed && suffix == Some(8));
+    if (both && !plural && !nominal) || weak == Weak::Hollow {
         // a consonantal subject suffix shortens the hollow perfect (قلت, كنا)
         let c = match (weak, suffix) {
             (Weak::Hollow, _) | (_, Some(6)) => 0.0,
@@ -355,9 +380,9 @@ fn restore(r: &[char; 2], weak: Weak, prefix: Option<u8>, suffix: Option<u8>) ->
     }
     if both || weak == Weak::Final {
         // the plural و follows the second radical of defective verbs (بقوا, ألقوه)
-        let c = match (weak, suffix) {
-            (Weak::Final, _) => 0.0,
-            (_, Some(7)) => 0.3,
+        let c = match weak {
+            Weak::Final => 0.0,
+            _ if plural => PLURAL_FINAL,
             _ => 0.9,
         };
         out[2] = Some(([a, b, 'ي'], c));
@@ -370,7 +395,8 @@ fn restore(r: &[char; 2], weak: Weak, prefix: Option<u8>, suffix: Option<u8>) ->
 }
 
 /// A word-initial article (after w-/f-, b-/k-) is always a prefix: "ال..." never
-/// starts a stem, "لل..." is l- + article.
+/// starts a stem (but "الت..." may: Form VIII of an l-initial root), "لل..." is
+/// l- + article.
 fn min_prefix(w: &[char]) -> usize {
     let mut i = 0;
     if matches!(w.first(), Some('و' | 'ف')) {
@@ -380,7 +406,8 @@ fn min_prefix(w: &[char]) -> usize {
         i += 1;
     }
     match w.get(i..i + 2) {
-        Some(['ا', 'ل']) if w.len() > i + 3 => i + 2,
+        // "الت..." may be Form VIII of an l-initial root (التزم, التقى)
+        Some(['ا', 'ل']) if w.len() > i + 3 && w[i + 2] != 'ت' => i + 2,
         Some(['ل', 'ل']) if w.len() > i + 3 => i + 2,
         _ => 0,
     }
@@ -406,6 +433,8 @@ fn lang(root_cost: fn(&[char]) -> f32) -> Lang {
         prefixes: engine::prefixes(PREFIXES),
         suffixes: engine::suffixes(&list),
         patterns: engine::patterns(&with_hamza_seats()),
+        verbal_prefix: Some(2),
+        weak_letters: &['ا', 'و', 'ي', 'ى'],
         root_cost,
         restore,
         compatible,
@@ -531,5 +560,56 @@ mod tests {
         assert_eq!(root("استيفاء").as_deref(), Some("وفي"));
         assert_eq!(root("أدلة").as_deref(), Some("دلل"));
         assert_eq!(root("قرآن").as_deref(), Some("قرء"));
+    }
+
+    #[test]
+    fn defective_verbs_before_the_plural_waw() {
+        // two radicals then the plural و: defective (or geminate), never hollow
+        assert_eq!(root("رموا").as_deref(), Some("رمي"));
+        assert_eq!(root("مشوا").as_deref(), Some("مشي"));
+        assert_eq!(root("ردوا").as_deref(), Some("ردد"));
+        assert_eq!(root("قالوا").as_deref(), Some("قول"));
+        assert_eq!(root("يقولون").as_deref(), Some("قول"));
+    }
+
+    #[test]
+    fn derived_forms_keep_a_strong_middle_radical() {
+        // a weak middle radical of Forms VII/VIII is a long vowel (منقاد,
+        // مختار), so منCوC / مCتوC are maf'ul of a root with ن / ت
+        assert_eq!(root("المنثور").as_deref(), Some("نثر"));
+        assert_eq!(root("مبتور").as_deref(), Some("بتر"));
+        assert_eq!(root("منكسر").as_deref(), Some("كسر"));
+        assert_eq!(root("مجتمع").as_deref(), Some("جمع"));
+        // the imperfect stems of derived Forms need the imperfect prefix
+        assert_eq!(root("قتال").as_deref(), Some("قتل"));
+        assert_eq!(root("يشتري").as_deref(), Some("شري"));
+    }
+
+    #[test]
+    fn two_radicals_before_a_noun_ending_are_never_hollow() {
+        assert_eq!(root("صلة").as_deref(), Some("وصل"));
+        assert_eq!(root("ثقة").as_deref(), Some("وثق"));
+        assert_eq!(root("مدة").as_deref(), Some("مدد"));
+        assert_eq!(root("الحق").as_deref(), Some("حقق"));
+        for w in ["جنة", "الجنة"] {
+            assert!(!candidates(w, 3.0).iter().any(|(r, _)| r == "جون"), "{w}");
+        }
+        // a hollow verb still loses its long vowel (قلت, كن)
+        assert_eq!(root("قلت").as_deref(), Some("قول"));
+        assert_eq!(root("كن").as_deref(), Some("كون"));
+    }
+
+    #[test]
+    fn form_viii_of_l_initial_roots_keeps_its_alif_lam() {
+        assert_eq!(root("التزام").as_deref(), Some("لزم"));
+        assert_eq!(root("التقى").as_deref(), Some("لقي"));
+        assert_eq!(root("التعليم").as_deref(), Some("علم"));
+    }
+
+    #[test]
+    fn maqsura_written_alif_only_before_a_suffix() {
+        assert_eq!(root("معناه").as_deref(), Some("عني"));
+        let c = candidates("مشوا", 3.0);
+        assert!(!c.iter().any(|(r, _)| r == "شوي"), "{c:?}");
     }
 }

@@ -166,6 +166,25 @@ const IRREGULAR_PREFIXES: &[&str] = &[
 ];
 const IRREGULAR_SUFFIXES: &[&str] = &["", "ه", "ها", "هم", "هما", "هن", "ك", "كم", "ي", "نا"];
 
+/// Prepositions as written before a pronoun (على → علي, إلى → إلي, لدى → لدي):
+/// with و / ف before them and a pronoun after, still function words. (Most of
+/// their bare forms are in `FUNCTION_WORDS`; the list and the bare forms both
+/// take the conjunctions.)
+const PREPOSITIONS: &[(&str, &str)] = &[
+    ("على", "علي"),
+    ("إلى", "إلي"),
+    ("الى", "الي"),
+    ("لدى", "لدي"),
+    ("عن", "عن"),
+    ("من", "من"),
+    ("في", "في"),
+    ("مع", "مع"),
+    ("عند", "عند"),
+];
+const CONJUNCTIONS: &[&str] = &["", "و", "ف"];
+/// Pronouns a preposition takes (without "me"/"us", whose forms are ambiguous: عني, منا).
+const PREPOSITION_PRONOUNS: &[&str] = &["ه", "ها", "هم", "هما", "هن", "ك", "كم", "كما", "كن"];
+
 /// Every surface form of the closed classes: function words (no root) and
 /// the irregular stems with their clitics and pronouns.
 pub(super) static CLOSED: LazyLock<engine::WordMap<Option<&'static str>>> = LazyLock::new(|| {
@@ -180,6 +199,14 @@ pub(super) static CLOSED: LazyLock<engine::WordMap<Option<&'static str>>> = Lazy
     // function words win over an irregular reading ("بني" is not "my son" here)
     for f in FUNCTION_WORDS {
         t.insert(f.chars().collect(), None);
+    }
+    for (bare, before_pronoun) in PREPOSITIONS {
+        for c in CONJUNCTIONS {
+            t.insert(format!("{c}{bare}").chars().collect(), None);
+            for p in PREPOSITION_PRONOUNS {
+                t.insert(format!("{c}{before_pronoun}{p}").chars().collect(), None);
+            }
+        }
     }
     t
 });

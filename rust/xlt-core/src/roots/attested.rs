@@ -17,6 +17,12 @@ const UNATTESTED: f32 = 3.0;
 /// Weight from which a root counts as fully attested.
 const SATURATION: f32 = 20.0;
 
+/// Extra cost per e-fold by which the same root with the other weak letter
+/// (و for ي or ي for و, same position) outweighs this one, up to `RIVAL_MAX`:
+/// where both readings are common (سمو/سمي, عون/عين), the text still decides.
+const RIVAL: f32 = 0.5;
+const RIVAL_MAX: f32 = 1.0;
+
 const TABLE: &str = include_str!("arabic_attested.tsv");
 
 /// Letter code: hamza ء … ي as 1 … 42, anything else 0.
@@ -43,9 +49,26 @@ struct Table {
     four: HashMap<u32, u8, std::hash::BuildHasherDefault<Fnv>>,
 }
 
-fn quantised(weight: f32) -> u8 {
+fn quantised(weight: f32, rival: f32) -> u8 {
     let strength = ((1.0 + weight).ln() / (1.0 + SATURATION).ln()).min(1.0);
-    (255.0 * (1.0 - strength)).round() as u8
+    let extra = if weight > 0.0 && rival > weight {
+        (RIVAL * (rival / weight).ln()).min(RIVAL_MAX) / UNATTESTED
+    } else {
+        0.0
+    };
+    (255.0 * (1.0 - strength + extra)).round().min(255.0) as u8
+}
+
+/// The root with its other weak letter at `i` (و ↔ ي), if it has one there.
+fn rival(r: &[char], i: usize) -> Option<Vec<char>> {
+    let other = match r[i] {
+        'و' => 'ي',
+        'ي' => 'و',
+        _ => return None,
+    };
+    let mut o = r.to_vec();
+    o[i] = other;
+    Some(o)
 }
 
 static ATTESTED: LazyLock<Table> = LazyLock::new(|| {
@@ -53,16 +76,22 @@ static ATTESTED: LazyLock<Table> = LazyLock::new(|| {
         three: vec![255; 1 << 18],
         four: Default::default(),
     };
-    for line in TABLE.lines().filter(|l| !l.starts_with('#')) {
-        let Some((root, weight)) = line.split_once('\t') else {
-            continue;
-        };
-        let r: Vec<char> = root.chars().collect();
-        let q = quantised(weight.parse().unwrap_or(0.0));
+    let weights: HashMap<Vec<char>, f32> = TABLE
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.split_once('\t'))
+        .map(|(r, w)| (r.chars().collect(), w.parse().unwrap_or(0.0)))
+        .collect();
+    for (r, &weight) in &weights {
+        let rival = (0..r.len())
+            .filter_map(|i| rival(r, i))
+            .filter_map(|o| weights.get(&o).copied())
+            .fold(0.0f32, f32::max);
+        let q = quantised(weight, rival);
         match r.len() {
-            3 => t.three[key(&r) as usize] = q,
+            3 => t.three[key(r) as usize] = q,
             4 => {
-                t.four.insert(key(&r), q);
+                t.four.insert(key(r), q);
             }
             _ => {}
         }
@@ -94,9 +123,12 @@ mod tests {
         assert_eq!(c("علم"), 0.0);
         assert_eq!(c("كتب"), 0.0);
         assert_eq!(c("ظظظ"), UNATTESTED);
-        assert_eq!(quantised(0.0), 255);
-        assert!((1..255).contains(&quantised(3.0)));
-        assert_eq!(quantised(SATURATION), 0);
+        assert_eq!(quantised(0.0, 0.0), 255);
+        assert!((1..255).contains(&quantised(3.0, 0.0)));
+        assert_eq!(quantised(SATURATION, 0.0), 0);
+        // a heavier rival with the other weak letter still costs something
+        assert!(quantised(SATURATION, 2.0 * SATURATION) > 0);
+        assert_eq!(quantised(SATURATION, SATURATION / 2.0), 0);
         assert_eq!(c("كت"), 0.0); // only three- and four-letter roots are scored
     }
 

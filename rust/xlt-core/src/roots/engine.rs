@@ -46,6 +46,9 @@ enum Slot {
     Fixed(char),
     /// A weak radical written as another letter (surface, radical).
     Written(char, char),
+    /// A radical that is not a weak letter (the middle radical of derived
+    /// Forms, where a weak one would have turned into a long vowel).
+    Strong,
 }
 
 /// A compiled template: its slots and cost.
@@ -55,6 +58,12 @@ pub struct Pattern {
     cost: f32,
     /// Two-radical templates name how the missing radical is restored.
     weak: Weak,
+    /// Only before a suffix (a spelling that only occurs there).
+    suffixed: bool,
+    /// A noun template: never after a verbal (imperfect) prefix.
+    nominal: bool,
+    /// An imperfect stem: only after a verbal prefix.
+    imperfect: bool,
 }
 
 /// Where a two-radical stem gets its third radical.
@@ -78,6 +87,10 @@ pub struct Lang {
     pub suffixes: Affixes,
     /// Patterns indexed by stem length.
     pub patterns: Vec<Vec<Pattern>>,
+    /// The prefix kind of imperfect verbs, which no noun template follows.
+    pub verbal_prefix: Option<u8>,
+    /// Letters a `Strong` radical may not be.
+    pub weak_letters: &'static [char],
     /// Penalty of a radical sequence (implausible letters, identical C1=C2, ...),
     /// never negative.
     pub root_cost: fn(&[char]) -> f32,
@@ -162,19 +175,26 @@ pub fn suffixes(list: &[(&str, f32, u8)]) -> Affixes {
     Affixes::new(list, false)
 }
 
-/// Compile templates: `C` = radical, `{xy}` = radical `y` written `x`; a
-/// trailing `<`, `-`, `>`, `=` on the template marks a two-radical one as
-/// initial-, hollow-, final-weak or geminate.
+/// Compile templates: `C` = radical, `S` = radical that is not a weak letter,
+/// `{xy}` = radical `y` written `x`; a trailing `<`, `-`, `>`, `=` on the
+/// template marks a two-radical one as initial-, hollow-, final-weak or
+/// geminate, a trailing `+` restricts it to stems followed by a suffix, a
+/// trailing `*` marks a noun template (never after an imperfect prefix), a
+/// trailing `!` an imperfect stem (only after one).
 pub fn patterns<S: AsRef<str>>(list: &[(S, f32)]) -> Vec<Vec<Pattern>> {
     let mut out: Vec<Vec<Pattern>> = vec![Vec::new(); 12];
     for (t, cost) in list {
         let mut weak = Weak::Any;
+        let mut suffixed = false;
+        let mut nominal = false;
+        let mut imperfect = false;
         let mut slots = Vec::new();
         let t = t.as_ref();
         let mut chars = t.chars();
         while let Some(ch) = chars.next() {
             match ch {
                 'C' => slots.push(Slot::Radical),
+                'S' => slots.push(Slot::Strong),
                 '{' => {
                     let (Some(x), Some(y), Some('}')) = (chars.next(), chars.next(), chars.next())
                     else {
@@ -186,6 +206,9 @@ pub fn patterns<S: AsRef<str>>(list: &[(S, f32)]) -> Vec<Vec<Pattern>> {
                 '-' => weak = Weak::Hollow,
                 '>' => weak = Weak::Final,
                 '=' => weak = Weak::Geminate,
+                '+' => suffixed = true,
+                '*' => nominal = true,
+                '!' => imperfect = true,
                 c => slots.push(Slot::Fixed(c)),
             }
         }
@@ -194,6 +217,9 @@ pub fn patterns<S: AsRef<str>>(list: &[(S, f32)]) -> Vec<Vec<Pattern>> {
             slots,
             cost: *cost,
             weak,
+            suffixed,
+            nominal,
+            imperfect,
         });
     }
     for p in &mut out {
@@ -299,6 +325,7 @@ fn search<S: Sink>(w: &[char], lang: &Lang, sink: &mut S) {
                 continue;
             }
             let base = pc + sc;
+            let verbal = !p.is_empty() && lang.verbal_prefix == Some(*pk);
             if base >= sink.limit() {
                 continue;
             }
@@ -311,6 +338,12 @@ fn search<S: Sink>(w: &[char], lang: &Lang, sink: &mut S) {
                 if cost >= sink.limit() {
                     break; // patterns are sorted by cost
                 }
+                if (pat.suffixed && s.is_empty())
+                    || (pat.nominal && verbal)
+                    || (pat.imperfect && !verbal)
+                {
+                    continue;
+                }
                 let mut n = 0;
                 let ok = pat.slots.iter().zip(stem).all(|(slot, &ch)| match *slot {
                     Slot::Fixed(f) => f == ch,
@@ -318,6 +351,11 @@ fn search<S: Sink>(w: &[char], lang: &Lang, sink: &mut S) {
                         radicals[n] = ch;
                         n += 1;
                         true
+                    }
+                    Slot::Strong => {
+                        radicals[n] = ch;
+                        n += 1;
+                        !lang.weak_letters.contains(&ch)
                     }
                     Slot::Written(x, y) => {
                         radicals[n] = y;

@@ -173,6 +173,8 @@ static LANG: LazyLock<Lang> = LazyLock::new(|| {
         prefixes: engine::prefixes(PREFIXES),
         suffixes: engine::suffixes(&suffixes),
         patterns: engine::patterns(PATTERNS),
+        verbal_prefix: None,
+        weak_letters: &[],
         root_cost,
         restore,
         compatible,

@@ -63,6 +63,8 @@ static LANG: LazyLock<Lang> = LazyLock::new(|| Lang {
     prefixes: engine::prefixes(PREFIXES),
     suffixes: engine::suffixes(SUFFIXES),
     patterns: engine::patterns(PATTERNS),
+    verbal_prefix: None,
+    weak_letters: &[],
     root_cost,
     restore,
     compatible,
