@@ -117,7 +117,7 @@ fn chunk_offsets(
         IndexAt::Start => (&bytes[..index_len], index_len..len),
     };
     let (entries, stored) = index.split_at(16 * chunks);
-    if crc32c(entries).to_le_bytes() != stored {
+    if crc32c::crc32c(entries).to_le_bytes() != stored {
         return Err("its shard index fails its crc32c checksum".into());
     }
     let word = |b: &[u8]| u64::from_le_bytes(b.try_into().expect("8 bytes"));
@@ -145,112 +145,44 @@ fn chunk_offsets(
         .collect()
 }
 
-const CRC32C_TABLE: [u32; 256] = {
-    let mut table = [0u32; 256];
-    let mut i = 0;
-    while i < 256 {
-        let mut c = i as u32;
-        let mut k = 0;
-        while k < 8 {
-            c = if c & 1 != 0 {
-                (c >> 1) ^ 0x82F6_3B78
-            } else {
-                c >> 1
-            };
-            k += 1;
-        }
-        table[i] = c;
-        i += 1;
+/// Map a whole file read-only, its pages faulted in at once (empty files
+/// cannot be mapped: they read as no bytes).
+fn map(path: &std::path::Path) -> std::io::Result<Mapped> {
+    let file = std::fs::File::open(path)?;
+    if file.metadata()?.len() == 0 {
+        return Ok(Mapped::Empty);
     }
-    table
-};
-
-/// CRC-32C (Castagnoli), as zarr's `crc32c` codec computes it.
-fn crc32c(data: &[u8]) -> u32 {
-    !data.iter().fold(!0u32, |c, &b| {
-        CRC32C_TABLE[((c ^ b as u32) & 0xFF) as usize] ^ (c >> 8)
-    })
+    // SAFETY: a read-only mapping; the dump must not be truncated while it is
+    // read (as with any reader).
+    unsafe { memmap2::MmapOptions::new().populate().map(&file) }.map(Mapped::Map)
 }
 
-#[cfg(unix)]
-mod mapped {
-    use std::os::fd::AsRawFd;
-    use std::{fs::File, io, path::Path, ptr};
+enum Mapped {
+    Empty,
+    Map(memmap2::Mmap),
+}
 
-    /// A read-only private mapping of a whole file, pages faulted in at once.
-    pub struct Mapped(*mut libc::c_void, usize);
-
-    impl std::ops::Deref for Mapped {
-        type Target = [u8];
-        fn deref(&self) -> &[u8] {
-            if self.1 == 0 {
-                return &[];
-            }
-            // SAFETY: a live mapping of `self.1` readable bytes.
-            unsafe { std::slice::from_raw_parts(self.0.cast(), self.1) }
+impl std::ops::Deref for Mapped {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        match self {
+            Mapped::Empty => &[],
+            Mapped::Map(m) => m,
         }
     }
+}
 
-    impl Drop for Mapped {
-        fn drop(&mut self) {
-            if self.1 > 0 {
-                // SAFETY: unmapping what `map` mapped.
-                unsafe { libc::munmap(self.0, self.1) };
-            }
-        }
-    }
-
+/// Ask the kernel to start reading `path` into the page cache.
+fn read_ahead(path: &std::path::Path) {
     #[cfg(target_os = "linux")]
-    const POPULATE: libc::c_int = libc::MAP_POPULATE;
+    if let Ok(f) = std::fs::File::open(path) {
+        use std::os::fd::AsRawFd;
+        // SAFETY: an advisory call on an open descriptor.
+        unsafe { libc::posix_fadvise(f.as_raw_fd(), 0, 0, libc::POSIX_FADV_WILLNEED) };
+    }
     #[cfg(not(target_os = "linux"))]
-    const POPULATE: libc::c_int = 0;
-
-    pub fn map(path: &Path) -> io::Result<Mapped> {
-        let file = File::open(path)?;
-        let len = file.metadata()?.len() as usize;
-        if len == 0 {
-            return Ok(Mapped(ptr::null_mut(), 0));
-        }
-        // SAFETY: a fresh read-only mapping of an open file; the dump must not
-        // be truncated while it is read (as with any reader).
-        let p = unsafe {
-            libc::mmap(
-                ptr::null_mut(),
-                len,
-                libc::PROT_READ,
-                libc::MAP_PRIVATE | POPULATE,
-                file.as_raw_fd(),
-                0,
-            )
-        };
-        if p == libc::MAP_FAILED {
-            return Err(io::Error::last_os_error());
-        }
-        Ok(Mapped(p, len))
-    }
-
-    /// Ask the kernel to start reading `path` into the page cache.
-    pub fn read_ahead(path: &Path) {
-        #[cfg(target_os = "linux")]
-        if let Ok(f) = File::open(path) {
-            // SAFETY: an advisory call on an open descriptor.
-            unsafe { libc::posix_fadvise(f.as_raw_fd(), 0, 0, libc::POSIX_FADV_WILLNEED) };
-        }
-        #[cfg(not(target_os = "linux"))]
-        let _ = path;
-    }
+    let _ = path;
 }
-
-#[cfg(unix)]
-use mapped::{map, read_ahead};
-
-#[cfg(not(unix))]
-fn map(path: &std::path::Path) -> std::io::Result<Vec<u8>> {
-    std::fs::read(path)
-}
-
-#[cfg(not(unix))]
-fn read_ahead(_: &std::path::Path) {}
 
 #[cfg(test)]
 mod tests {
@@ -258,11 +190,6 @@ mod tests {
     use ndarray::{Array1, Array3};
 
     use crate::neurons::Block3;
-
-    #[test]
-    fn crc32c_check_value() {
-        assert_eq!(crc32c(b"123456789"), 0xE306_9283);
-    }
 
     /// A shard of `chunks` inner chunks (in reverse order on disk) with its index at the end.
     fn shard(x: &[u16], chunks: usize, chunk_bytes: usize) -> Vec<u8> {
@@ -282,7 +209,7 @@ mod tests {
             index[16 * j..16 * j + 8].copy_from_slice(&off.to_le_bytes());
             index[16 * j + 8..16 * j + 16].copy_from_slice(&nb.to_le_bytes());
         }
-        let crc = crc32c(&index);
+        let crc = crc32c::crc32c(&index);
         out.extend_from_slice(&index);
         out.extend_from_slice(&crc.to_le_bytes());
         out
