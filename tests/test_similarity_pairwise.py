@@ -176,10 +176,12 @@ def test_cka_invariant_to_rotation_and_scale(seed, shape, scale):
 def test_debiased_cka_is_near_zero_for_independent_inputs(seed):
     rng = np.random.default_rng(seed)
     vals = []
-    for _ in range(8):
+    for _ in range(32):
         x = rng.standard_normal((60, 40)).astype(np.float32)
         y = rng.standard_normal((60, 30)).astype(np.float32)
         vals.append((sim.debiased_cka(x, y), sim.linear_cka(x, y)))
     deb, lin = np.array(vals).T
-    assert abs(deb.mean()) < 0.03  # unbiased: centred on 0
+    # unbiased: centred on 0. Measured over 800 draws: mean 1e-4, sd 0.024 per draw, so the
+    # mean of 32 has sd 0.0042 and 0.025 is six of them (8 draws and 0.03 failed once: 4 sd).
+    assert abs(deb.mean()) < 0.025
     assert lin.mean() > 0.25  # plain CKA is biased upwards when d is large against n
