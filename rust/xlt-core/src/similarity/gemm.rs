@@ -221,8 +221,9 @@ unsafe fn store(acc: &[[f32; MR]; NR], c: *mut f64, ldc: usize, rows: usize, col
 
 /// The tile in four 16 × 6 quarters, each summed over all `kc` rows: twelve
 /// 8-lane accumulators fit the sixteen AVX2 registers without spilling.
+/// `FMA`: fused multiply-adds (a library call on targets without them).
 #[inline(always)]
-unsafe fn generic(
+unsafe fn generic<const FMA: bool>(
     kc: usize,
     a: *const f32,
     b: *const f32,
@@ -241,7 +242,11 @@ unsafe fn generic(
             let bk = &*(b.add(k * NR + j0) as *const [f32; QN]);
             for (col, &bv) in acc.iter_mut().zip(bk) {
                 for (x, &av) in col.iter_mut().zip(ak) {
-                    *x = av.mul_add(bv, *x);
+                    *x = if FMA {
+                        av.mul_add(bv, *x)
+                    } else {
+                        *x + av * bv
+                    };
                 }
             }
         }
@@ -261,17 +266,7 @@ unsafe fn portable(
     rows: usize,
     cols: usize,
 ) {
-    let mut acc = [[0.0f32; MR]; NR];
-    for k in 0..kc {
-        let ak = std::slice::from_raw_parts(a.add(k * MR), MR);
-        let bk = std::slice::from_raw_parts(b.add(k * NR), NR);
-        for (col, &bv) in acc.iter_mut().zip(bk) {
-            for (x, &av) in col.iter_mut().zip(ak) {
-                *x += av * bv; // no FMA on the baseline target
-            }
-        }
-    }
-    store(&acc, c, ldc, rows, cols);
+    generic::<false>(kc, a, b, c, ldc, rows, cols)
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -289,7 +284,7 @@ mod x86 {
         rows: usize,
         cols: usize,
     ) {
-        generic(kc, a, b, c, ldc, rows, cols)
+        generic::<true>(kc, a, b, c, ldc, rows, cols)
     }
 
     #[target_feature(enable = "avx512f")]
