@@ -161,7 +161,10 @@ fn chunk_offsets(
 }
 
 /// Map a whole file read-only, its pages faulted in at once (empty files
-/// cannot be mapped: they read as no bytes).
+/// cannot be mapped: they read as no bytes). On Linux the mapping asks for
+/// transparent huge pages: a file not yet cached is read into 2 MB folios
+/// that later mappings take with one entry per 2 MB instead of 512 (page
+/// tables cost ~30 % of the kernel's time with 4 kB entries).
 fn map(path: &std::path::Path) -> std::io::Result<Mapped> {
     let file = std::fs::File::open(path)?;
     if file.metadata()?.len() == 0 {
@@ -169,7 +172,18 @@ fn map(path: &std::path::Path) -> std::io::Result<Mapped> {
     }
     // SAFETY: a read-only mapping; the dump must not be truncated while it is
     // read (as with any reader).
-    unsafe { memmap2::MmapOptions::new().populate().map(&file) }.map(Mapped::Map)
+    #[cfg(target_os = "linux")]
+    let map = {
+        use memmap2::Advice;
+        let map = unsafe { memmap2::Mmap::map(&file) }?;
+        // Advisory: without them (older kernels) pages fault in as read.
+        let _ = map.advise(Advice::HugePage);
+        let _ = map.advise(Advice::PopulateRead);
+        map
+    };
+    #[cfg(not(target_os = "linux"))]
+    let map = unsafe { memmap2::MmapOptions::new().populate().map(&file) }?;
+    Ok(Mapped::Map(map))
 }
 
 enum Mapped {
