@@ -21,7 +21,7 @@ from xlt._arrays import aligned
 from xlt.errors import DataError, ShapeError
 
 STATE = ("sum", "sumsq", "positive")
-BLOCK = 1 << 20  # label rows read from a dump at once
+BLOCK = 1 << 18  # label rows read from a dump at once (~6 MB of labels and ids)
 
 
 def _hidden(data: xr.Dataset) -> xr.DataArray:
@@ -184,12 +184,12 @@ def _from_dump(path: Path, by: str, chunk: int):
     bf16 = hidden.attrs.get("xlt_dtype") == "bfloat16"
     acc = _core.NeuronAccumulator(len(labels), *hidden.shape[1:])
     files = _chunk_files(hidden, n, bf16)
-    if files is not None:  # up to BLOCK tokens a call (the next file named to be read ahead)
+    if files is not None:  # up to BLOCK tokens a call
         per, paths = files.pop("file_tokens"), files.pop("paths")
         k = max(1, BLOCK // per)
         for i in range(0, len(paths), k):
             a, b = i * per, min((i + k) * per, n)
-            acc.update_files(paths[i : i + k + 1], file_tokens=per, group=ids(a, b), first_token=a, **files)
+            acc.update_files(paths[i : i + k], file_tokens=per, group=ids(a, b), first_token=a, **files)
     else:
         align = hidden.chunks[0]
         _stream(acc, lambda a, b: hidden[a:b], ids, n, bf16, max(align, chunk // align * align))
