@@ -10,6 +10,7 @@ use super::rank::{advise_huge, unit_ranks};
 use crate::error::{ensure_data, ensure_shape, Error, Result};
 use crate::matrix::Mat;
 use faer::linalg::matmul::matmul;
+use faer::linalg::matmul::triangular::{self as tri, BlockStructure};
 use faer::{Accum, Par};
 
 /// Dissimilarity between two rows.
@@ -128,13 +129,31 @@ pub fn rdm(x: &Mat, metric: RdmMetric, name: &str) -> Result<Vec<f32>> {
     chunks
         .into_par_iter()
         .for_each_init(buffer, |g, (s, e, dst)| {
-            // Transposed block (rows j ≥ s, columns i in s..e).
-            let (rest, mine) = (zall.subrows(s, n - s), zall.subrows(s, e - s));
-            matmul(
-                g.as_mut().submatrix_mut(0, 0, n - s, e - s),
+            // Transposed block (rows j > i, columns i in s..e): the diagonal
+            // block's strict lower triangle, then the rows below it.
+            let (w, mine) = (e - s, zall.subrows(s, e - s));
+            let (diag, below) = g.as_mut().submatrix_mut(0, 0, n - s, w).split_at_row_mut(w);
+            let (strict, rect) = (
+                BlockStructure::StrictTriangularLower,
+                BlockStructure::Rectangular,
+            );
+            let t = mine.transpose();
+            tri::matmul(
+                diag,
+                strict,
                 Accum::Replace,
-                rest,
-                mine.transpose(),
+                mine,
+                rect,
+                t,
+                rect,
+                1.0f32,
+                Par::Seq,
+            );
+            matmul(
+                below,
+                Accum::Replace,
+                zall.subrows(e, n - e),
+                t,
                 1.0f32,
                 Par::Seq,
             );
