@@ -81,60 +81,81 @@ pub(super) fn advise_huge<T>(v: &mut [T]) {
     }
 }
 
-/// Stable sort of `a` by the high 32 bits: LSD radix over the bits in which
-/// keys differ (at most 3 passes of ≤ 11 bits), with `tmp` as buffer.
-fn sort_by_key(a: &mut Vec<u64>, tmp: &mut Vec<u64>, count: &mut [u32; 2048]) {
-    if a.len() < 64 {
-        return a.sort_unstable(); // (key, slot) pairs are unique: the same order
+/// Scratch for one bucket: two entry buffers and the digit counts.
+struct Scratch(Vec<u64>, Vec<u64>, Box<[u32; 2048]>);
+
+/// `(key << 32) | position` for the bucket's keys, sorted: an LSD radix over
+/// the bits in which keys differ (at most 3 passes of ≤ 11 bits), the first
+/// pass reading the keys themselves. Equal keys keep their positions' order.
+fn sorted_entries<'s>(keys: &[u32], s: &'s mut Scratch) -> &'s [u64] {
+    let (a, tmp, count) = (&mut s.0, &mut s.1, &mut s.2);
+    let entry = |(i, &k): (usize, &u32)| ((k as u64) << 32) | i as u64;
+    a.clear();
+    if keys.len() < 64 {
+        a.extend(keys.iter().enumerate().map(entry));
+        a.sort_unstable();
+        return a;
     }
-    let (lo, hi) = a.iter().fold((u32::MAX, 0), |(l, h), &e| {
-        let k = (e >> 32) as u32;
-        (l.min(k), h.max(k))
-    });
+    let (lo, hi) = keys
+        .iter()
+        .fold((u32::MAX, 0), |(l, h), &k| (l.min(k), h.max(k)));
     let bits = 32 - (hi - lo).leading_zeros();
     let passes = bits.div_ceil(11);
     let width = bits.div_ceil(passes.max(1));
-    tmp.resize(a.len(), 0);
+    let digit = |k: u32, p: u32| (((k - lo) >> (p * width)) & ((1 << width) - 1)) as usize;
+    a.resize(keys.len(), 0);
+    tmp.resize(keys.len(), 0);
+    let count = &mut count[..1 << width];
     for p in 0..passes {
-        let digit =
-            |e: u64| ((((e >> 32) as u32 - lo) >> (p * width)) & ((1 << width) - 1)) as usize;
-        let count = &mut count[..1 << width];
         count.fill(0);
-        a.iter().for_each(|&e| count[digit(e)] += 1);
-        let mut sum = 0;
-        for c in count.iter_mut() {
-            (*c, sum) = (sum, sum + *c);
-        }
-        for &e in a.iter() {
-            let d = digit(e);
-            tmp[count[d] as usize] = e;
+        let place = |e: u64, count: &mut [u32], out: &mut [u64]| {
+            let d = digit((e >> 32) as u32, p);
+            out[count[d] as usize] = e;
             count[d] += 1;
+        };
+        if p == 0 {
+            keys.iter().for_each(|&k| count[digit(k, 0)] += 1);
+            prefix(count);
+            keys.iter()
+                .enumerate()
+                .for_each(|e| place(entry(e), count, tmp));
+        } else {
+            a.iter()
+                .for_each(|&e| count[digit((e >> 32) as u32, p)] += 1);
+            prefix(count);
+            a.iter().for_each(|&e| place(e, count, tmp));
         }
         std::mem::swap(a, tmp);
     }
+    if passes == 0 {
+        a.iter_mut()
+            .zip(keys.iter().enumerate())
+            .for_each(|(o, e)| *o = entry(e));
+    }
+    a
 }
 
-/// Scratch for one bucket.
-struct Scratch(Vec<u64>, Vec<u64>, Box<[u32; 2048]>);
+/// Counts → exclusive prefix sums.
+fn prefix(count: &mut [u32]) {
+    let mut sum = 0;
+    for c in count.iter_mut() {
+        (*c, sum) = (sum, sum + *c);
+    }
+}
 
 /// Sorts one bucket of keys, then overwrites each key with the bits of its
 /// centred tie-averaged rank (positions from `start`, ties averaged).
 /// Returns Σ (t³ − t) over tie groups of size t.
 fn rank_bucket(start: usize, bucket: &mut [u32], mean: f64, s: &mut Scratch) -> u128 {
-    let sorted = &mut s.0;
-    sorted.clear();
-    sorted.extend(
-        bucket
-            .iter()
-            .enumerate()
-            .map(|(i, &k)| ((k as u64) << 32) | i as u64),
-    );
-    sort_by_key(sorted, &mut s.1, &mut s.2);
+    let sorted = sorted_entries(bucket, s);
     let mut ties = 0u128;
     let mut g = 0;
     while g < sorted.len() {
         let key = sorted[g] >> 32;
-        let h = g + sorted[g..].iter().take_while(|&&e| e >> 32 == key).count();
+        let mut h = g + 1;
+        while h < sorted.len() && sorted[h] >> 32 == key {
+            h += 1;
+        }
         // Positions start+g .. start+h (0-based) share the 1-based rank start + (g + h + 1) / 2;
         // centred, it is a multiple of 1/2 below len/2: exact in f32 up to 2^24 values.
         let r = ((2 * start + g + h + 1) as f64 / 2.0 - mean) as f32;
@@ -314,6 +335,8 @@ mod tests {
                 .map(|i| if i % 1000 == 0 { u() as f32 } else { 0.5 })
                 .collect::<Vec<_>>(),
         );
+        // Two values: buckets whose keys all tie.
+        check(&(0..n).map(|i| (i % 2) as f32).collect::<Vec<_>>());
         check(&vec![-3.0f32; n]);
     }
 }
