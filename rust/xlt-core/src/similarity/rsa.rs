@@ -11,7 +11,7 @@ use crate::error::{ensure_data, ensure_shape, Error, Result};
 use crate::matrix::Mat;
 use faer::linalg::matmul::matmul;
 use faer::linalg::matmul::triangular::{self as tri, BlockStructure};
-use faer::{Accum, Par};
+use faer::{Accum, MatRef, Par};
 
 /// Dissimilarity between two rows.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -58,7 +58,7 @@ impl std::str::FromStr for RsaMethod {
     }
 }
 
-/// Rows rows of the RDM computed per task.
+/// Rows of the RDM computed per task.
 const RDM_ROWS: usize = 512;
 
 /// Offset of row `i`'s first entry (j = i+1) in the row-major upper triangle.
@@ -104,6 +104,34 @@ fn sq_dist(z: &Array2<f32>, i: usize, j: usize) -> f64 {
         .sum()
 }
 
+/// Dot products of rows j > i with rows i in s..e of `z`, into column i − s,
+/// row j − s of `g`: the diagonal block's strict lower triangle, then the rows below.
+fn block_products(g: &mut faer::Mat<f32>, z: MatRef<f32>, s: usize, e: usize) {
+    use BlockStructure::{Rectangular as Rect, StrictTriangularLower as Strict};
+    let (n, w) = (z.nrows(), e - s);
+    let (diag, below) = g.as_mut().submatrix_mut(0, 0, n - s, w).split_at_row_mut(w);
+    let (mine, t) = (z.subrows(s, w), z.subrows(s, w).transpose());
+    tri::matmul(
+        diag,
+        Strict,
+        Accum::Replace,
+        mine,
+        Rect,
+        t,
+        Rect,
+        1.0f32,
+        Par::Seq,
+    );
+    matmul(
+        below,
+        Accum::Replace,
+        z.subrows(e, n - e),
+        t,
+        1.0f32,
+        Par::Seq,
+    );
+}
+
 /// The RDM's upper triangle (i < j, row-major), as values increasing with the
 /// dissimilarity: −similarity for correlation and cosine (an affine map of
 /// the distance, which neither correlation sees), the distance for euclidean.
@@ -129,34 +157,7 @@ pub fn rdm(x: &Mat, metric: RdmMetric, name: &str) -> Result<Vec<f32>> {
     chunks
         .into_par_iter()
         .for_each_init(buffer, |g, (s, e, dst)| {
-            // Transposed block (rows j > i, columns i in s..e): the diagonal
-            // block's strict lower triangle, then the rows below it.
-            let (w, mine) = (e - s, zall.subrows(s, e - s));
-            let (diag, below) = g.as_mut().submatrix_mut(0, 0, n - s, w).split_at_row_mut(w);
-            let (strict, rect) = (
-                BlockStructure::StrictTriangularLower,
-                BlockStructure::Rectangular,
-            );
-            let t = mine.transpose();
-            tri::matmul(
-                diag,
-                strict,
-                Accum::Replace,
-                mine,
-                rect,
-                t,
-                rect,
-                1.0f32,
-                Par::Seq,
-            );
-            matmul(
-                below,
-                Accum::Replace,
-                zall.subrows(e, n - e),
-                t,
-                1.0f32,
-                Par::Seq,
-            );
+            block_products(g, zall, s, e);
             let mut pos = 0;
             for i in s..e {
                 let col = &g.col_as_slice(i - s)[i + 1 - s..n - s];
