@@ -181,6 +181,7 @@ pub(super) fn unit_ranks(values: &mut [f32]) -> bool {
     let bk = Buckets::new(values, nb);
     // Per-chunk histograms → each chunk's first slot in every bucket.
     let mut ids = vec![0u16; len];
+    advise_huge(&mut ids);
     let counts: Vec<Vec<u32>> = values
         .par_chunks(CHUNK)
         .zip(ids.par_chunks_mut(CHUNK))
