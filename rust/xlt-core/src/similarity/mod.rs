@@ -9,6 +9,7 @@ mod blocks;
 pub mod cca;
 pub mod cka;
 mod gemm;
+mod rank;
 pub mod retrieval;
 pub mod rsa;
 

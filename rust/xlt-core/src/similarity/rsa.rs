@@ -6,10 +6,12 @@ use ndarray::{Array2, Axis};
 use rayon::prelude::*;
 
 use super::blocks::{col_means, decode, dot_f64, fview};
+use super::rank::{advise_huge, unit_ranks};
 use crate::error::{ensure_data, ensure_shape, Error, Result};
 use crate::matrix::Mat;
 use faer::linalg::matmul::matmul;
-use faer::{Accum, Par};
+use faer::linalg::matmul::triangular::{self as tri, BlockStructure};
+use faer::{Accum, MatRef, Par};
 
 /// Dissimilarity between two rows.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -56,8 +58,8 @@ impl std::str::FromStr for RsaMethod {
     }
 }
 
-/// Rows rows of the RDM computed per task.
-const RDM_ROWS: usize = 256;
+/// Rows of the RDM computed per task.
+const RDM_ROWS: usize = 512;
 
 /// Offset of row `i`'s first entry (j = i+1) in the row-major upper triangle.
 fn tri_offset(n: usize, i: usize) -> usize {
@@ -102,6 +104,34 @@ fn sq_dist(z: &Array2<f32>, i: usize, j: usize) -> f64 {
         .sum()
 }
 
+/// Dot products of rows j > i with rows i in s..e of `z`, into column i − s,
+/// row j − s of `g`: the diagonal block's strict lower triangle, then the rows below.
+fn block_products(g: &mut faer::Mat<f32>, z: MatRef<f32>, s: usize, e: usize) {
+    use BlockStructure::{Rectangular as Rect, StrictTriangularLower as Strict};
+    let (n, w) = (z.nrows(), e - s);
+    let (diag, below) = g.as_mut().submatrix_mut(0, 0, n - s, w).split_at_row_mut(w);
+    let (mine, t) = (z.subrows(s, w), z.subrows(s, w).transpose());
+    tri::matmul(
+        diag,
+        Strict,
+        Accum::Replace,
+        mine,
+        Rect,
+        t,
+        Rect,
+        1.0f32,
+        Par::Seq,
+    );
+    matmul(
+        below,
+        Accum::Replace,
+        z.subrows(e, n - e),
+        t,
+        1.0f32,
+        Par::Seq,
+    );
+}
+
 /// The RDM's upper triangle (i < j, row-major), as values increasing with the
 /// dissimilarity: −similarity for correlation and cosine (an affine map of
 /// the distance, which neither correlation sees), the distance for euclidean.
@@ -109,6 +139,7 @@ pub fn rdm(x: &Mat, metric: RdmMetric, name: &str) -> Result<Vec<f32>> {
     let n = x.nrows();
     let (z, norms) = prepare(x, metric, name)?;
     let mut out = vec![0.0f32; n * n.saturating_sub(1) / 2];
+    advise_huge(&mut out);
     let mut chunks = Vec::new();
     let mut rest = out.as_mut_slice();
     let mut start = 0;
@@ -121,121 +152,37 @@ pub fn rdm(x: &Mat, metric: RdmMetric, name: &str) -> Result<Vec<f32>> {
         start = end;
     }
     let zall = fview(&z);
-    chunks.into_par_iter().for_each(|(s, e, dst)| {
-        // Transposed block (rows j ≥ s, columns i in s..e): row i's entries are contiguous.
-        let mut g = faer::Mat::<f32>::zeros(n - s, e - s);
-        let (rest, mine) = (zall.subrows(s, n - s), zall.subrows(s, e - s));
-        matmul(
-            g.as_mut(),
-            Accum::Replace,
-            rest,
-            mine.transpose(),
-            1.0f32,
-            Par::Seq,
-        );
-        let mut pos = 0;
-        for i in s..e {
-            let col = g.col_as_slice(i - s);
-            for j in (i + 1)..n {
-                let dot = col[j - s];
-                dst[pos] = match metric {
-                    RdmMetric::Euclidean => {
-                        let sq = norms[i] + norms[j] - 2.0 * dot as f64;
-                        // Near-duplicate rows: the Gram form cancels, so sum the differences.
-                        let sq = if sq < 1e-3 * (norms[i] + norms[j]) {
-                            sq_dist(&z, i, j)
-                        } else {
-                            sq
-                        };
-                        sq.max(0.0).sqrt() as f32
-                    }
-                    _ => -dot,
-                };
-                pos += 1;
+    // One product buffer per worker; row i's block column is contiguous.
+    let buffer = || faer::Mat::<f32>::zeros(n, RDM_ROWS.min(n));
+    chunks
+        .into_par_iter()
+        .for_each_init(buffer, |g, (s, e, dst)| {
+            block_products(g, zall, s, e);
+            let mut pos = 0;
+            for i in s..e {
+                let col = &g.col_as_slice(i - s)[i + 1 - s..n - s];
+                let row = &mut dst[pos..pos + col.len()];
+                pos += col.len();
+                if metric != RdmMetric::Euclidean {
+                    row.iter_mut().zip(col).for_each(|(d, &dot)| *d = -dot);
+                    continue;
+                }
+                for ((d, &dot), j) in row.iter_mut().zip(col).zip(i + 1..) {
+                    let sq = norms[i] + norms[j] - 2.0 * dot as f64;
+                    // Near-duplicate rows: the Gram form cancels, so sum the differences.
+                    let sq = if sq < 1e-3 * (norms[i] + norms[j]) {
+                        sq_dist(&z, i, j)
+                    } else {
+                        sq
+                    };
+                    *d = sq.max(0.0).sqrt() as f32;
+                }
             }
-        }
-    });
+        });
     Ok(out)
 }
 
-/// f32 → u32 whose unsigned order is the float order.
-fn order_bits(v: f32) -> u32 {
-    let b = v.to_bits();
-    if b >> 31 == 1 {
-        !b
-    } else {
-        b | (1 << 31)
-    }
-}
-
-/// Stable LSD radix sort of `(key << 32 | index)` by key.
-fn radix_sort_keys(v: &mut Vec<u64>) {
-    let mut buf = vec![0u64; v.len()];
-    for (shift, bits) in [(32u32, 11u32), (43, 11), (54, 10)] {
-        let mask = (1u64 << bits) - 1;
-        let mut count = vec![0usize; 1 << bits];
-        for &x in v.iter() {
-            count[((x >> shift) & mask) as usize] += 1;
-        }
-        let mut total = 0;
-        for c in count.iter_mut() {
-            let k = *c;
-            *c = total;
-            total += k;
-        }
-        for &x in v.iter() {
-            let b = ((x >> shift) & mask) as usize;
-            buf[count[b]] = x;
-            count[b] += 1;
-        }
-        std::mem::swap(v, &mut buf);
-    }
-}
-
-/// Runs of equal keys in sorted `keys`: (start, end, average 1-based rank).
-fn tie_groups(keys: &[u64]) -> impl Iterator<Item = (usize, usize, f64)> + '_ {
-    let mut start = 0;
-    std::iter::from_fn(move || {
-        (start < keys.len()).then(|| {
-            let key = keys[start] >> 32;
-            let end = start
-                + keys[start..]
-                    .iter()
-                    .take_while(|&&k| k >> 32 == key)
-                    .count();
-            let g = (start, end, (start + end + 1) as f64 / 2.0);
-            start = end;
-            g
-        })
-    })
-}
-
-/// Tie-averaged ranks of `values` (1-based), centred and scaled to unit norm.
-fn rank_unit(values: &[f32]) -> Result<Vec<f32>> {
-    let len = values.len();
-    let mut keys: Vec<u64> = values
-        .par_iter()
-        .enumerate()
-        .map(|(i, &v)| ((order_bits(v) as u64) << 32) | i as u64)
-        .collect();
-    radix_sort_keys(&mut keys);
-    let mean = (len as f64 + 1.0) / 2.0;
-    let ss: f64 = tie_groups(&keys)
-        .map(|(s, e, r)| (e - s) as f64 * (r - mean) * (r - mean))
-        .sum();
-    ensure_data(ss > 0.0, || {
-        "the RDM is constant (every pair equally distant); RSA is undefined".to_string()
-    })?;
-    let inv = 1.0 / ss.sqrt();
-    let mut out = vec![0.0f32; len];
-    for (s, e, r) in tie_groups(&keys) {
-        let z = ((r - mean) * inv) as f32;
-        for &k in &keys[s..e] {
-            out[(k & 0xffff_ffff) as usize] = z;
-        }
-    }
-    Ok(out)
-}
+const CONSTANT: &str = "the RDM is constant (every pair equally distant); RSA is undefined";
 
 /// Values centred and scaled to unit norm.
 fn value_unit(values: &[f32]) -> Result<Vec<f32>> {
@@ -244,9 +191,7 @@ fn value_unit(values: &[f32]) -> Result<Vec<f32>> {
         .par_iter()
         .map(|&v| (v as f64 - mean) * (v as f64 - mean))
         .sum();
-    ensure_data(ss > 0.0, || {
-        "the RDM is constant (every pair equally distant); RSA is undefined".to_string()
-    })?;
+    ensure_data(ss > 0.0, || CONSTANT.to_string())?;
     let inv = 1.0 / ss.sqrt();
     Ok(values
         .par_iter()
@@ -267,7 +212,11 @@ pub fn rdm_unit(x: &Mat, metric: RdmMetric, method: RsaMethod, name: &str) -> Re
         "RSA's RDM has more than 2^32 pairs; subsample rows".to_string()
     })?;
     match method {
-        RsaMethod::Spearman => rank_unit(&v),
+        RsaMethod::Spearman => {
+            let mut v = v;
+            ensure_data(unit_ranks(&mut v), || CONSTANT.to_string())?;
+            Ok(v)
+        }
         RsaMethod::Pearson => value_unit(&v),
     }
 }
@@ -332,19 +281,6 @@ pub fn rsa_pairwise(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn ranks_average_ties_and_follow_float_order() {
-        let v = [3.0f32, -1.0, 3.0, 0.0, -0.0, 7.5, -2.0];
-        let z = rank_unit(&v).unwrap();
-        // ranks: 3→5.5, -1→2, 3→5.5, 0/-0→3 and 4 (distinct bits, -0 first), 7.5→7, -2→1
-        let r = [5.5f64, 2.0, 5.5, 4.0, 3.0, 7.0, 1.0];
-        let m = 4.0;
-        let norm = r.iter().map(|x| (x - m) * (x - m)).sum::<f64>().sqrt();
-        for (a, b) in z.iter().zip(r) {
-            assert!((*a as f64 - (b - m) / norm).abs() < 1e-6);
-        }
-    }
 
     #[test]
     fn triangle_offsets_tile_the_upper_triangle() {
