@@ -158,16 +158,15 @@ def _from_dump(path: Path, by: str, chunk: int):
     if attrs.get("xlt_format") != FORMAT:
         raise DataError(f"{path} is a zarr store but not an xlt dump")
     rows = attrs["xlt_rows"]
-    arrays = dict(group.arrays())
-    dims = {name: tuple(arr.metadata.dimension_names) for name, arr in arrays.items()}
-    shapes = {name: arr.shape for name, arr in arrays.items()}
+    # the writer records every variable's dimensions: no metadata read per array
+    dims = {name: tuple(d) for name, d in attrs["xlt_dims"].items()}
 
     cache: dict[str, tuple[int, np.ndarray]] = {}
 
     def values(name, start, stop):
         """Rows start:stop of a committed array, read in blocks of BLOCK rows (few zarr calls,
         bounded memory)."""
-        end = rows[dims[name][0]] if dims[name][0] in GROWING else shapes[name][0]
+        end = rows[dims[name][0]] if dims[name][0] in GROWING else group[name].shape[0]
         start, stop = start or 0, end if stop is None else min(stop, end)
         at, block = cache.get(name, (0, None))
         if block is None or start < at or stop > at + len(block):
@@ -179,7 +178,7 @@ def _from_dump(path: Path, by: str, chunk: int):
 
     if dims.get("hidden") != ("token", "layer", "hidden"):
         _not_tokens(dims.get("hidden", "no 'hidden' variable"))
-    hidden, n = arrays["hidden"], rows["token"]
+    hidden, n = group["hidden"], rows["token"]
     labels, ids = _groups(dims, values, by, n)
     bf16 = hidden.attrs.get("xlt_dtype") == "bfloat16"
     acc = _core.NeuronAccumulator(len(labels), *hidden.shape[1:])
