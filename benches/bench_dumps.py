@@ -41,9 +41,11 @@ run = {
     "routing": lambda: routing.profile(path, reference="arb_Arab"),
 }[what]
 run()  # imports and first-touch costs out of the timing
-t = time.perf_counter()
-run()
-s = time.perf_counter() - t
+s = float("inf")
+for _ in range(3):  # best of 3, like harness.best_of
+    t = time.perf_counter()
+    run()
+    s = min(s, time.perf_counter() - t)
 # VmHWM, not ru_maxrss: the latter starts from the parent's RSS at fork
 hwm = next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM"))
 print(json.dumps({"s": s, "rss_mb": hwm / 1024}))
