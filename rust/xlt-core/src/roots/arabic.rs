@@ -242,6 +242,8 @@ const PATTERNS: &[(&str, f32)] = &[
     // the same with the alif maqsura written ا before a suffix (معناه)
     ("مCCا>+*", 0.7),
     ("تCاCا>+", 0.7),
+    // Form IV perfect of a defective root before a pronoun (أعطاه, ألقاها)
+    ("أCCا>+", 0.8),
     ("CCاء>*", 0.35),
     ("إCCاء>*", 0.4),
     ("أCCاء>*", 0.7),
@@ -369,7 +371,9 @@ fn restore(r: &[char; 2], weak: Weak, prefix: Option<u8>, suffix: Option<u8>) ->
     // the plural و right after two radicals: a defective (مشوا, يرمون) or
     // geminate verb; a hollow one keeps its long vowel (قالوا, يقولون)
     let plural = suffix == Some(7) || (prefixed && suffix == Some(8));
-    if (both && !plural && !nominal) || weak == Weak::Hollow {
+    // a root whose last two radicals are weak keeps its middle one sound
+    // (روى, حوى, قوي): no hollow reading before a weak last letter (راوي)
+    if ((both && !plural && !nominal) || weak == Weak::Hollow) && !is_weak(b) {
         // a consonantal subject suffix shortens the hollow perfect (قلت, كنا)
         let c = match (weak, suffix) {
             (Weak::Hollow, _) | (_, Some(6)) => 0.0,
@@ -604,6 +608,40 @@ mod tests {
         assert_eq!(root("التزام").as_deref(), Some("لزم"));
         assert_eq!(root("التقى").as_deref(), Some("لقي"));
         assert_eq!(root("التعليم").as_deref(), Some("علم"));
+    }
+
+    #[test]
+    fn doubly_weak_roots_keep_a_sound_middle_radical() {
+        // fā'il of roots with weak middle and last radicals (روى, هوى, نوى)
+        for (w, r) in [
+            ("راويا", "روي"),
+            ("هاويا", "هوي"),
+            ("ناويا", "نوي"),
+            ("الراوي", "روي"),
+        ] {
+            assert_eq!(root(w).as_deref(), Some(r), "{w}");
+        }
+        // no hollow restoration in front of a weak last letter
+        let c = candidates("راويا", 3.0);
+        assert!(!c.iter().any(|(r, _)| r == "ريو"), "{c:?}");
+    }
+
+    #[test]
+    fn form_iv_defective_perfect_before_a_pronoun() {
+        // أفعى written أفعا- before an object pronoun (أعطاه, ألقاها)
+        for (w, r) in [
+            ("أعطاه", "عطي"),
+            ("أرضاه", "رضي"),
+            ("ألقاها", "لقي"),
+            ("أهداها", "هدي"),
+        ] {
+            assert_eq!(root(w).as_deref(), Some(r), "{w}");
+        }
+        // morphology alone prefers it (not only the attested-root table)
+        for (w, r) in [("ألقاها", "لقي"), ("أمضاها", "مضي"), ("أعطاها", "عطي")]
+        {
+            assert_eq!(candidates(w, 0.0)[0].0, r, "{w}");
+        }
     }
 
     #[test]
