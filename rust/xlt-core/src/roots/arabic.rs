@@ -221,6 +221,10 @@ const PATTERNS: &[(&str, f32)] = &[
     // the same with the hamza seat written as a plain ي (common in older texts)
     ("CايC-", 0.7),
     ("CيC-", 1.2),
+    // after an imperfect prefix the written ي is the long vowel of a hollow
+    // stem of either weak letter (Form I يسير, Form IV يريد, يقيم): as cheap
+    // as reading it as a radical, so it is no evidence for ي
+    ("CيC-!", 0.1),
     ("مCاC-*", 1.0),
     ("مCيC-*", 0.7),
     ("أCاC-", 0.5),
@@ -642,6 +646,29 @@ mod tests {
         {
             assert_eq!(candidates(w, 0.0)[0].0, r, "{w}");
         }
+    }
+
+    #[test]
+    fn imperfect_hollow_stems_leave_the_weak_letter_open() {
+        // yuCīC of Form IV writes ي for و roots too (يقيم, يصيب, يعيد)
+        for (w, r) in [
+            ("يقيم", "قوم"),
+            ("يصيب", "صوب"),
+            ("يعيد", "عود"),
+            ("تقيم", "قوم"),
+        ] {
+            assert_eq!(root(w).as_deref(), Some(r), "{w}");
+        }
+        // morphology alone scores both letters alike; the table decides
+        for w in ["يبيع", "يشير"] {
+            let c = candidates(w, 0.2);
+            let r: Vec<&str> = c.iter().map(|(r, _)| r.as_str()).collect();
+            assert!(
+                r.len() >= 2 && r[..2].iter().any(|r| r.contains('و')),
+                "{w}: {c:?}"
+            );
+        }
+        assert_eq!(root("يبيع").as_deref(), Some("بيع"));
     }
 
     #[test]
