@@ -177,6 +177,8 @@ const PATTERNS: &[(&str, f32)] = &[
     ("CCاCC", 1.6),
     ("CCCاء*", 1.2),
     ("CCCان*", 1.3),
+    // fu'lūl of quadriliteral roots (عصفور, عنقود)
+    ("CCCوC*", 1.2),
     ("CاCوC*", 1.3),
     // maf'al, maf'ul, mif'al, maf'il, plurals mafa'il / mafa'il
     ("مCCC*", 0.7),
@@ -669,6 +671,16 @@ mod tests {
             );
         }
         assert_eq!(root("يبيع").as_deref(), Some("بيع"));
+    }
+
+    #[test]
+    fn quadriliteral_fulul_nouns() {
+        for (w, r) in [("عصفور", "عصفر"), ("والعنقود", "عنقد"), ("زنبور", "زنبر")]
+        {
+            assert_eq!(root(w).as_deref(), Some(r), "{w}");
+        }
+        // a triliteral maf'ūl stays triliteral
+        assert_eq!(root("منصور").as_deref(), Some("نصر"));
     }
 
     #[test]
