@@ -214,9 +214,13 @@ const PATTERNS: &[(&str, f32)] = &[
     ("اCطSC", 1.0),
     ("اCدSC", 1.2),
     ("مCطSC*", 1.1),
-    ("اتCCاC<", 0.9),
-    ("اتCC<", 1.1),
-    ("متCC<*", 1.1),
+    // Form VIII of an assimilated root, its و merged into the infix ت (اتفق,
+    // اتصال, متصل, يتفق): a shade cheaper than reading the ت as a radical (و
+    // roots far outnumber ت roots; the table keeps اتبع, يترك with تبع, ترك)
+    ("اتCاC<", 0.4),
+    ("اتCC<", 0.4),
+    ("متCC<*", 0.2),
+    ("تCC<!", 0.1),
     // hollow stems (middle و/ي dropped or turned into ا)
     ("CاC-", 0.2),
     ("CائC-", 0.5),
@@ -671,6 +675,25 @@ mod tests {
             );
         }
         assert_eq!(root("يبيع").as_deref(), Some("بيع"));
+    }
+
+    #[test]
+    fn form_viii_of_assimilated_roots() {
+        for (w, r) in [
+            ("اتفق", "وفق"),
+            ("يتفق", "وفق"),
+            ("اتصال", "وصل"),
+            ("متصل", "وصل"),
+            ("الاتحاد", "وحد"),
+            ("اتجاه", "وجه"),
+            ("متسع", "وسع"),
+        ] {
+            assert_eq!(root(w).as_deref(), Some(r), "{w}");
+        }
+        // a ت that is a radical stays one
+        for (w, r) in [("اتبع", "تبع"), ("يترك", "ترك"), ("متجر", "تجر")] {
+            assert_eq!(root(w).as_deref(), Some(r), "{w}");
+        }
     }
 
     #[test]
