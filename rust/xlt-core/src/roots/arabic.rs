@@ -177,6 +177,8 @@ const PATTERNS: &[(&str, f32)] = &[
     ("CCاCC", 1.6),
     ("CCCاء*", 1.2),
     ("CCCان*", 1.3),
+    // fu'lūl of quadriliteral roots (عصفور, عنقود)
+    ("CCCوC*", 1.2),
     ("CاCوC*", 1.3),
     // maf'al, maf'ul, mif'al, maf'il, plurals mafa'il / mafa'il
     ("مCCC*", 0.7),
@@ -212,15 +214,23 @@ const PATTERNS: &[(&str, f32)] = &[
     ("اCطSC", 1.0),
     ("اCدSC", 1.2),
     ("مCطSC*", 1.1),
-    ("اتCCاC<", 0.9),
-    ("اتCC<", 1.1),
-    ("متCC<*", 1.1),
+    // Form VIII of an assimilated root, its و merged into the infix ت (اتفق,
+    // اتصال, متصل, يتفق): a shade cheaper than reading the ت as a radical (و
+    // roots far outnumber ت roots; the table keeps اتبع, يترك with تبع, ترك)
+    ("اتCاC<", 0.4),
+    ("اتCC<", 0.4),
+    ("متCC<*", 0.2),
+    ("تCC<!", 0.1),
     // hollow stems (middle و/ي dropped or turned into ا)
     ("CاC-", 0.2),
     ("CائC-", 0.5),
     // the same with the hamza seat written as a plain ي (common in older texts)
     ("CايC-", 0.7),
     ("CيC-", 1.2),
+    // after an imperfect prefix the written ي is the long vowel of a hollow
+    // stem of either weak letter (Form I يسير, Form IV يريد, يقيم): as cheap
+    // as reading it as a radical, so it is no evidence for ي
+    ("CيC-!", 0.1),
     ("مCاC-*", 1.0),
     ("مCيC-*", 0.7),
     ("أCاC-", 0.5),
@@ -242,6 +252,8 @@ const PATTERNS: &[(&str, f32)] = &[
     // the same with the alif maqsura written ا before a suffix (معناه)
     ("مCCا>+*", 0.7),
     ("تCاCا>+", 0.7),
+    // Form IV perfect of a defective root before a pronoun (أعطاه, ألقاها)
+    ("أCCا>+", 0.8),
     ("CCاء>*", 0.35),
     ("إCCاء>*", 0.4),
     ("أCCاء>*", 0.7),
@@ -369,7 +381,9 @@ fn restore(r: &[char; 2], weak: Weak, prefix: Option<u8>, suffix: Option<u8>) ->
     // the plural و right after two radicals: a defective (مشوا, يرمون) or
     // geminate verb; a hollow one keeps its long vowel (قالوا, يقولون)
     let plural = suffix == Some(7) || (prefixed && suffix == Some(8));
-    if (both && !plural && !nominal) || weak == Weak::Hollow {
+    // a root whose last two radicals are weak keeps its middle one sound
+    // (روى, حوى, قوي): no hollow reading before a weak last letter (راوي)
+    if ((both && !plural && !nominal) || weak == Weak::Hollow) && !is_weak(b) {
         // a consonantal subject suffix shortens the hollow perfect (قلت, كنا)
         let c = match (weak, suffix) {
             (Weak::Hollow, _) | (_, Some(6)) => 0.0,
@@ -604,6 +618,92 @@ mod tests {
         assert_eq!(root("التزام").as_deref(), Some("لزم"));
         assert_eq!(root("التقى").as_deref(), Some("لقي"));
         assert_eq!(root("التعليم").as_deref(), Some("علم"));
+    }
+
+    #[test]
+    fn doubly_weak_roots_keep_a_sound_middle_radical() {
+        // fā'il of roots with weak middle and last radicals (روى, هوى, نوى)
+        for (w, r) in [
+            ("راويا", "روي"),
+            ("هاويا", "هوي"),
+            ("ناويا", "نوي"),
+            ("الراوي", "روي"),
+        ] {
+            assert_eq!(root(w).as_deref(), Some(r), "{w}");
+        }
+        // no hollow restoration in front of a weak last letter
+        let c = candidates("راويا", 3.0);
+        assert!(!c.iter().any(|(r, _)| r == "ريو"), "{c:?}");
+    }
+
+    #[test]
+    fn form_iv_defective_perfect_before_a_pronoun() {
+        // أفعى written أفعا- before an object pronoun (أعطاه, ألقاها)
+        for (w, r) in [
+            ("أعطاه", "عطي"),
+            ("أرضاه", "رضي"),
+            ("ألقاها", "لقي"),
+            ("أهداها", "هدي"),
+        ] {
+            assert_eq!(root(w).as_deref(), Some(r), "{w}");
+        }
+        // morphology alone prefers it (not only the attested-root table)
+        for (w, r) in [("ألقاها", "لقي"), ("أمضاها", "مضي"), ("أعطاها", "عطي")]
+        {
+            assert_eq!(candidates(w, 0.0)[0].0, r, "{w}");
+        }
+    }
+
+    #[test]
+    fn imperfect_hollow_stems_leave_the_weak_letter_open() {
+        // yuCīC of Form IV writes ي for و roots too (يقيم, يصيب, يعيد)
+        for (w, r) in [
+            ("يقيم", "قوم"),
+            ("يصيب", "صوب"),
+            ("يعيد", "عود"),
+            ("تقيم", "قوم"),
+        ] {
+            assert_eq!(root(w).as_deref(), Some(r), "{w}");
+        }
+        // morphology alone scores both letters alike; the table decides
+        for w in ["يبيع", "يعيش"] {
+            let c = candidates(w, 0.2);
+            let r: Vec<&str> = c.iter().map(|(r, _)| r.as_str()).collect();
+            assert!(
+                r.len() >= 2 && r[..2].iter().any(|r| r.contains('و')),
+                "{w}: {c:?}"
+            );
+        }
+        assert_eq!(root("يبيع").as_deref(), Some("بيع"));
+    }
+
+    #[test]
+    fn form_viii_of_assimilated_roots() {
+        for (w, r) in [
+            ("اتفق", "وفق"),
+            ("يتفق", "وفق"),
+            ("اتصال", "وصل"),
+            ("متصل", "وصل"),
+            ("الاتحاد", "وحد"),
+            ("اتجاه", "وجه"),
+            ("متسع", "وسع"),
+        ] {
+            assert_eq!(root(w).as_deref(), Some(r), "{w}");
+        }
+        // a ت that is a radical stays one
+        for (w, r) in [("اتبع", "تبع"), ("يترك", "ترك"), ("متجر", "تجر")] {
+            assert_eq!(root(w).as_deref(), Some(r), "{w}");
+        }
+    }
+
+    #[test]
+    fn quadriliteral_fulul_nouns() {
+        for (w, r) in [("عصفور", "عصفر"), ("والعنقود", "عنقد"), ("زنبور", "زنبر")]
+        {
+            assert_eq!(root(w).as_deref(), Some(r), "{w}");
+        }
+        // a triliteral maf'ūl stays triliteral
+        assert_eq!(root("منصور").as_deref(), Some("نصر"));
     }
 
     #[test]
