@@ -1,6 +1,7 @@
 //! Bindings of `xlt_core::overlap` (token statistics) and `xlt_core::roots`.
 use numpy::PyReadonlyArray1;
 use pyo3::prelude::*;
+use pyo3::pybacked::PyBackedStr;
 use pyo3::types::PyDict;
 use xlt_core::overlap::TokenCounts as Core;
 use xlt_core::roots;
@@ -110,7 +111,7 @@ fn family(language: &str) -> PyResult<roots::Family> {
 #[pyfunction]
 fn roots_of(
     py: Python<'_>,
-    words: Vec<String>,
+    words: Vec<PyBackedStr>,
     family_name: &str,
 ) -> PyResult<Vec<Option<String>>> {
     let f = family(family_name)?;
