@@ -254,6 +254,23 @@ def _decode_bf16(block: np.ndarray) -> np.ndarray:
     return (block.astype(np.uint32) << 16).view(np.float32)
 
 
+def open_group(path: str | Path) -> tuple[Any, dict]:  # -> (zarr.Group, its attributes)
+    """The zarr group of the dump at ``path``, read-only, and its attributes; a `DataError`
+    when there is no zarr store there or it is not an xlt dump."""
+    import zarr
+
+    path = Path(path)
+    if not (path / "zarr.json").is_file():
+        raise DataError(
+            f"no dump at {path} (zarr.json missing); pass the path of a dump written by xlt.capture"
+        )
+    group = zarr.open_group(str(path), mode="r")
+    attrs = dict(group.attrs)
+    if attrs.get("xlt_format") != FORMAT:
+        raise DataError(f"{path} is a zarr store but not an xlt dump")
+    return group, attrs
+
+
 def open_dump(path: str | Path, *, decode: bool = True) -> Any:  # -> xarray.Dataset
     """Open a dump as a lazy (dask-backed) ``xarray.Dataset``: only committed rows, bf16
     variables decoded to float32 (``decode=False`` keeps the uint16 bits and the
@@ -262,15 +279,8 @@ def open_dump(path: str | Path, *, decode: bool = True) -> Any:  # -> xarray.Dat
     coordinates, loaded into memory."""
     import dask.array as da
     import xarray as xr
-    import zarr
 
-    path = Path(path)
-    if not (path / "zarr.json").is_file():
-        raise DataError(f"no dump at {path} (zarr.json missing)")
-    group = zarr.open_group(str(path), mode="r")
-    attrs = dict(group.attrs)
-    if attrs.get("xlt_format") != FORMAT:
-        raise DataError(f"{path} is a zarr store but not an xlt dump")
+    group, attrs = open_group(path)
     rows = attrs["xlt_rows"]
     variables, labels = {}, []
     for name, arr in group.arrays():

@@ -147,16 +147,9 @@ def _from_dump(path: Path, by: str, chunk: int):
     """Statistics of a dump path, read with zarr alone (no dataset, no task graph): raw
     chunk files through the Rust reader, other codecs through zarr in chunk-aligned blocks.
     Returns the accumulator, the group labels and the layer coordinate (or None)."""
-    import zarr
+    from xlt.dumps import GROWING, open_group
 
-    from xlt.dumps import FORMAT, GROWING
-
-    if not (path / "zarr.json").is_file():
-        raise DataError(f"no dump at {path}; pass the path of a zarr dump written by xlt.capture")
-    group = zarr.open_group(str(path), mode="r")
-    attrs = dict(group.attrs)
-    if attrs.get("xlt_format") != FORMAT:
-        raise DataError(f"{path} is a zarr store but not an xlt dump")
+    group, attrs = open_group(path)
     rows = attrs["xlt_rows"]
     # the writer records every variable's dimensions: no metadata read per array
     dims = {name: tuple(d) for name, d in attrs["xlt_dims"].items()}
