@@ -7,11 +7,13 @@
 //! `tr(KL) − n/(n−2)·kᵀl + (Σk)(Σl)/((n−1)(n−2))`.
 //! Two routes give `tr(KL)`: feature space (`X̄ᵀȲ`, cost n·dx·dy) or Gram
 //! space (tiles of K and L, cost n²·d); [`pairwise_stats`] picks the cheaper.
-use ndarray::{Array2, Axis, ShapeBuilder};
+use ndarray::{Array1, Array2, Axis, ShapeBuilder};
 use rayon::prelude::*;
 
 pub use super::blocks::Precision;
-use super::blocks::{col_means, col_sums, decode, decode_into, row_sq_norms, Scalar, BLOCK_ROWS};
+use super::blocks::{
+    col_means, col_sums, col_sums_sq, decode, decode_into, row_sq_norms, Scalar, BLOCK_ROWS,
+};
 use super::gemm::Scratch;
 use crate::error::{ensure_data, ensure_shape, Error, Result};
 use crate::matrix::Mat;
@@ -64,6 +66,10 @@ impl CkaStats {
                 "debiased CKA needs at least 4 rows, got {}; pass more samples",
                 self.n
             )
+        })?;
+        ensure_shape(!self.kl[[p, q]].is_nan(), || {
+            "these statistics hold linear CKA's terms only (f32 sums); compute them in f64 for debiased CKA"
+                .to_string()
         })?;
         self.zero_variance(p)?;
         self.zero_variance(q)?;
@@ -180,25 +186,30 @@ impl Sums {
             .collect::<Result<_>>()?;
         let mm = self.dims.len();
         let rows = end - start;
-        let mut a64 = Array2::<f64>::zeros((rows, mm));
-        for (p, b) in blocks.iter().enumerate() {
-            for (i, v) in row_sq_norms(b).into_iter().enumerate() {
-                a64[[i, p]] = v;
-            }
-            for (acc, v) in self.s[p].iter_mut().zip(col_sums(b)) {
+        // Row norms² (the Gram diagonals) feed only debiased CKA's terms.
+        let kernel_terms = self.prec == Precision::F64;
+        let per_block: Vec<_> = blocks
+            .par_iter()
+            .map(|b| (col_sums_sq(b), kernel_terms.then(|| row_sq_norms(b))))
+            .collect();
+        let mut a64 = Array2::<f64>::zeros((if kernel_terms { rows } else { 0 }, mm));
+        for (p, ((sums, sq), norms)) in per_block.into_iter().enumerate() {
+            for (acc, v) in self.s[p].iter_mut().zip(sums) {
                 *acc += v;
+            }
+            self.asum[p] += sq;
+            if let Some(norms) = norms {
+                a64.column_mut(p).assign(&Array1::from(norms));
             }
         }
         for p in 0..mm {
-            self.asum[p] += a64.column(p).sum();
             for q in 0..mm {
                 self.r[[p, q]] += a64.column(p).dot(&a64.column(q));
             }
         }
-        let a32 = a64.mapv(|v| v as f32);
         match self.prec {
-            Precision::F32 => self.products::<f32>(&blocks, &a32),
-            Precision::F64 => self.products::<f64>(&blocks, &a32),
+            Precision::F32 => self.products::<f32>(&blocks, None),
+            Precision::F64 => self.products::<f64>(&blocks, Some(&a64.mapv(|v| v as f32))),
         }
         for b in blocks {
             self.scratch.give(b.into_raw_vec_and_offset().0);
@@ -207,14 +218,18 @@ impl Sums {
         Ok(())
     }
 
-    fn products<T: Scalar>(&mut self, blocks: &[Array2<f32>], a: &Array2<f32>) {
+    /// The block products; `a` (the blocks' row norms²) also gives debiased
+    /// CKA's norm–feature products.
+    fn products<T: Scalar>(&mut self, blocks: &[Array2<f32>], a: Option<&Array2<f32>>) {
         let scratch = &self.scratch;
         let blocks: Vec<_> = blocks.par_iter().map(|b| T::operand(b, scratch)).collect();
-        let a = T::operand(a, scratch);
-        self.t
-            .par_iter_mut()
-            .zip(&blocks)
-            .for_each(|(t, b)| T::add_tn(t, b, &a, Par::Seq));
+        if let Some(a) = a {
+            let a = T::operand(a, scratch);
+            self.t
+                .par_iter_mut()
+                .zip(&blocks)
+                .for_each(|(t, b)| T::add_tn(t, b, &a, Par::Seq));
+        }
         // Independent products run side by side, each sequential: robust to
         // busy machines; only a lone product is parallelised inside.
         let par = if self.pairs.len() > 1 {
@@ -398,7 +413,11 @@ impl Sums {
                 - 3.0 * n * msq[p] * msq[q];
             for (i, j) in [(p, q), (q, p)] {
                 hsic[[i, j]] = h;
-                kl[[i, j]] = v;
+                kl[[i, j]] = if self.prec == Precision::F64 {
+                    v
+                } else {
+                    f64::NAN
+                };
             }
         }
         CkaStats {
@@ -753,28 +772,36 @@ mod tests {
         let mut means = Sums::new(&dims, &[], vec![vec![0.0; 7], vec![0.0; 5]], Precision::F64);
         means.update_all(&mats, &names).unwrap();
         let shift = means.column_means();
-        let mut total = vec![0.0; Sums::state_len(&dims, &pairs)];
-        for (s, e) in [(0, 2 * STREAM_ROWS), (2 * STREAM_ROWS, 5000)] {
-            let part = [
-                Mat::F32(x.slice(ndarray::s![s..e, ..])),
-                Mat::F32(y.slice(ndarray::s![s..e, ..])),
-            ];
-            let mut sums = Sums::new(&dims, &pairs, shift.clone(), Precision::F32);
-            sums.update_all(&part, &names).unwrap();
-            for (t, v) in total.iter_mut().zip(sums.state()) {
-                *t += v;
+        for prec in [Precision::F32, Precision::F64] {
+            let mut total = vec![0.0; Sums::state_len(&dims, &pairs)];
+            for (s, e) in [(0, 2 * STREAM_ROWS), (2 * STREAM_ROWS, 5000)] {
+                let part = [
+                    Mat::F32(x.slice(ndarray::s![s..e, ..])),
+                    Mat::F32(y.slice(ndarray::s![s..e, ..])),
+                ];
+                let mut sums = Sums::new(&dims, &pairs, shift.clone(), prec);
+                sums.update_all(&part, &names).unwrap();
+                for (t, v) in total.iter_mut().zip(sums.state()) {
+                    *t += v;
+                }
+            }
+            let merged = Sums::from_state(&dims, &pairs, shift.clone(), prec, &total).unwrap();
+            let st = CkaStats {
+                names: names.to_vec(),
+                ..merged.stats()
+            };
+            let whole = pairwise_stats(&mats, &names, Some(Route::Feature), prec).unwrap();
+            assert_eq!(st.n, 5000);
+            assert!((st.linear(0, 1).unwrap() / whole.linear(0, 1).unwrap() - 1.0).abs() < 1e-12);
+            if prec == Precision::F64 {
+                let d = st.debiased(0, 1).unwrap() / whole.debiased(0, 1).unwrap();
+                assert!((d - 1.0).abs() < 1e-9);
+            } else {
+                assert!(matches!(st.debiased(0, 1), Err(Error::Shape(_))));
             }
         }
-        let merged = Sums::from_state(&dims, &pairs, shift, Precision::F32, &total).unwrap();
-        let st = CkaStats {
-            names: names.to_vec(),
-            ..merged.stats()
-        };
-        let whole = pairwise_stats(&mats, &names, Some(Route::Feature), Precision::F32).unwrap();
-        assert_eq!(st.n, 5000);
-        assert!((st.linear(0, 1).unwrap() / whole.linear(0, 1).unwrap() - 1.0).abs() < 1e-12);
-        assert!((st.debiased(0, 1).unwrap() / whole.debiased(0, 1).unwrap() - 1.0).abs() < 1e-9);
-        let short = Sums::from_state(&dims, &pairs, vec![], Precision::F32, &total[1..]);
+        let total = vec![0.0; Sums::state_len(&dims, &pairs) - 1];
+        let short = Sums::from_state(&dims, &pairs, vec![], Precision::F32, &total);
         assert!(matches!(short, Err(Error::Shape(_))));
     }
 

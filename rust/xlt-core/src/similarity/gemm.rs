@@ -113,19 +113,30 @@ fn add_tn_with(
     }
 }
 
-/// Buffers recycled across the row blocks of one computation: fresh pages
-/// cost more than packing (the kernel clears each one).
+/// Buffers recycled across row blocks and across calls: fresh pages cost
+/// more than packing (the kernel clears each one). Buffers come from and go
+/// back to one process-wide pool that keeps at most [`POOL_BYTES`].
 #[derive(Default)]
-pub(crate) struct Scratch(Mutex<Vec<Vec<f32>>>);
+pub(crate) struct Scratch;
+
+static POOL: Mutex<Vec<Vec<f32>>> = Mutex::new(Vec::new());
+/// Bytes of idle buffers the pool keeps (a few blocks of a wide layer).
+const POOL_BYTES: usize = 256 << 20;
 
 impl Scratch {
-    /// A buffer of at least `len` floats (contents unspecified).
+    /// A buffer of at least `len` floats (contents unspecified): the
+    /// smallest pooled one that is large enough, else a grown one.
     pub(crate) fn take(&self, len: usize) -> Vec<f32> {
-        let mut buf = self
-            .0
+        let mut buf = POOL
             .lock()
             .ok()
-            .and_then(|mut p| p.pop())
+            .and_then(|mut pool| {
+                let best = (0..pool.len())
+                    .filter(|&i| pool[i].len() >= len)
+                    .min_by_key(|&i| pool[i].len())
+                    .or(pool.len().checked_sub(1))?;
+                Some(pool.swap_remove(best))
+            })
             .unwrap_or_default();
         if buf.len() < len {
             buf.resize(len, 0.0);
@@ -134,8 +145,11 @@ impl Scratch {
     }
 
     pub(crate) fn give(&self, buf: Vec<f32>) {
-        if let Ok(mut p) = self.0.lock() {
-            p.push(buf);
+        if let Ok(mut pool) = POOL.lock() {
+            let held: usize = pool.iter().map(|b| b.capacity() * 4).sum();
+            if held + buf.capacity() * 4 <= POOL_BYTES {
+                pool.push(buf);
+            }
         }
     }
 }
