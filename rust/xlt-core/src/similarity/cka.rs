@@ -101,7 +101,6 @@ pub struct Sums {
     t: Vec<Array2<f64>>,
     r: Array2<f64>,
     prec: Precision,
-    scratch: Scratch,
 }
 
 impl Sums {
@@ -129,7 +128,6 @@ impl Sums {
             t: dims.iter().map(|&d| Array2::zeros((d, m).f())).collect(),
             r: Array2::zeros((m, m)),
             prec,
-            scratch: Scratch::default(),
         }
     }
 
@@ -182,7 +180,7 @@ impl Sums {
             .par_iter()
             .zip(&self.shift)
             .zip(names)
-            .map(|((m, sh), nm)| decode_into(m, start, end, Some(sh), nm, self.scratch.take(0)))
+            .map(|((m, sh), nm)| decode_into(m, start, end, Some(sh), nm, Scratch.take(0)))
             .collect::<Result<_>>()?;
         let mm = self.dims.len();
         let rows = end - start;
@@ -212,7 +210,7 @@ impl Sums {
             Precision::F64 => self.products::<f64>(&blocks, Some(&a64.mapv(|v| v as f32))),
         }
         for b in blocks {
-            self.scratch.give(b.into_raw_vec_and_offset().0);
+            Scratch.give(b.into_raw_vec_and_offset().0);
         }
         self.n += rows;
         Ok(())
@@ -221,7 +219,7 @@ impl Sums {
     /// The block products; `a` (the blocks' row norms²) also gives debiased
     /// CKA's norm–feature products.
     fn products<T: Scalar>(&mut self, blocks: &[Array2<f32>], a: Option<&Array2<f32>>) {
-        let scratch = &self.scratch;
+        let scratch = &Scratch;
         let blocks: Vec<_> = blocks.par_iter().map(|b| T::operand(b, scratch)).collect();
         if let Some(a) = a {
             let a = T::operand(a, scratch);

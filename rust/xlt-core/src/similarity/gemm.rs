@@ -116,7 +116,6 @@ fn add_tn_with(
 /// Buffers recycled across row blocks and across calls: fresh pages cost
 /// more than packing (the kernel clears each one). Buffers come from and go
 /// back to one process-wide pool that keeps at most [`POOL_BYTES`].
-#[derive(Default)]
 pub(crate) struct Scratch;
 
 static POOL: Mutex<Vec<Vec<f32>>> = Mutex::new(Vec::new());
@@ -369,7 +368,7 @@ mod tests {
             let (a, b) = (block(r, p, 1), block(r, q, 2));
             let want = a.mapv(f64::from).t().dot(&b.mapv(f64::from));
             let want_aa = a.mapv(f64::from).t().dot(&a.mapv(f64::from));
-            let sc = Scratch::default();
+            let sc = Scratch;
             for k in kernels() {
                 for par in [false, true] {
                     let mut c = Array2::<f64>::from_elem((p, q).f(), 1.0);
