@@ -26,6 +26,10 @@ GROWING = ("item", "token")
 VOLATILE = ("created_at", "xlt_version")  # attributes that may differ on append
 FORMAT = "xlt-dump/1"
 CHUNK_BYTES = 4 << 20
+# One value per row (labels, ids): small chunks, because zarr decodes on a pool of threads and
+# each thread's malloc arena keeps the largest buffer it freed; 4 MiB label chunks made a
+# reader's peak memory grow with the number of threads a large dump kept busy.
+LABEL_CHUNK_BYTES = 256 << 10
 SHARD_CHUNKS = 8
 
 
@@ -200,7 +204,8 @@ class DumpWriter:
             kw: dict[str, Any] = {"dtype": str, "chunks": (4096,)}
         else:
             row = max(1, int(np.prod(data.shape[1:])) * data.itemsize)
-            rows = max(1, self.chunk_bytes // row)
+            budget = min(self.chunk_bytes, LABEL_CHUNK_BYTES) if data.ndim == 1 else self.chunk_bytes
+            rows = max(1, budget // row)
             kw = {
                 "dtype": data.dtype,
                 "chunks": (rows, *data.shape[1:]),
