@@ -103,6 +103,16 @@ pub struct Sums {
     prec: Precision,
 }
 
+/// An F-ordered (p × q) zero matrix whose pages are written now: a calloc'd
+/// one maps the shared zero page, and the product kernel's first store to
+/// each page then faults and flushes the TLB of every core (~10 % of a
+/// linear CKA before this).
+fn touched_zeros(p: usize, q: usize) -> Array2<f64> {
+    let mut v = Vec::with_capacity(p * q);
+    v.resize(p * q, 0.0);
+    Array2::from_shape_vec((p, q).f(), v).expect("p·q values")
+}
+
 impl Sums {
     /// Sums for matrices of widths `dims`, keeping cross products for `pairs`
     /// (p ≤ q). `shift`: per-matrix reference rows, or empty to take the first
@@ -123,7 +133,7 @@ impl Sums {
             asum: vec![0.0; m],
             c: pairs
                 .iter()
-                .map(|&(p, q)| Array2::zeros((dims[p], dims[q]).f()))
+                .map(|&(p, q)| touched_zeros(dims[p], dims[q]))
                 .collect(),
             t: dims.iter().map(|&d| Array2::zeros((d, m).f())).collect(),
             r: Array2::zeros((m, m)),
@@ -180,7 +190,16 @@ impl Sums {
             .par_iter()
             .zip(&self.shift)
             .zip(names)
-            .map(|((m, sh), nm)| decode_into(m, start, end, Some(sh), nm, Scratch.take(0)))
+            .map(|((m, sh), nm)| {
+                decode_into(
+                    m,
+                    start,
+                    end,
+                    Some(sh),
+                    nm,
+                    Scratch.take((end - start) * m.ncols()),
+                )
+            })
             .collect::<Result<_>>()?;
         let mm = self.dims.len();
         let rows = end - start;
