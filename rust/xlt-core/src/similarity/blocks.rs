@@ -81,17 +81,6 @@ pub(crate) fn col_means(m: &Mat, name: &str) -> Result<Vec<f64>> {
     Ok(sums.into_iter().map(|s| s / n).collect())
 }
 
-/// Column sums of a block, in f64.
-pub(crate) fn col_sums(b: &Array2<f32>) -> Vec<f64> {
-    let mut s = vec![0.0f64; b.ncols()];
-    for row in b.axis_iter(Axis(0)) {
-        for (a, v) in s.iter_mut().zip(row) {
-            *a += *v as f64;
-        }
-    }
-    s
-}
-
 /// Column sums of a block and the sum of its squares, in f64, in one pass.
 pub(crate) fn col_sums_sq(b: &Array2<f32>) -> (Vec<f64>, f64) {
     let mut s = vec![0.0f64; b.ncols()];

@@ -12,7 +12,7 @@ use rayon::prelude::*;
 
 pub use super::blocks::Precision;
 use super::blocks::{
-    col_means, col_sums, col_sums_sq, decode, decode_into, row_sq_norms, Scalar, BLOCK_ROWS,
+    col_means, col_sums_sq, decode, decode_into, row_sq_norms, Scalar, BLOCK_ROWS,
 };
 use super::gemm::Scratch;
 use crate::error::{ensure_data, ensure_shape, Error, Result};
@@ -183,7 +183,7 @@ impl Sums {
             let rows = (end - start) as f64;
             self.shift = raw
                 .iter()
-                .map(|b| col_sums(b).into_iter().map(|v| v / rows).collect())
+                .map(|b| col_sums_sq(b).0.into_iter().map(|v| v / rows).collect())
                 .collect();
         }
         let blocks: Vec<Array2<f32>> = mats
@@ -219,14 +219,15 @@ impl Sums {
                 a64.column_mut(p).assign(&Array1::from(norms));
             }
         }
-        for p in 0..mm {
-            for q in 0..mm {
-                self.r[[p, q]] += a64.column(p).dot(&a64.column(q));
+        if kernel_terms {
+            for p in 0..mm {
+                for q in 0..mm {
+                    self.r[[p, q]] += a64.column(p).dot(&a64.column(q));
+                }
             }
-        }
-        match self.prec {
-            Precision::F32 => self.products::<f32>(&blocks, None),
-            Precision::F64 => self.products::<f64>(&blocks, Some(&a64.mapv(|v| v as f32))),
+            self.products::<f64>(&blocks, Some(&a64.mapv(|v| v as f32)));
+        } else {
+            self.products::<f32>(&blocks, None);
         }
         for b in blocks {
             Scratch.give(b.into_raw_vec_and_offset().0);
