@@ -26,7 +26,8 @@ import pandas as pd
 import statsmodels.api as sm
 import xarray as xr
 
-from xlt.errors import ConfigError, DataError
+from xlt.errors import ConfigError, DataError, ShapeError
+from xlt.stats import require_finite
 
 LINGUISTIC = (
     "token_overlap",
@@ -74,6 +75,11 @@ def _r2(y: np.ndarray, *xs: np.ndarray) -> float:
 
 def commonality(y: np.ndarray, ling: np.ndarray, task: np.ndarray) -> dict[str, float]:
     """R² parts of y on two predictor blocks (Seibold & McPhee 1979)."""
+    y, ling, task = (np.asarray(v, dtype=float) for v in (y, ling, task))
+    for name, v in (("y", y), ("ling", ling), ("task", task)):
+        if len(v) != len(y):
+            raise ShapeError(f"{name} has {len(v)} rows, y has {len(y)}")
+        require_finite(name, v)
     full, r_l, r_t = _r2(y, ling, task), _r2(y, ling), _r2(y, task)
     return {
         "unique_linguistic": full - r_t,
@@ -167,6 +173,8 @@ def decompose(
         raise DataError(f"{len(table)} rows are too few to decompose; add target languages, arms or models")
     if not 0 < level < 1:
         raise ConfigError(f"level must lie in (0, 1), got {level}")
+    if bad := table.index[~np.isfinite(table["gain"].to_numpy(float))].tolist():
+        raise DataError(f"gain is NaN or inf in rows {bad[:5]}; drop those rows or fix the evaluation")
     t = table.reset_index(drop=True).copy()
     t["linguistic"], t["task"] = block_score(t, LINGUISTIC), block_score(t, TASK)
     y = t["gain"].to_numpy(float)

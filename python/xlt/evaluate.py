@@ -51,25 +51,10 @@ def _name(hf) -> str:
 
 
 def _load(path: str) -> tuple[Any, Any, str]:
-    """Load a model path. Hook: ``tiny:<arch>`` and adapters go through ``xlt.models``
-    once it exists; until then plain transformers loading."""
-    try:
-        from xlt import models  # type: ignore[attr-defined]
+    from xlt import models
 
-        m = models.load(path)
-        return m.hf, m.tokenizer, str(m.name)
-    except ImportError:
-        pass
-    if path.startswith("tiny:"):
-        raise ConfigError(f"{path!r} needs xlt.models (tiny models), which is not installed in this build")
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    try:
-        tok = AutoTokenizer.from_pretrained(path)
-        hf = AutoModelForCausalLM.from_pretrained(path)
-    except OSError as e:
-        raise ConfigError(f"could not load model {path!r}: {e}") from e
-    return hf.eval(), tok, path
+    m = models.load(path)
+    return m.hf, m.tokenizer, str(m.name)
 
 
 def fingerprint(hf) -> dict[str, Any]:
@@ -99,6 +84,9 @@ def attached(hf, adapter: str | Path | None):
     path = Path(adapter)
     if not (path / "adapter_config.json").is_file():
         raise DataError(f"no adapter at {path} (adapter_config.json missing); pass the folder lora() wrote")
+    from xlt.models import safetensors_adapter
+
+    safetensors_adapter(path)
     meta = path / "training.json"
     if meta.is_file():
         want = json.loads(meta.read_text())["base"]

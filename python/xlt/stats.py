@@ -13,13 +13,34 @@ from statistics import NormalDist
 
 import numpy as np
 
+from xlt.errors import ConfigError, DataError
+
 
 def _z(alpha: float) -> float:
+    if not 0 < alpha < 1:
+        raise ConfigError(f"alpha must lie in (0, 1), got {alpha}")
     return NormalDist().inv_cdf(1 - alpha / 2)
+
+
+def _counts(**counts: int) -> None:
+    """Counts are non-negative integers (a float or negative count is a caller's bug)."""
+    for name, v in counts.items():
+        if isinstance(v, bool) or not isinstance(v, int | np.integer) or v < 0:
+            raise DataError(f"{name} must be a non-negative integer count, got {v!r}")
+
+
+def require_finite(name: str, a: np.ndarray) -> np.ndarray:
+    if not np.isfinite(a).all():
+        bad = np.flatnonzero(~np.isfinite(a))
+        raise DataError(f"{name} holds NaN or inf at positions {bad[:5].tolist()}; drop or fix those rows")
+    return a
 
 
 def wilson(k: int, n: int, alpha: float = 0.05) -> tuple[float, float]:
     """Wilson score interval of a proportion k/n (nan, nan when n == 0)."""
+    _counts(k=k, n=n)
+    if k > n:
+        raise DataError(f"k = {k} successes exceed n = {n} trials")
     if n == 0:
         return math.nan, math.nan
     z, p = _z(alpha), k / n
@@ -31,6 +52,7 @@ def wilson(k: int, n: int, alpha: float = 0.05) -> tuple[float, float]:
 def newcombe_paired(a: int, b: int, c: int, d: int, alpha: float = 0.05) -> tuple[float, float]:
     """Newcombe (1998, method 10) interval of the paired difference p_tuned − p_base,
     built from the two Wilson intervals and the phi correlation of the 2×2 table."""
+    _counts(a=a, b=b, c=c, d=d)
     n = a + b + c + d
     if n == 0:
         return math.nan, math.nan
@@ -46,6 +68,7 @@ def newcombe_paired(a: int, b: int, c: int, d: int, alpha: float = 0.05) -> tupl
 
 def mcnemar_exact(b: int, c: int) -> float:
     """Two-sided exact McNemar p-value on the discordant pairs (binomial, p = 1/2)."""
+    _counts(b=b, c=c)
     m = b + c
     if m == 0:
         return 1.0
@@ -56,6 +79,8 @@ def mcnemar_exact(b: int, c: int) -> float:
 def holm(p: np.ndarray) -> np.ndarray:
     """Holm step-down adjusted p-values (NaNs stay NaN and do not count as tests)."""
     p = np.asarray(p, dtype=float)
+    if ((p < 0) | (p > 1)).any() or np.isinf(p).any():
+        raise DataError(f"p-values must lie in [0, 1] (NaN for no test), got {p[(p < 0) | (p > 1)][:5].tolist()}")
     out = np.full_like(p, np.nan)
     ok = np.flatnonzero(~np.isnan(p))
     order = ok[np.argsort(p[ok], kind="stable")]
@@ -71,6 +96,9 @@ def paired_bootstrap(b: int, c: int, n: int, n_boot: int = 10_000, seed: int = 0
 
     Only the per-item gain (+1, 0, −1) matters, so resampling n items is a multinomial
     draw over those three outcomes — exact and cheap."""
+    _counts(b=b, c=c, n=n)
+    if b + c > n:
+        raise DataError(f"b + c = {b + c} discordant pairs exceed n = {n} items")
     if n == 0:
         return math.nan, math.nan
     rng = np.random.default_rng(seed)
@@ -88,9 +116,9 @@ def gain_regression(gain, base_acc, semitic, groups=None, alpha: float = 0.05) -
     ``{"skipped": reason}`` dict when the design cannot be estimated."""
     import statsmodels.api as sm
 
-    y = np.asarray(gain, dtype=float)
-    s = np.asarray(semitic, dtype=float)
-    X = np.column_stack([np.ones_like(y), np.asarray(base_acc, dtype=float), s])
+    y = require_finite("gain", np.asarray(gain, dtype=float))
+    s = require_finite("semitic", np.asarray(semitic, dtype=float))
+    X = np.column_stack([np.ones_like(y), require_finite("base_acc", np.asarray(base_acc, dtype=float)), s])
     if len(y) < 4:
         return {"skipped": f"{len(y)} observations; the regression needs at least 4"}
     if y.min() == y.max():

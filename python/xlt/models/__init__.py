@@ -5,13 +5,14 @@ architecture adapter row (:mod:`xlt.models.adapters`) and a lazily made nnsight
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from xlt.errors import ConfigError
 from xlt.models.adapters import TABLE, Arch, resolve
 from xlt.models.tiny import ARCHS, tiny
 
-__all__ = ["Model", "load", "tiny", "Arch", "TABLE", "ARCHS"]
+__all__ = ["Model", "load", "safetensors_adapter", "tiny", "Arch", "TABLE", "ARCHS"]
 
 
 @dataclass(eq=False)
@@ -40,6 +41,20 @@ class Model:
 
             self._nn = TransformersModel(self.hf, tokenizer=self.tokenizer, task="text-generation")
         return self._nn
+
+
+def safetensors_adapter(adapter: str | Path) -> None:
+    """Refuse a local adapter folder whose weights are not safetensors (a pickle can run
+    code when loaded). Hub ids are left to peft, which prefers safetensors."""
+    path = Path(adapter)
+    if not path.is_dir():
+        return
+    if not (path / "adapter_model.safetensors").is_file():
+        found = sorted(p.name for p in path.iterdir())
+        raise ConfigError(
+            f"adapter {path} has no adapter_model.safetensors (found {found}); xlt loads only "
+            "safetensors weights: re-save it with save_pretrained(..., safe_serialization=True)"
+        )
 
 
 def _tokenizer_for(source: str | None, trust_remote_code: bool) -> Any:
@@ -102,6 +117,7 @@ def load(
                 device_map=device_map,
                 revision=revision,
                 trust_remote_code=trust_remote_code,
+                use_safetensors=True,  # never unpickle weights
             )
         except (OSError, ValueError) as exc:
             raise ConfigError(f"could not load model {name!r}: {exc}") from exc
@@ -123,6 +139,7 @@ def load(
     if adapter is not None and not hasattr(hf, "peft_config"):
         from peft import PeftModel
 
+        safetensors_adapter(adapter)
         try:
             hf = PeftModel.from_pretrained(hf, adapter)
         except (OSError, ValueError) as exc:
