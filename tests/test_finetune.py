@@ -34,6 +34,8 @@ def trained(request, tok, sib, tmp_path_factory):
     arch = request.param
     model = tiny(arch, tok)
     before = {k: v.clone() for k, v in model.state_dict().items()}
+    tree = [(n, type(m)) for n, m in model.named_modules()]
+    flags = {n: p.requires_grad for n, p in model.named_parameters()}
     base_eval = evaluate((model, tok), sib, limit=N_EVAL, progress=False)
     loss0 = finetune.loss((model, tok), sib, ["arb_Arab"], limit=N_TRAIN)
     out = tmp_path_factory.mktemp(f"adapter_{arch}")
@@ -50,7 +52,52 @@ def trained(request, tok, sib, tmp_path_factory):
         out=out,
         progress=False,
     )
-    return dict(arch=arch, ft=ft, out=out, loss0=loss0, base_eval=base_eval, before=before)
+    return dict(
+        arch=arch,
+        model=model,
+        ft=ft,
+        out=out,
+        loss0=loss0,
+        base_eval=base_eval,
+        before=before,
+        tree=tree,
+        flags=flags,
+    )
+
+
+def test_lora_leaves_the_model_it_was_given_untouched(trained, tok, sib):
+    """Issue 15.1: lora injected LoRA into ``model`` itself, so the base evaluated after
+    fine-tuning gave the tuned log-likelihoods (a gain of zero) and adapter= was refused."""
+    import torch
+
+    model, ft = trained["model"], trained["ft"]
+    assert not hasattr(model, "peft_config") and not model.training
+    assert [(n, type(m)) for n, m in model.named_modules()] == trained["tree"]
+    assert {n: p.requires_grad for n, p in model.named_parameters()} == trained["flags"]
+    assert all(torch.equal(v, trained["before"][k]) for k, v in model.state_dict().items())
+    after = evaluate((model, tok), sib, limit=N_EVAL, progress=False)
+    np.testing.assert_array_equal(after.loglik.values, trained["base_eval"].loglik.values)  # bit-identical
+    tuned = evaluate(ft, sib, limit=N_EVAL, progress=False)
+    assert np.abs(tuned.loglik.values - after.loglik.values).max() > 1e-2
+    # no second copy of the weights: the tuned model's frozen weights are model's memory
+    shared = {p.data_ptr() for n, p in ft.hf.named_parameters() if "lora_" not in n}
+    assert shared == {p.data_ptr() for p in model.parameters()}
+    again = evaluate((model, tok), sib, adapter=trained["out"], limit=N_EVAL, progress=False)
+    np.testing.assert_allclose(again.loglik.values, tuned.loglik.values, rtol=0, atol=1e-5)
+
+
+def test_safe_merge_of_the_tuned_model_leaves_the_base_untouched(tok, sib):
+    import torch
+
+    model = tiny("llama", tok)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    ft = finetune.lora(
+        (model, tok), sib, ["arb_Arab"], steps=2, lr=3e-2, limit=2, targets="mlp", progress=False
+    )
+    merged = ft.hf.merge_and_unload(safe_merge=True)
+    assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
+    changed = [k for k, v in merged.state_dict().items() if not torch.equal(v, before[k])]
+    assert changed and all("mlp" in k for k in changed)
 
 
 def test_lora_lowers_the_loss_on_sib200_arabic(trained, sib):
@@ -130,7 +177,7 @@ def test_other_arms(tok, sib, tmp_path):
             (model, tok), sib, ["arb_Arab"], arm=arm, steps=2, limit=2, out=tmp_path / arm, progress=False
         )
         assert len(ft.log) == 2 and json.loads((tmp_path / arm / "training.json").read_text())["arm"] == arm
-        ft.hf.unload()
+        assert not hasattr(model, "peft_config")  # the same base model serves every arm
 
 
 def test_targets_resolve_against_the_model(tok):
