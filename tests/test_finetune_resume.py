@@ -153,6 +153,9 @@ def test_a_checkpoint_with_other_settings_is_refused(tok, sib, tmp_path):
     ]:
         with pytest.raises(xlt.ConfigError, match=f"other settings.*{key}: .*resume=False"):
             run(tok, sib, tmp_path, model=model, **change)
+    other_base = models.tiny("llama", tokenizer=tok, attention_dropout=0.1, seed=1).hf
+    with pytest.raises(xlt.ConfigError, match="other settings.*weights: "):
+        run(tok, sib, tmp_path, model=other_base)
     assert (tmp_path / finetune.CHECKPOINTS / "step-00000003" / "state.json").is_file()  # left alone
 
 

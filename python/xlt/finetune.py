@@ -261,8 +261,9 @@ def _weights_digest(hf) -> str:
     import torch
 
     def head(p):
-        flat = p.detach().reshape(-1)[:256].cpu().contiguous()
-        return flat.view(torch.uint8).numpy().tobytes() if flat.numel() else b""
+        if p.is_meta or not p.numel():  # offloaded weights: name, shape and dtype only
+            return b""
+        return p.detach().reshape(-1)[:256].cpu().contiguous().view(torch.uint8).numpy().tobytes()
 
     return _digest(f"{n}{tuple(p.shape)}{p.dtype}".encode() + head(p) for n, p in hf.named_parameters())
 
@@ -393,7 +394,8 @@ def lora(
 
     ``model`` is never modified: peft adapts a copy of its module tree whose frozen
     weights share ``model``'s memory, so the cost is the LoRA weights, the optimiser
-    state and a copy of the (small) buffers, not a second copy of the weights.
+    state and a copy of the (small) buffers, not a second copy of the weights (merge
+    the result with ``safe_merge=True``, see :class:`Finetuned`).
 
     With ``out``, saves the adapter (safetensors), ``train_log.jsonl`` (one line per
     step) and ``training.json`` (settings, base-model fingerprint, versions), and every
