@@ -44,3 +44,22 @@ def test_pickled_adapter_is_refused_by_load_and_by_evaluation(tiny, tmp_path):
         with attached(tiny.hf, tmp_path):
             pass
     assert not hasattr(tiny.hf, "peft_config")
+
+
+def test_load_never_modifies_an_in_memory_model(tiny, tmp_path):
+    import copy
+
+    import torch
+    from peft import LoraConfig, get_peft_model
+
+    get_peft_model(copy.deepcopy(tiny.hf), LoraConfig(r=2, target_modules=["q_proj"])).save_pretrained(tmp_path)
+    base = copy.deepcopy(tiny.hf).train()
+    before = {k: v.clone() for k, v in base.state_dict().items()}
+    tuned = models.load(base, tokenizer=tiny.tokenizer, adapter=str(tmp_path))
+    half = models.load(base, tokenizer=tiny.tokenizer, dtype="bfloat16")
+    assert hasattr(tuned.hf, "peft_config") and not tuned.hf.training
+    assert half.hf.dtype == torch.bfloat16
+    assert base.training and not hasattr(base, "peft_config") and base.dtype == torch.float32
+    assert not any("lora" in name for name, _ in base.named_modules())
+    after = base.state_dict()
+    assert before.keys() == after.keys() and all(torch.equal(before[k], after[k]) for k in before)

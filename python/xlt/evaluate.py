@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from xlt import stats
-from xlt.errors import ConfigError, DataError, UnsupportedModelError
+from xlt.errors import ConfigError, DataError
 
 if TYPE_CHECKING:
     import xarray as xr
@@ -57,53 +57,15 @@ def _load(path: str) -> tuple[Any, Any, str]:
     return m.hf, m.tokenizer, str(m.name)
 
 
-def fingerprint(hf) -> dict[str, Any]:
-    """Architecture facts an adapter must match (``training.json`` beside every xlt adapter)."""
-    cfg = hf.config
-    keys = (
-        "model_type",
-        "hidden_size",
-        "num_hidden_layers",
-        "vocab_size",
-        "num_experts",
-        "num_local_experts",
-    )
-    return {k: getattr(cfg, k) for k in keys if getattr(cfg, k, None) is not None}
-
-
 @contextlib.contextmanager
 def attached(hf, adapter: str | Path | None):
-    """Temporarily attach a saved LoRA adapter to ``hf`` (removed again afterwards)."""
+    """``hf`` with a saved LoRA adapter attached for the block (``hf`` itself unchanged)."""
     if adapter is None:
         yield hf
         return
-    from peft import PeftModel
+    from xlt.models import with_adapter
 
-    if hasattr(hf, "peft_config"):
-        raise ConfigError("this model already carries a LoRA adapter; pass its base model with adapter=")
-    path = Path(adapter)
-    if not (path / "adapter_config.json").is_file():
-        raise DataError(f"no adapter at {path} (adapter_config.json missing); pass the folder lora() wrote")
-    from xlt.models import safetensors_adapter
-
-    safetensors_adapter(path)
-    meta = path / "training.json"
-    if meta.is_file():
-        want = json.loads(meta.read_text())["base"]
-        have = fingerprint(hf)
-        if want != have:
-            raise UnsupportedModelError(
-                f"adapter {path} was trained on a different base model ({want}) than this one ({have}); "
-                "load the base model the adapter was trained on"
-            )
-    try:
-        peft_model = PeftModel.from_pretrained(hf, str(path))
-    except (RuntimeError, ValueError, KeyError) as e:
-        raise UnsupportedModelError(f"adapter {path} does not fit this model: {e}") from e
-    try:
-        yield peft_model.eval()
-    finally:
-        peft_model.unload()
+    yield with_adapter(hf, adapter).eval()
 
 
 # --------------------------------------------------------------------------- scoring

@@ -16,7 +16,6 @@ and resumes from the last checkpoint to the same adapter an uninterrupted run gi
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import itertools
 import json
@@ -33,7 +32,8 @@ import numpy as np
 
 from xlt import data
 from xlt.errors import ConfigError, DataError, TrainingError
-from xlt.evaluate import _encode_pair, _unwrap, fingerprint
+from xlt.evaluate import _encode_pair, _unwrap
+from xlt.models.lora import fingerprint, sharing_copy
 
 ARMS = ("task", "format-only", "language-only")
 TARGETS = ("attention", "mlp", "experts", "router")
@@ -210,16 +210,6 @@ def loss(
             count += n
     hf.train(was)
     return total / count
-
-
-def _sharing_copy(hf):
-    """A copy of ``hf``'s module tree whose parameters are new ``Parameter`` objects over
-    the same storage: peft may rewire and freeze the copy while ``hf`` keeps its modules,
-    flags and values, and no weight is duplicated (buffers, which are small, are copied)."""
-    import torch
-
-    memo = {id(p): torch.nn.Parameter(p.detach(), requires_grad=p.requires_grad) for p in hf.parameters()}
-    return copy.deepcopy(hf, memo)
 
 
 class _Shuffle:
@@ -442,7 +432,7 @@ def lora(
         target_parameters=params or None,
         task_type="CAUSAL_LM",
     )
-    peft_model = get_peft_model(_sharing_copy(hf), cfg)
+    peft_model = get_peft_model(sharing_copy(hf), cfg)
     opt = torch.optim.AdamW([p for p in peft_model.parameters() if p.requires_grad], lr=lr)
     loader = torch.utils.data.DataLoader(
         exs, batch_size=batch_size, sampler=_Shuffle(len(exs), seed), collate_fn=_collate

@@ -5,14 +5,25 @@ architecture adapter row (:mod:`xlt.models.adapters`) and a lazily made nnsight
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from xlt.errors import ConfigError
 from xlt.models.adapters import TABLE, Arch, resolve
+from xlt.models.lora import fingerprint, safetensors_adapter, sharing_copy, with_adapter
 from xlt.models.tiny import ARCHS, tiny
 
-__all__ = ["Model", "load", "safetensors_adapter", "tiny", "Arch", "TABLE", "ARCHS"]
+__all__ = [
+    "Model",
+    "load",
+    "tiny",
+    "Arch",
+    "TABLE",
+    "ARCHS",
+    "fingerprint",
+    "safetensors_adapter",
+    "sharing_copy",
+    "with_adapter",
+]
 
 
 @dataclass(eq=False)
@@ -41,20 +52,6 @@ class Model:
 
             self._nn = TransformersModel(self.hf, tokenizer=self.tokenizer, task="text-generation")
         return self._nn
-
-
-def safetensors_adapter(adapter: str | Path) -> None:
-    """Refuse a local adapter folder whose weights are not safetensors (a pickle can run
-    code when loaded). Hub ids are left to peft, which prefers safetensors."""
-    path = Path(adapter)
-    if not path.is_dir():
-        return
-    if not (path / "adapter_model.safetensors").is_file():
-        found = sorted(p.name for p in path.iterdir())
-        raise ConfigError(
-            f"adapter {path} has no adapter_model.safetensors (found {found}); xlt loads only "
-            "safetensors weights: re-save it with save_pretrained(..., safe_serialization=True)"
-        )
 
 
 def _tokenizer_for(source: str | None, trust_remote_code: bool) -> Any:
@@ -87,6 +84,10 @@ def load(
     its URL; the weights are then not loaded here) or ``"local"`` to rehearse that path
     offline. ``dtype`` e.g. ``"bfloat16"`` or ``"auto"``. Raises
     :class:`~xlt.errors.UnsupportedModelError` for architectures xlt cannot read.
+
+    An in-memory model is never modified: it is used as it is when it is in eval mode and
+    nothing is to change, else through a weight-sharing copy (:func:`sharing_copy`) that
+    takes the dtype, eval mode and adapter. Weights load from safetensors only.
     """
     import torch
 
@@ -124,8 +125,10 @@ def load(
         revision = revision or getattr(hf.config, "_commit_hash", None)
     elif hasattr(name_or_path, "config") and hasattr(name_or_path, "forward"):
         hf = name_or_path
-        if isinstance(dtype, torch.dtype):
-            hf = hf.to(dtype)
+        if isinstance(dtype, torch.dtype) and hf.dtype != dtype:
+            hf = sharing_copy(hf).to(dtype)  # new tensors; the caller's model keeps its own
+        elif hf.training:
+            hf = sharing_copy(hf)  # eval() below must not switch the caller's model
         cfg = getattr(hf, "config", None)
         name = getattr(cfg, "name_or_path", "") or type(hf).__name__
         tok = tokenizer or _tokenizer_for(getattr(cfg, "name_or_path", None), trust_remote_code)
@@ -137,12 +140,6 @@ def load(
             f"not {type(name_or_path).__name__}"
         )
     if adapter is not None and not hasattr(hf, "peft_config"):
-        from peft import PeftModel
-
-        safetensors_adapter(adapter)
-        try:
-            hf = PeftModel.from_pretrained(hf, adapter)
-        except (OSError, ValueError) as exc:
-            raise ConfigError(f"could not load the PEFT adapter {adapter!r}: {exc}") from exc
+        hf = with_adapter(hf, adapter)
     hf.eval()
     return Model(hf, tok, resolve(hf).arch, name, revision, adapter, remote)

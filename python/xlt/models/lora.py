@@ -1,0 +1,84 @@
+"""LoRA adapters on a model, without touching the model: the one place that attaches a
+saved adapter, checks it fits, and makes the weight-sharing copies peft may rewire."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+from typing import Any
+
+from xlt.errors import ConfigError, DataError, UnsupportedModelError
+
+__all__ = ["fingerprint", "safetensors_adapter", "sharing_copy", "with_adapter"]
+
+
+def sharing_copy(hf: Any) -> Any:
+    """A copy of ``hf``'s module tree whose parameters are new ``Parameter`` objects over
+    the same storage: peft may rewire and freeze the copy while ``hf`` keeps its modules,
+    flags and values, and no weight is duplicated (buffers, which are small, are copied).
+    An in-place write to a shared weight (peft's ``merge_and_unload()`` without
+    ``safe_merge=True``) would still reach ``hf``."""
+    import torch
+
+    memo = {id(p): torch.nn.Parameter(p.detach(), requires_grad=p.requires_grad) for p in hf.parameters()}
+    return copy.deepcopy(hf, memo)
+
+
+def fingerprint(hf: Any) -> dict[str, Any]:
+    """Architecture facts an adapter must match (``training.json`` beside every xlt adapter)."""
+    cfg = hf.config
+    keys = (
+        "model_type",
+        "hidden_size",
+        "num_hidden_layers",
+        "vocab_size",
+        "num_experts",
+        "num_local_experts",
+    )
+    return {k: getattr(cfg, k) for k in keys if getattr(cfg, k, None) is not None}
+
+
+def safetensors_adapter(adapter: str | Path) -> None:
+    """Refuse a local adapter folder whose weights are not safetensors (a pickle can run
+    code when loaded). Hub ids are left to peft, which prefers safetensors."""
+    path = Path(adapter)
+    if not path.is_dir():
+        return
+    if not (path / "adapter_model.safetensors").is_file():
+        found = sorted(p.name for p in path.iterdir())
+        raise ConfigError(
+            f"adapter {path} has no adapter_model.safetensors (found {found}); xlt loads only "
+            "safetensors weights: re-save it with save_pretrained(..., safe_serialization=True)"
+        )
+
+
+def with_adapter(hf: Any, adapter: str | Path) -> Any:
+    """A ``PeftModel`` of ``hf`` with the saved LoRA ``adapter`` attached, built on a
+    :func:`sharing_copy`: ``hf`` itself is left as it was, whatever happens. A local
+    adapter must be safetensors and, when it has xlt's ``training.json``, match ``hf``."""
+    from peft import PeftModel
+
+    if hasattr(hf, "peft_config"):
+        raise ConfigError("this model already carries a LoRA adapter; pass its base model with adapter=")
+    path = Path(adapter)
+    if path.is_dir() or path.is_absolute() or str(adapter).startswith("."):
+        if not (path / "adapter_config.json").is_file():
+            raise DataError(
+                f"no adapter at {path} (adapter_config.json missing); pass the folder lora() wrote"
+            )
+        safetensors_adapter(path)
+        meta = path / "training.json"
+        if meta.is_file():
+            want, have = json.loads(meta.read_text())["base"], fingerprint(hf)
+            if want != have:
+                raise UnsupportedModelError(
+                    f"adapter {path} was trained on a different base model ({want}) than this one "
+                    f"({have}); load the base model the adapter was trained on"
+                )
+    try:
+        return PeftModel.from_pretrained(sharing_copy(hf), str(adapter))
+    except OSError as e:
+        raise ConfigError(f"could not load the PEFT adapter {adapter!r}: {e}") from e
+    except (RuntimeError, ValueError, KeyError) as e:
+        raise UnsupportedModelError(f"adapter {adapter} does not fit this model: {e}") from e
