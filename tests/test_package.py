@@ -11,7 +11,7 @@ from xlt.cli import app
 
 
 def test_error_hierarchy():
-    for cls in (xlt.ShapeError, xlt.DataError, xlt.ConfigError, xlt.UnsupportedModelError):
+    for cls in (xlt.ShapeError, xlt.DataError, xlt.ConfigError, xlt.UnsupportedModelError, xlt.TrainingError):
         assert issubclass(cls, xlt.XltError)
     assert xlt.errors.XltError is _core.XltError
 

@@ -14,7 +14,7 @@ from importlib.metadata import PackageNotFoundError, version
 from xlt import errors, languages
 from xlt.capture import capture
 from xlt.dumps import open_dump
-from xlt.errors import ConfigError, DataError, ShapeError, UnsupportedModelError, XltError
+from xlt.errors import ConfigError, DataError, ShapeError, TrainingError, UnsupportedModelError, XltError
 from xlt.evaluate import compare, evaluate
 
 try:
@@ -33,6 +33,7 @@ __all__ = [
     "DataError",
     "ConfigError",
     "UnsupportedModelError",
+    "TrainingError",
     "evaluate",
     "compare",
 ]
