@@ -91,8 +91,13 @@ def finetune(
     ),
     variant: str = typer.Option("lm-eval", help="Belebele prompt: lm-eval or paper."),
     n_test: int = typer.Option(100, help="Belebele test questions held out of training."),
+    checkpoint_every: int = typer.Option(100, help="Save a resumable checkpoint every N steps (0: never)."),
+    resume: bool = typer.Option(
+        True, help="Resume from a checkpoint in --out written with the same settings."
+    ),
 ) -> None:
-    """LoRA fine-tuning on a task's training split (runs under `accelerate launch` too)."""
+    """LoRA fine-tuning on a task's training split (runs under `accelerate launch` too).
+    A killed run resumes from its last checkpoint when started again with the same settings."""
     from xlt import finetune as ft
 
     t = _task(task, languages, data, variant, n_test)
@@ -110,6 +115,8 @@ def finetune(
         out=out,
         batch_size=batch_size,
         limit=limit,
+        checkpoint_every=checkpoint_every or None,
+        resume=resume,
     )
     console.print(
         f"final loss {res.log[-1]['loss']:.4f} after {len(res.log)} steps; adapter in {res.adapter}"
