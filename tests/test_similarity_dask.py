@@ -54,6 +54,7 @@ def test_dask_language_coordinate_and_bf16_bits(client):
             "language": ("item", np.repeat(LANGS, 3000)),
             "item_id": ("item", np.tile(np.arange(3000), 3)),
         },
+        attrs={"xlt_dtype": "bfloat16"},  # declared, as open_dump(decode=False) keeps it
     )
     ref = sim.pairwise(flat, dim="language", metric="debiased_cka")
     got = sim.pairwise(flat.chunk({"item": 1000}), dim="language", metric="debiased_cka")

@@ -88,6 +88,7 @@ def test_pairwise_bf16_dump_and_routes_agree():
     reps = _reps(n=40)
     b16 = torch.from_numpy(reps.values).to(torch.bfloat16)
     bits = reps.copy(data=b16.view(torch.int16).numpy().view(np.uint16))
+    bits.attrs["xlt_dtype"] = "bfloat16"  # declared, as open_dump(decode=False) keeps it
     decoded = torch.from_numpy(bits.values.view(np.int16)).view(torch.bfloat16).float().numpy()
     out = sim.pairwise(bits, dim="layer", metric="linear_cka")
     x, y = decoded[1, :, 0], decoded[1, :, 2]

@@ -9,6 +9,11 @@ rows in the same order; their widths may differ (except for ``retrieval``).
 ``pairwise`` compares every language (or layer) of a labelled
 ``xarray.DataArray`` with every other, computing each matrix's statistics once;
 ``CkaAccumulator`` streams row blocks of dumps larger than memory.
+
+Integer arrays are refused: 16-bit integers holding bfloat16 bit patterns are
+read as bf16 only with ``dtype="bfloat16"`` (ml_dtypes bf16 arrays and torch
+bf16 tensors declare themselves). Every measure here is scale-invariant and
+exact at any finite scale; NaN or inf raises ``DataError``.
 """
 
 from __future__ import annotations
@@ -37,60 +42,67 @@ __all__ = [
 METRICS = ("linear_cka", "debiased_cka", "rsa", "svcca", "pwcca", "procrustes", "retrieval")
 
 
-def linear_cka(x: Any, y: Any) -> float:
+def linear_cka(x: Any, y: Any, dtype: str | None = None) -> float:
     """Linear CKA (Kornblith et al. 2019) between paired rows of ``x`` and ``y``, in [0, 1].
 
     Computed in feature space (``X̄ᵀȲ``) or from Gram tiles when rows are few,
     whichever is cheaper; never forms an n × n matrix in memory.
     """
-    return _core.linear_cka(as_matrix(x, "X"), as_matrix(y, "Y"))
+    return _core.linear_cka(*_pair(x, y, dtype))
 
 
-def debiased_cka(x: Any, y: Any) -> float:
+def debiased_cka(x: Any, y: Any, dtype: str | None = None) -> float:
     """Debiased CKA: CKA from the unbiased HSIC estimator (Song et al. 2012).
 
     Near 0 in expectation for independent inputs (plain CKA is biased upwards
     when d is large against n). Needs at least 4 rows.
     """
-    return _core.debiased_cka(as_matrix(x, "X"), as_matrix(y, "Y"))
+    return _core.debiased_cka(*_pair(x, y, dtype))
 
 
-def rsa(x: Any, y: Any, metric: str = "correlation", method: str = "spearman") -> float:
+def rsa(
+    x: Any, y: Any, metric: str = "correlation", method: str = "spearman", dtype: str | None = None
+) -> float:
     """Representational similarity analysis.
 
     Builds each input's RDM with ``metric`` ("correlation", "cosine" or
     "euclidean" between rows) and correlates their upper triangles by
     ``method`` ("spearman", with tie-averaged ranks, or "pearson").
     """
-    return _core.rsa(as_matrix(x, "X"), as_matrix(y, "Y"), metric, method)
+    return _core.rsa(*_pair(x, y, dtype), metric, method)
 
 
-def svcca(x: Any, y: Any, keep: float = 0.99) -> float:
+def svcca(x: Any, y: Any, keep: float = 0.99, dtype: str | None = None) -> float:
     """SVCCA (Raghu et al. 2017): mean canonical correlation after keeping the
     principal directions of each side that explain ``keep`` of its variance."""
-    return _core.svcca(as_matrix(x, "X"), as_matrix(y, "Y"), keep)
+    return _core.svcca(*_pair(x, y, dtype), keep)
 
 
-def pwcca(x: Any, y: Any) -> float:
+def pwcca(x: Any, y: Any, dtype: str | None = None) -> float:
     """PWCCA (Morcos et al. 2018): canonical correlations weighted by how much
     of ``x`` each canonical variate accounts for (so not symmetric).
 
     Directions of ``x`` or ``y`` with variance below 1e-10 of the largest are
     treated as null; with fewer rows than columns the correlations are trivially 1.
     """
-    return _core.pwcca(as_matrix(x, "X"), as_matrix(y, "Y"))
+    return _core.pwcca(*_pair(x, y, dtype))
 
 
-def procrustes(x: Any, y: Any) -> float:
+def procrustes(x: Any, y: Any, dtype: str | None = None) -> float:
     """Orthogonal Procrustes distance ``2 − 2‖X̂ᵀŶ‖_*`` of the centred inputs
     scaled to unit Frobenius norm: 0 when one is a rotation of the other, at most 2."""
-    return _core.procrustes(as_matrix(x, "X"), as_matrix(y, "Y"))
+    return _core.procrustes(*_pair(x, y, dtype))
 
 
-def retrieval(x: Any, y: Any) -> tuple[float, float]:
+def retrieval(x: Any, y: Any, dtype: str | None = None) -> tuple[float, float]:
     """Top-1 cosine retrieval accuracy ``(x→y, y→x)``: how often row i of one
     side is nearest to row i of the other. Both sides need the same width."""
-    return _core.retrieval(as_matrix(x, "X"), as_matrix(y, "Y"))
+    return _core.retrieval(*_pair(x, y, dtype))
+
+
+def _pair(x: Any, y: Any, dtype: str | None) -> tuple[np.ndarray, np.ndarray]:
+    """X and Y for a one-shot measure (whole matrices: exact rescaling allowed)."""
+    return as_matrix(x, "X", dtype, rescale=True), as_matrix(y, "Y", dtype, rescale=True)
 
 
 class CkaAccumulator:
@@ -102,8 +114,9 @@ class CkaAccumulator:
     of the number of rows. Equal to the in-memory functions up to rounding.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, dtype: str | None = None) -> None:
         self._acc = _core.CkaAccumulator()
+        self._dtype = dtype
         self._layered: bool | None = None
 
     @property
@@ -113,7 +126,7 @@ class CkaAccumulator:
 
     def update(self, x: Any, y: Any) -> None:
         """Add the next block of paired rows (2-D, or 3-D with a layer axis)."""
-        xs, ys = _layers(x, "X"), _layers(y, "Y")
+        xs, ys = _layers(x, "X", self._dtype), _layers(y, "Y", self._dtype)
         layered = np.ndim(x) == 3
         if self._layered is not None and layered != self._layered:
             raise ShapeError("every update must have the same number of axes (2-D or 3-D)")
@@ -134,12 +147,12 @@ class CkaAccumulator:
         return xr.Dataset({"linear_cka": lin[0], "debiased_cka": deb[0]}, attrs={"n": self.n})
 
 
-def _layers(a: Any, name: str) -> list[np.ndarray]:
+def _layers(a: Any, name: str, dtype: str | None) -> list[np.ndarray]:
     ndim = np.ndim(a) if not hasattr(a, "dim") else a.dim()
     if ndim == 2:
-        return [as_matrix(a, name)]
+        return [as_matrix(a, name, dtype)]
     if ndim == 3:
-        return [as_matrix(a[:, i, :], f"{name}[:, {i}, :]") for i in range(a.shape[1])]
+        return [as_matrix(a[:, i, :], f"{name}[:, {i}, :]", dtype) for i in range(a.shape[1])]
     raise ShapeError(f"{name} must be (rows, hidden) or (rows, layer, hidden), got {ndim} axes")
 
 
@@ -230,7 +243,12 @@ def _with_language_dim(reps: Any) -> Any:
 def _matrix(a: Any) -> np.ndarray:
     """An (item, hidden) view of a DataArray, bf16 dumps (uint16 bits) included."""
     v = a.transpose("item", "hidden").data
-    return as_matrix(np.asarray(v), a.name or "reps")
+    return as_matrix(np.asarray(v), a.name or "reps", _declared(a), rescale=True)
+
+
+def _declared(a: Any) -> str | None:
+    """'bfloat16' for a dump variable kept as bf16 bits (``open_dump(decode=False)``)."""
+    return "bfloat16" if a.attrs.get("xlt_dtype") == "bfloat16" else None
 
 
 # Bytes of cross-product sums one dask task holds (matrices are grouped so that a
@@ -253,6 +271,7 @@ def _dask_cka(reps: Any, dim: str, other: str | None, debiased: bool, options: d
             f"CKA over dask-backed data runs in feature space and takes no options, got {options}; "
             "drop them or load the data first (reps.compute())"
         )
+    dtype = _declared(reps)
     x = reps.transpose(*([other] if other else []), dim, "item", "hidden").data
     x = x if other else x[None]
     n_outer, m, n, d = x.shape
@@ -280,6 +299,7 @@ def _dask_cka(reps: Any, dim: str, other: str | None, debiased: bool, options: d
                 pairs,
                 shift,
                 debiased,
+                dtype,
                 f"{where[o]}items {starts[c]}:{starts[c + 1]}",
             )
             for c in range(blocks.shape[2])
@@ -331,10 +351,16 @@ def _dask_cka(reps: Any, dim: str, other: str | None, debiased: bool, options: d
 
 
 def _part(
-    blocks: list[np.ndarray], dims: list[int], pairs: list, shift: list, debiased: bool, place: str
+    blocks: list[np.ndarray],
+    dims: list[int],
+    pairs: list,
+    shift: list,
+    debiased: bool,
+    dtype: str | None,
+    place: str,
 ) -> np.ndarray:
     sums = _core.CkaSums(dims, pairs, shift, debiased)
-    mats = [as_matrix(b[0, p], f"reps[{p}]") for b in blocks for p in range(b.shape[1])]
+    mats = [as_matrix(b[0, p], f"reps[{p}]", dtype) for b in blocks for p in range(b.shape[1])]
     try:
         sums.update(mats)
     except XltError as e:

@@ -2,6 +2,7 @@
 //!
 //! One module per concept; the `xlt-py` crate binds them as `xlt._core`.
 pub mod error;
+pub mod limits;
 pub mod matrix;
 pub mod neurons;
 pub mod overlap;

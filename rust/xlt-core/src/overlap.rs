@@ -7,10 +7,15 @@
 //! chunk's concatenated text), and per-sentence offsets into the token array.
 use rayon::prelude::*;
 
-use crate::error::{ensure_data, ensure_shape, Result};
+use crate::error::{ensure_data, ensure_shape, Error, Result};
 
 /// Chunks above this many tokens are counted in parallel.
 const PAR_MIN: usize = 1 << 18;
+
+/// Token ids must be below this (16.7 M, 64 times the largest vocabulary in
+/// use): counts are a dense vector over ids, so a stray huge id would
+/// otherwise allocate gigabytes.
+pub const MAX_TOKEN_ID: usize = 1 << 24;
 
 /// Running counts of one language.
 #[derive(Debug, Clone, Default)]
@@ -41,12 +46,18 @@ pub struct Overlap {
 
 impl TokenCounts {
     /// An empty accumulator; `vocab_size` preallocates the count vector
-    /// (ids beyond it grow it).
-    pub fn new(vocab_size: usize) -> Self {
-        TokenCounts {
+    /// (ids beyond it grow it, up to [`MAX_TOKEN_ID`]).
+    pub fn new(vocab_size: usize) -> Result<Self> {
+        if vocab_size > MAX_TOKEN_ID {
+            return Err(Error::Config(format!(
+                "vocab_size {vocab_size} is beyond {MAX_TOKEN_ID}, the largest vocabulary \
+                 TokenCounts counts densely; pass the tokenizer's vocabulary size (len(tokenizer))"
+            )));
+        }
+        Ok(TokenCounts {
             counts: vec![0; vocab_size],
             ..Default::default()
-        }
+        })
     }
 
     /// Add one chunk. `sentence_offsets` has one more entry than sentences,
@@ -94,7 +105,16 @@ impl TokenCounts {
             ts.iter().zip(te).all(|(s, e)| s <= e) && ws.iter().zip(we).all(|(s, e)| s < e),
             || "every span needs start <= end (words: start < end)".into(),
         )?;
-        self.count_ids(ids);
+        let max = ids.par_iter().copied().max().map_or(0, |m| m as usize + 1);
+        if max > MAX_TOKEN_ID {
+            let pos = ids.iter().position(|&i| i as usize >= MAX_TOKEN_ID).unwrap_or(0);
+            return Err(Error::Data(format!(
+                "token id {} at position {pos} is not below {MAX_TOKEN_ID}, the largest \
+                 vocabulary TokenCounts counts; pass the ids a tokenizer produced",
+                ids[pos]
+            )));
+        }
+        self.count_ids(ids, max);
         self.count_words(token_spans, word_spans);
         self.sentence_tokens
             .extend(sentence_offsets.windows(2).map(|w| (w[1] - w[0]) as u32));
@@ -102,8 +122,8 @@ impl TokenCounts {
         Ok(())
     }
 
-    fn count_ids(&mut self, ids: &[u32]) {
-        let max = ids.par_iter().copied().max().map_or(0, |m| m as usize + 1);
+    /// Count `ids`, all below `max`.
+    fn count_ids(&mut self, ids: &[u32], max: usize) {
         if max > self.counts.len() {
             self.counts.resize(max, 0);
         }
@@ -143,7 +163,7 @@ impl TokenCounts {
         let mut per_word = vec![0u32; ws.len()];
         let mut w = 0usize; // number of words starting before the token's end
         for (&s, &e) in ts.iter().zip(te) {
-            while w < ws.len() && ws[w] < e.max(s + 1) {
+            while w < ws.len() && ws[w] < e.max(s.saturating_add(1)) {
                 w += 1;
             }
             if w > 0 && we[w - 1] > s {
@@ -329,7 +349,7 @@ mod tests {
     use super::*;
 
     fn feed(ids: &[u32], sents: &[i64]) -> TokenCounts {
-        let mut c = TokenCounts::new(4);
+        let mut c = TokenCounts::new(4).unwrap();
         let s: Vec<i64> = (0..ids.len() as i64).collect();
         let e: Vec<i64> = s.iter().map(|x| x + 1).collect();
         c.update(ids, (&s, &e), (&s, &e), sents).unwrap();
@@ -371,7 +391,7 @@ mod tests {
     #[test]
     fn words_and_tokens() {
         // text "ab cd": tokens "a","b"," c","d" → word0 has 2, word1 has 2
-        let mut c = TokenCounts::new(0);
+        let mut c = TokenCounts::new(0).unwrap();
         c.update(
             &[1, 2, 3, 4],
             (&[0, 1, 2, 4], &[1, 2, 4, 5]),

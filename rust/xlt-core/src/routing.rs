@@ -144,7 +144,24 @@ impl RoutingAccumulator {
                  n_groups={n_groups}, n_layers={n_layers}, n_experts={n_experts}, k={k}"
             )));
         }
-        let gle = n_groups * n_layers * n_experts;
+        if k > n_experts {
+            return Err(Error::Config(format!(
+                "k={k} experts per token but only n_experts={n_experts}: top-k picks at most \
+                 every expert; check the k and n_experts attributes"
+            )));
+        }
+        // counts and mass here, then the profile's (group, layer, expert) and
+        // (group, group, layer) tables: 8 bytes a value
+        let gle = crate::limits::table(
+            "routing accumulator",
+            &[("n_groups", n_groups), ("n_layers", n_layers), ("n_experts", n_experts)],
+            48,
+        )?;
+        crate::limits::table(
+            "routing profile (group, group, layer tables)",
+            &[("n_groups", n_groups), ("n_groups", n_groups), ("n_layers", n_layers)],
+            16,
+        )?;
         Ok(Self {
             n_groups,
             n_layers,

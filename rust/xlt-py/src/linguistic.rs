@@ -16,8 +16,8 @@ pub struct TokenCounts(Core);
 impl TokenCounts {
     #[new]
     #[pyo3(signature = (vocab_size=0))]
-    fn new(vocab_size: usize) -> Self {
-        TokenCounts(Core::new(vocab_size))
+    fn new(vocab_size: usize) -> PyResult<Self> {
+        Core::new(vocab_size).map(TokenCounts).py()
     }
 
     /// Add a chunk: token ids (uint32), token and word spans (int64 starts/ends

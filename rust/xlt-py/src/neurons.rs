@@ -19,10 +19,9 @@ pub struct NeuronAccumulator {
 #[pymethods]
 impl NeuronAccumulator {
     #[new]
-    fn new(groups: usize, layers: usize, hidden: usize) -> Self {
-        NeuronAccumulator {
-            inner: NeuronStats::new(groups, layers, hidden),
-        }
+    fn new(groups: usize, layers: usize, hidden: usize) -> PyResult<Self> {
+        let inner = NeuronStats::try_new(groups, layers, hidden).py()?;
+        Ok(NeuronAccumulator { inner })
     }
 
     /// Add a (token, layer, hidden) block; `group` holds one id per token (< 0 skips).

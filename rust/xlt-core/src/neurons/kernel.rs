@@ -562,9 +562,9 @@ mod tests {
     }
 
     #[test]
-    fn every_kernel_agrees_bit_for_bit() {
+    fn miri_every_kernel_agrees_bit_for_bit() {
         // 300 tokens (blocks and a partial one), 1100 columns (parts and a partial tile)
-        let (n, d) = (300, 1100);
+        let (n, d) = if cfg!(miri) { (140, 70) } else { (300, 1100) };
         let group: Vec<i32> = (0..n)
             .map(|t| [0, 0, 1, 2, -1][(t / 3 + t % 2) % 5])
             .collect();
@@ -582,8 +582,8 @@ mod tests {
     }
 
     #[test]
-    fn a_nan_is_found_where_it_is() {
-        let (n, d) = (200, 70);
+    fn miri_a_nan_is_found_where_it_is() {
+        let (n, d) = (if cfg!(miri) { 152 } else { 200 }, 70);
         let group: Vec<i32> = (0..n as i32).map(|t| t % 3).collect();
         let mut x = data(Dtype::BF16, n, d);
         let at = 2 * (150 * d + 40);

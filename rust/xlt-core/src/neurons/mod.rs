@@ -45,13 +45,26 @@ pub struct NeuronStats {
 }
 
 impl NeuronStats {
+    /// Empty statistics; panics where [`try_new`](Self::try_new) fails.
     pub fn new(groups: usize, layers: usize, hidden: usize) -> Self {
-        NeuronStats {
+        Self::try_new(groups, layers, hidden).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// Empty statistics, sizes checked first: a `Config` error when the
+    /// (group, layer, hidden) tables would overflow or not fit in memory.
+    pub fn try_new(groups: usize, layers: usize, hidden: usize) -> Result<Self> {
+        // sum, sum of squares and positive count: 8 bytes each
+        crate::limits::table(
+            "neuron statistics",
+            &[("groups", groups), ("layers", layers), ("hidden", hidden)],
+            24,
+        )?;
+        Ok(NeuronStats {
             count: vec![0; groups],
             layers,
             hidden,
             parts: kernel::parts(groups, layers * hidden),
-        }
+        })
     }
 
     pub fn groups(&self) -> usize {
@@ -228,7 +241,7 @@ impl NeuronStats {
                 )
             },
         )?;
-        let mut s = NeuronStats::new(g, l, h);
+        let mut s = NeuronStats::try_new(g, l, h)?;
         s.count = count;
         let d = l * h;
         let (sum, sumsq, positive) = (
@@ -360,7 +373,7 @@ mod tests {
     }
 
     #[test]
-    fn split_and_merge_equals_one_pass() {
+    fn miri_split_and_merge_equals_one_pass() {
         let x = Array3::from_shape_fn((6, 2, 3), |(t, l, h)| {
             (t * 7 + l * 3 + h) as f32 % 5.0 - 2.0
         });

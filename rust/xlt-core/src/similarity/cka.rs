@@ -83,6 +83,20 @@ impl CkaStats {
     }
 }
 
+/// `Ok` when a block whose centred values have `sq` as the sum of their
+/// squares multiplies in f32 without overflow (every product and partial sum
+/// is at most `sq`) or underflow. In-memory callers rescale first
+/// (`scale::at_unit_scale`); streamed blocks cannot, so they are refused.
+fn in_f32_range(sq: f64, name: &str, start: usize, end: usize) -> Result<()> {
+    ensure_data(sq == 0.0 || (2f64.powi(-100)..=2f64.powi(120)).contains(&sq), || {
+        format!(
+            "{name} rows {start}:{end} have centred values whose squares sum to {sq:e}, outside \
+             [2^-100, 2^120] where float32 products are exact to 1e-7; CKA is scale-invariant: \
+             multiply every block of {name} by one constant (e.g. 1 / max |value|) first"
+        )
+    })
+}
+
 /// Rows per block of [`Sums::update_all`] (and of the in-memory feature route).
 pub const STREAM_ROWS: usize = BLOCK_ROWS;
 
@@ -209,6 +223,9 @@ impl Sums {
             .par_iter()
             .map(|b| (col_sums_sq(b), kernel_terms.then(|| row_sq_norms(b))))
             .collect();
+        for (((_, sq), _), nm) in per_block.iter().zip(names) {
+            in_f32_range(*sq, nm, start, end)?;
+        }
         let mut a64 = Array2::<f64>::zeros((if kernel_terms { rows } else { 0 }, mm));
         for (p, ((sums, sq), norms)) in per_block.into_iter().enumerate() {
             for (acc, v) in self.s[p].iter_mut().zip(sums) {
@@ -504,6 +521,18 @@ pub fn pairwise_stats(
     ensure_shape(n >= 2, || {
         format!("CKA needs at least 2 paired rows, got {n}")
     })?;
+    super::scale::at_unit_scale(mats, names, |mats| unit_stats(mats, names, n, route, prec))
+}
+
+/// [`pairwise_stats`] of checked matrices whose values cannot over- or
+/// underflow f32 products.
+fn unit_stats(
+    mats: &[Mat],
+    names: &[String],
+    n: usize,
+    route: Option<Route>,
+    prec: Precision,
+) -> Result<CkaStats> {
     let means: Vec<Vec<f64>> = mats
         .iter()
         .zip(names)

@@ -12,6 +12,7 @@ mod gemm;
 mod rank;
 pub mod retrieval;
 pub mod rsa;
+mod scale;
 
 pub use cca::{procrustes, pwcca, svcca};
 pub use cka::{

@@ -233,11 +233,13 @@ pub fn unit_dot(a: &[f32], b: &[f32]) -> f64 {
 /// RSA between paired rows of `x` and `y`.
 pub fn rsa<'a>(x: &Mat<'a>, y: &Mat<'a>, metric: RdmMetric, method: RsaMethod) -> Result<f64> {
     super::blocks::paired_rows(x, y, 3, "RSA")?;
-    let (a, b) = rayon::join(
-        || rdm_unit(x, metric, method, "X"),
-        || rdm_unit(y, metric, method, "Y"),
-    );
-    Ok(unit_dot(&a?, &b?))
+    super::scale::pair_at_unit_scale(x, y, |x, y| {
+        let (a, b) = rayon::join(
+            || rdm_unit(x, metric, method, "X"),
+            || rdm_unit(y, metric, method, "Y"),
+        );
+        Ok(unit_dot(&a?, &b?))
+    })
 }
 
 /// RSA between all pairs of `mats` (same rows): an M × M symmetric matrix.
@@ -260,7 +262,10 @@ pub fn rsa_pairwise(
     let units: Vec<Vec<f32>> = mats
         .iter()
         .zip(names)
-        .map(|(m, nm)| rdm_unit(m, metric, method, nm))
+        .map(|(m, nm)| {
+            let one = [nm.clone()];
+            super::scale::at_unit_scale(&[*m], &one, |v| rdm_unit(&v[0], metric, method, nm))
+        })
         .collect::<Result<_>>()?;
     let mm = mats.len();
     let mut out = Array2::zeros((mm, mm));
