@@ -47,6 +47,9 @@ def _base():
         (lambda c: c["languages"].update(targets=["arb_Arab"]), "both a source"),
         (lambda c: c["models"][0].update(remote=True, device_map="auto"), "models[0]"),
         (lambda c: c["models"].__setitem__(0, {"path": "someone/unknown-model"}), "models[0].family"),
+        (lambda c: c["models"].append(dict(c["models"][0])), "models[i].name"),
+        (lambda c: c.update(arms=["cot"]), "arms"),
+        (lambda c: c["analysis"].update(similarity="cosine"), "analysis.similarity"),
     ],
 )
 def test_bad_configs_name_the_offending_key(edit, key):

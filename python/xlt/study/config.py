@@ -169,6 +169,9 @@ def parse(raw: dict[str, Any]) -> Study:
     if not raw.get("models"):
         raise ConfigError("models is empty: name at least one model (hub id, directory or tiny:<family>)")
     models = tuple(_model(m, i) for i, m in enumerate(raw["models"]))
+    names = [m.name for m in models]
+    if dup := sorted({n for n in names if names.count(n) > 1}):
+        raise ConfigError(f"models: two models are named {dup[0]!r}; give each its own models[i].name")
     lang = raw.get("languages") or {}
     if unknown := set(lang) - {"preset", "source", "targets", "controls"}:
         raise ConfigError(
@@ -187,6 +190,8 @@ def parse(raw: dict[str, Any]) -> Study:
     arms = tuple(raw.get("arms") or ("task",))
     if bad := [a for a in arms if a not in ARMS]:
         raise ConfigError(f"arms: unknown arm {bad[0]!r}; choose from {ARMS}")
+    if set(arms) <= {"cot"}:
+        raise ConfigError("arms: name at least one fine-tuned arm (task, format-only, language-only)")
     task = _section(raw.get("task"), TaskSpec, "task")
     if task.name not in TASKS:
         raise ConfigError(f"task.name {task.name!r} is not one of {TASKS}")
@@ -212,10 +217,19 @@ def parse(raw: dict[str, Any]) -> Study:
         arms=arms,
         finetune=ft,
         capture=cap,
-        analysis=_section(raw.get("analysis"), AnalysisSpec, "analysis"),
+        analysis=_analysis(raw.get("analysis")),
         seed=int(raw.get("seed", 0)),
         demo=bool(raw.get("demo", False)),
     )
+
+
+def _analysis(raw: Any) -> AnalysisSpec:
+    from xlt.similarity import METRICS
+
+    spec = _section(raw, AnalysisSpec, "analysis")
+    if spec.similarity not in METRICS:
+        raise ConfigError(f"analysis.similarity {spec.similarity!r} is not one of {METRICS}")
+    return spec
 
 
 def load(path: str | Path | None = None) -> Study:

@@ -1,9 +1,13 @@
-"""The stages of a study, in order. Each reads what earlier stages wrote in the
-run directory and writes its own artifacts under `<run>/<stage>/`."""
+"""The stages of a study, in order. Each stage is cut into units (see `runner.Unit`)
+that declare exactly the settings and upstream outputs they read; a unit writes into
+its own directory and reads earlier stages' outputs through the run layout."""
 
 from __future__ import annotations
 
 import json
+import os
+from dataclasses import asdict
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +16,8 @@ import xarray as xr
 
 from xlt import assets, languages
 from xlt.study.config import ModelSpec, Study
-from xlt.study.runner import Context, Stage
+from xlt.study.layout import RunLayout
+from xlt.study.runner import Context, Stage, Unit
 
 
 def _tuned_arms(study: Study) -> list[str]:
@@ -37,7 +42,7 @@ def _model_path(ctx: Context, spec: ModelSpec) -> str:
 
 
 def load(ctx: Context, spec: ModelSpec, adapter: str | Path | None = None):
-    """A fresh model for `spec` (peft edits models in place, so each use gets its own)."""
+    """A fresh model for `spec`, with `adapter` attached when given."""
     from xlt import models
 
     dtype = None if spec.dtype == "auto" else spec.dtype
@@ -63,13 +68,105 @@ def _texts(study: Study, n: int | None = None) -> dict[str, list]:
     return {lang: (assets.flores(lang, "dev") + assets.flores(lang, "test"))[:n] for lang in study.languages}
 
 
-# --- stages ---------------------------------------------------------------------------------
+# --- what each unit reads -----------------------------------------------------------------
 
 
-def linguistic(ctx: Context) -> None:
+def pick(study: Study, *names: str) -> dict[str, object]:
+    """Settings by config name: "task.n_test" → that value; a section ("finetune") → each of its keys."""
+    cfg, out = study.to_dict(), {}
+    for name in names:
+        value = cfg
+        for part in name.split("."):
+            value = value[part]
+        if isinstance(value, dict):
+            out |= {f"{name}.{k}": v for k, v in value.items()}
+        else:
+            out[name] = value
+    return out
+
+
+def _weights(study: Study, i: int) -> dict[str, object]:
+    """What model `i`'s weights depend on: its spec, and the seed when it is pre-trained here."""
+    spec = study.models[i]
+    out = {f"models[{i}].{k}": v for k, v in asdict(spec).items()}
+    return out | ({"seed": study.seed} if spec.pretrain_steps else {})
+
+
+def _eval_settings(study: Study, i: int) -> dict[str, object]:
+    return _weights(study, i) | pick(
+        study, "task.name", "task.path", "task.n_test", "source", "targets", "controls"
+    )
+
+
+def _train_settings(study: Study, i: int) -> dict[str, object]:
+    # Belebele's train split is what its test split (n_test, drawn in the first language) leaves.
+    split = ("task.n_test",) if study.task.name == "belebele" else ()
+    names = ("task.name", "task.path", "task.n_train", *split, "source", "finetune", "seed")
+    return _weights(study, i) | pick(study, *names)
+
+
+def _analysis_settings(study: Study) -> dict[str, object]:
+    return pick(study, "analysis.n_boot", "analysis.n_perm", "seed", "source", "targets", "controls", "arms")
+
+
+ANALYSIS_READS = ("linguistic", "base_eval", "tuned_eval", "similarity", "routing")
+
+
+def _linguistic_units(s: Study) -> list[Unit]:
+    return [Unit((), pick(s, "source", "targets", "controls"), linguistic)]
+
+
+def _base_eval_units(s: Study) -> list[Unit]:
+    states = ["base"] + (["cot"] if "cot" in s.arms else [])
+    return [
+        Unit((spec.name, st), _eval_settings(s, i), partial(_evaluate, spec=spec, state=st))
+        for i, spec in enumerate(s.models)
+        for st in states
+    ]
+
+
+def _finetune_units(s: Study) -> list[Unit]:
+    return [
+        Unit((spec.name, arm), _train_settings(s, i), partial(finetune, spec=spec, arm=arm), resumable=True)
+        for i, spec in enumerate(s.models)
+        for arm in _tuned_arms(s)
+    ]
+
+
+def _tuned_eval_units(s: Study) -> list[Unit]:
+    return [
+        Unit(
+            (spec.name, arm),
+            _eval_settings(s, i),
+            partial(_evaluate, spec=spec, state=arm),
+            reads=(RunLayout.uid("finetune", spec.name, arm),),
+        )
+        for i, spec in enumerate(s.models)
+        for arm in _tuned_arms(s)
+    ]
+
+
+def _capture_units(s: Study) -> list[Unit]:
+    return [
+        Unit(
+            (spec.name, st),
+            _weights(s, i) | pick(s, "capture", "source", "targets", "controls"),
+            partial(capture, spec=spec, state=st),
+            reads=() if st == "base" else (RunLayout.uid("finetune", spec.name, st),),
+            resumable=True,  # a dump resumes where its writer stopped
+        )
+        for i, spec in enumerate(s.models)
+        for st in _states(s)
+    ]
+
+
+# --- the work -------------------------------------------------------------------------------
+
+
+def linguistic(ctx: Context, out: Path) -> None:
     from xlt import linguistic as ling
 
-    s, out = ctx.study, ctx.dir("linguistic")
+    s = ctx.study
     texts = {k: [x.text for x in v] for k, v in _texts(s).items()}
     ref = s.source[0]
     tok = ling.token_overlap("qwen", texts, reference=ref)
@@ -84,7 +181,7 @@ def linguistic(ctx: Context) -> None:
         [languages.get(c).script == languages.get(ref).script for c in both.language.values],
     )
     both["semitic"] = ("language", [languages.get(c).is_semitic for c in both.language.values])
-    both.to_netcdf(out / "overlap.nc")
+    both.to_netcdf(ctx.layout.overlap())
 
 
 def _syntactic(a: str, b: str) -> float:
@@ -96,122 +193,94 @@ def _syntactic(a: str, b: str) -> float:
         return float("nan")
 
 
-def _evaluate(ctx: Context, spec: ModelSpec, state: str, adapter=None, cot: bool = False) -> None:
+def _evaluate(ctx: Context, out: Path, *, spec: ModelSpec, state: str) -> None:
+    """Evaluate `spec` in `state` ("base", "cot" or a tuned arm) into `out`."""
     from xlt import data
     from xlt.evaluate import evaluate
 
     s = ctx.study
-    out = ctx.dir("eval") / spec.name / state
-    if (out / "results.nc").is_file():
-        return
     t = task(s)
-    if cot:
+    if state == "cot":
         t = data.ChainOfThought(t, max_new_tokens=16)
-    model = load(ctx, spec, adapter)
+    tuned = state not in ("base", "cot")
+    model = load(ctx, spec, ctx.layout.adapter(spec.name, state) if tuned else None)
     ds = evaluate(model, t, list(s.languages), split="test", limit=s.task.n_test, out=out, progress=True)
-    ds.to_netcdf(out / "results.nc")
+    target = ctx.layout.results(spec.name, state)
+    tmp = target.with_name(target.name + ".tmp")
+    ds.to_netcdf(tmp)
+    os.replace(tmp, target)
 
 
-def base_eval(ctx: Context) -> None:
-    for spec in ctx.study.models:
-        _evaluate(ctx, spec, "base")
-        if "cot" in ctx.study.arms:
-            _evaluate(ctx, spec, "cot", cot=True)
-
-
-def finetune(ctx: Context) -> None:
+def finetune(ctx: Context, out: Path, *, spec: ModelSpec, arm: str) -> None:
     from xlt.finetune import lora
 
     s, f = ctx.study, ctx.study.finetune
-    for spec in s.models:
-        for arm in _tuned_arms(s):
-            out = ctx.dir("finetune") / spec.name / arm
-            if (out / "training.json").is_file():
-                continue
-            lora(
-                load(ctx, spec),
-                task(s),
-                list(s.source),
-                arm=arm,
-                steps=f.steps,
-                lr=f.lr,
-                rank=f.rank,
-                targets=f.targets,
-                seed=s.seed,
-                out=out,
-                batch_size=f.batch_size,
-            )
+    lora(
+        load(ctx, spec),
+        task(s),
+        list(s.source),
+        arm=arm,
+        steps=f.steps,
+        lr=f.lr,
+        rank=f.rank,
+        targets=f.targets,
+        seed=s.seed,
+        out=out,
+        batch_size=f.batch_size,
+        limit=s.task.n_train,
+    )
 
 
-def _adapter(ctx: Context, spec: ModelSpec, arm: str) -> Path:
-    return ctx.root / "finetune" / spec.name / arm
-
-
-def tuned_eval(ctx: Context) -> None:
-    for spec in ctx.study.models:
-        for arm in _tuned_arms(ctx.study):
-            _evaluate(ctx, spec, arm, adapter=_adapter(ctx, spec, arm))
-
-
-def capture(ctx: Context) -> None:
+def capture(ctx: Context, out: Path, *, spec: ModelSpec, state: str) -> None:
     import xlt
 
     s, c = ctx.study, ctx.study.capture
-    corpus = _texts(s, c.n_items)
-    for spec in s.models:
-        for state in _states(s):
-            adapter = None if state == "base" else _adapter(ctx, spec, state)
-            model = load(ctx, spec, adapter)
-            xlt.capture(
-                model,
-                corpus,
-                layers=c.layers,
-                hidden=c.pooling,
-                routing=c.routing and spec.is_moe,
-                batch_size=c.batch_size,
-                store=ctx.dir("capture") / spec.name / f"{state}.zarr",
-            )
+    adapter = None if state == "base" else ctx.layout.adapter(spec.name, state)
+    xlt.capture(
+        load(ctx, spec, adapter),
+        _texts(s, c.n_items),
+        layers=c.layers,
+        hidden=c.pooling,
+        routing=c.routing and spec.is_moe,
+        batch_size=c.batch_size,
+        store=ctx.layout.dump(spec.name, state),
+    )
 
 
-def _dump(ctx: Context, spec: ModelSpec, state: str) -> Path:
-    return ctx.root / "capture" / spec.name / f"{state}.zarr"
-
-
-def similarity(ctx: Context) -> None:
+def similarity(ctx: Context, out: Path) -> None:
     import xlt
     from xlt import similarity as sim
 
-    s, out = ctx.study, ctx.dir("similarity")
+    s = ctx.study
     frames = []
     for spec in s.models:
         for state in _states(s):
-            reps = xlt.open_dump(_dump(ctx, spec, state))["hidden"]
+            reps = xlt.open_dump(ctx.layout.dump(spec.name, state))["hidden"]
             pair = sim.pairwise(reps, dim="language", metric=s.analysis.similarity)
             to_src = pair.sel(language_other=s.source[0]).drop_vars("language_other")
             frames.append(to_src.expand_dims(model=[spec.name], state=[state]).rename("cka"))
-    xr.combine_by_coords(frames, data_vars="all").to_netcdf(out / "similarity.nc")
+    xr.combine_by_coords(frames, data_vars="all").to_netcdf(ctx.layout.similarity())
 
 
-def routing(ctx: Context) -> None:
+def routing(ctx: Context, out: Path) -> None:
     from xlt import routing as rt
 
-    s, out = ctx.study, ctx.dir("routing")
+    s, lay = ctx.study, ctx.layout
     if not s.capture.routing:
         return
     for spec in s.models:
         if not spec.is_moe:
             continue
-        profiles = {st: rt.profile(_dump(ctx, spec, st), reference=s.source[0]) for st in _states(s)}
+        profiles = {st: rt.profile(lay.dump(spec.name, st), reference=s.source[0]) for st in _states(s)}
         for st, p in profiles.items():
-            p.to_netcdf(out / f"{spec.name}_{st}.nc")
+            p.to_netcdf(lay.routing_profile(spec.name, st))
         for arm in _tuned_arms(s):
-            rt.shift(profiles["base"], profiles[arm], source=s.source[0]).to_netcdf(
-                out / f"{spec.name}_shift_{arm}.nc"
-            )
+            shift = rt.shift(profiles["base"], profiles[arm], source=s.source[0])
+            shift.to_netcdf(lay.routing_shift(spec.name, arm))
 
 
 def _results(ctx: Context, spec: ModelSpec, state: str) -> xr.Dataset:
-    return xr.open_dataset(ctx.root / "eval" / spec.name / state / "results.nc")
+    return xr.open_dataset(ctx.layout.results(spec.name, state))
 
 
 def _middle(da: xr.DataArray, dim: str) -> float:
@@ -224,8 +293,8 @@ def table(ctx: Context) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
     from xlt.evaluate import compare
 
     s = ctx.study
-    overlap = xr.open_dataset(ctx.root / "linguistic" / "overlap.nc")
-    sim = xr.open_dataset(ctx.root / "similarity" / "similarity.nc")["cka"]
+    overlap = xr.open_dataset(ctx.layout.overlap())
+    sim = xr.open_dataset(ctx.layout.similarity())["cka"]
     rows, items, gains = [], [], {}
     for spec in s.models:
         base = _results(ctx, spec, "base")
@@ -282,11 +351,11 @@ def table(ctx: Context) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
 
 
 def _routing(ctx: Context, spec: ModelSpec, arm: str) -> dict[str, dict[str, float]]:
-    base = ctx.root / "routing" / f"{spec.name}_base.nc"
+    base = ctx.layout.routing_profile(spec.name, "base")
     if not base.is_file():
         return {}
     prof = xr.open_dataset(base)
-    shift = xr.open_dataset(ctx.root / "routing" / f"{spec.name}_shift_{arm}.nc")
+    shift = xr.open_dataset(ctx.layout.routing_shift(spec.name, arm))
     js = prof["js_to_reference"]
     out = {}
     for lang in js[js.dims[0]].values:
@@ -297,21 +366,21 @@ def _routing(ctx: Context, spec: ModelSpec, arm: str) -> dict[str, dict[str, flo
     return out
 
 
-def decomposition(ctx: Context) -> None:
+def decomposition(ctx: Context, out: Path) -> None:
     from xlt import analysis
 
-    out = ctx.dir("decomposition")
     rows, items, _ = table(ctx)
     a = ctx.study.analysis
     dec = analysis.decompose(rows, items=items, n_boot=a.n_boot, n_perm=a.n_perm, seed=ctx.study.seed)
-    dec.table.to_csv(out / "table.csv", index=False)
-    items.to_csv(out / "items.csv", index=False)
-    dec.parts.to_netcdf(out / "parts.nc")
-    dec.coefficients.to_csv(out / "coefficients.csv")
-    (out / "permutation.json").write_text(json.dumps(dec.permutation_p))
+    lay = ctx.layout
+    dec.table.to_csv(lay.decomposition("table.csv"), index=False)
+    items.to_csv(lay.decomposition("items.csv"), index=False)
+    dec.parts.to_netcdf(lay.decomposition("parts.nc"))
+    dec.coefficients.to_csv(lay.decomposition("coefficients.csv"))
+    lay.decomposition("permutation.json").write_text(json.dumps(dec.permutation_p))
 
 
-def report(ctx: Context) -> None:
+def report(ctx: Context, out: Path) -> None:
     from xlt import analysis
     from xlt import report as rp
 
@@ -319,9 +388,8 @@ def report(ctx: Context) -> None:
     rows, items, gains = table(ctx)
     a = s.analysis
     dec = analysis.decompose(rows, items=items, n_boot=a.n_boot, n_perm=a.n_perm, seed=s.seed)
-    routing = {
-        p.stem.removesuffix("_base"): xr.open_dataset(p) for p in (ctx.root / "routing").glob("*_base.nc")
-    }
+    profiles = {spec.name: ctx.layout.routing_profile(spec.name, "base") for spec in s.models}
+    routing = {name: xr.open_dataset(p) for name, p in profiles.items() if p.is_file()}
     notes = []
     if s.demo:
         notes.append(
@@ -335,24 +403,40 @@ def report(ctx: Context) -> None:
             arm: xr.concat(ds, "model", data_vars="all").sel(language=list(s.targets + s.controls))
             for arm, ds in gains.items()
         },
-        similarity=xr.open_dataset(ctx.root / "similarity" / "similarity.nc"),
+        similarity=xr.open_dataset(ctx.layout.similarity()),
         routing=routing,
-        overlap=xr.open_dataset(ctx.root / "linguistic" / "overlap.nc"),
+        overlap=xr.open_dataset(ctx.layout.overlap()),
         source=s.source[0],
         title=f"xlt study: {s.name}",
         notes=tuple(notes),
     )
-    rp.render(inp, ctx.dir("report"))
+    rp.render(inp, ctx.layout.report())
 
 
 STAGES = [
-    Stage("linguistic", linguistic, ("source", "targets", "controls")),
-    Stage("base_eval", base_eval, ("models", "task", "source", "targets", "controls", "arms", "seed")),
-    Stage("finetune", finetune, ("models", "task", "source", "arms", "finetune", "seed")),
-    Stage("tuned_eval", tuned_eval, ("models", "task", "targets", "controls")),
-    Stage("capture", capture, ("models", "capture", "source", "targets", "controls")),
-    Stage("similarity", similarity, ("analysis",)),
-    Stage("routing", routing, ("capture",)),
-    Stage("decomposition", decomposition, ("analysis", "seed")),
-    Stage("report", report, ("analysis", "demo", "name")),
+    Stage("linguistic", _linguistic_units, ("xlt", "tokenizers")),
+    Stage("base_eval", _base_eval_units, ("xlt", "torch", "transformers")),
+    Stage("finetune", _finetune_units, ("xlt", "torch", "transformers", "peft", "accelerate")),
+    Stage("tuned_eval", _tuned_eval_units, ("xlt", "torch", "transformers", "peft")),
+    Stage("capture", _capture_units, ("xlt", "torch", "transformers", "peft", "nnsight", "zarr")),
+    Stage(
+        "similarity",
+        lambda s: [Unit((), pick(s, "analysis.similarity", "source"), similarity, reads=("capture",))],
+        ("xlt", "zarr"),
+    ),
+    Stage(
+        "routing",
+        lambda s: [Unit((), pick(s, "capture.routing", "source"), routing, reads=("capture",))],
+        ("xlt", "zarr"),
+    ),
+    Stage(
+        "decomposition",
+        lambda s: [Unit((), _analysis_settings(s), decomposition, reads=ANALYSIS_READS)],
+        ("xlt", "numpy"),
+    ),
+    Stage(
+        "report",
+        lambda s: [Unit((), _analysis_settings(s) | pick(s, "name", "demo"), report, reads=ANALYSIS_READS)],
+        ("xlt", "numpy"),
+    ),
 ]
