@@ -174,6 +174,20 @@ def test_a_new_arm_adds_its_units_and_keeps_the_others(baseline):
     assert reasons["capture"] == "ran: no previous output (2 of 3 units reused)"
 
 
+def test_outputs_no_unit_owns_are_removed_and_force_redoes_everything(baseline):
+    from xlt.study.layout import RunLayout
+    from xlt.study.runner import schedule
+    from xlt.study.stages import STAGES as stages
+
+    renamed = config.parse(_raw() | {"models": [_raw()["models"][0] | {"name": "other-name"}]})
+    plans = {p.stage.name: p for p in schedule(renamed, stages, RunLayout(baseline))}
+    assert plans["base_eval"].stale == [f"base_eval/{MODEL}"]
+    assert plans["capture"].stale == [f"capture/{MODEL}"]
+    assert plans["linguistic"].stale == [] and plans["linguistic"].reason == "skipped: up to date"
+    forced = study.pending(config.parse(_raw()), output=baseline, force=True)
+    assert set(forced.values()) == {"ran: forced"}
+
+
 def test_unchanged_settings_reuse_every_output_untouched(baseline, tmp_path):
     s, root = _variant(baseline, tmp_path, lambda raw: None)
     before = _digests(root)

@@ -250,6 +250,7 @@ def _run(ctx: Context, step: Step, *, log: bool) -> None:
     """Run one unit in its directory: its record says "started" until the unit returns."""
     out, record = ctx.layout.unit(step.uid), ctx.layout.record(step.uid)
     if step.why != "resuming interrupted run" or not step.unit.resumable:
+        record.unlink(missing_ok=True)  # first, so that a kill mid-removal leaves nothing to reuse
         shutil.rmtree(out, ignore_errors=True)  # outputs of other settings, or a torn attempt
     out.mkdir(parents=True, exist_ok=True)
     _write_json(record, {"key": step.key, "deps": step.deps, "done": False})
