@@ -84,3 +84,12 @@ def test_report_renders_its_figures_in_a_headless_browser(tmp_path):
     rendered = re.search(r'data-rendered-figures="(\d+)"', dom)
     assert rendered is not None, dom[:500]
     assert int(rendered.group(1)) == 5
+
+
+def test_parts_figure_draws_an_interval_that_excludes_its_estimate():
+    # a percentile bootstrap interval need not contain the estimate (seen in small studies)
+    dec = _inputs()[1]
+    dec.parts["lo"][0], dec.parts["hi"][0] = dec.parts["estimate"][0] + 0.1, dec.parts["estimate"][0] + 0.2
+    fig, ax = report.fig_parts(dec)
+    (segments,) = [c.get_segments() for c in ax.collections]
+    np.testing.assert_allclose(segments[0][:, 1], [dec.parts["lo"][0], dec.parts["hi"][0]])

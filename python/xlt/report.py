@@ -86,9 +86,8 @@ def fig_parts(dec: Decomposition):
     fig, ax = plt.subplots(figsize=(5, 3))
     est = p["estimate"].values
     ax.bar(range(len(PARTS)), est, color=["#2980b9", "#27ae60", "#8e44ad", "#34495e"])
-    ax.errorbar(
-        range(len(PARTS)), est, yerr=[est - p["lo"].values, p["hi"].values - est], fmt="none", ecolor="k"
-    )
+    # the percentile interval need not contain the estimate (bootstrap bias): draw it as is
+    ax.vlines(range(len(PARTS)), p["lo"].values, p["hi"].values, colors="k")
     ax.set_xticks(range(len(PARTS)), [s.replace("_", "\n") for s in PARTS])
     ax.set_ylabel("share of variance in gain (R²)")
     return fig, ax
