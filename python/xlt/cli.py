@@ -279,6 +279,10 @@ def run_cmd(
     s = study.load(config)
     if dry_run:
         console.print(study.describe(s))
+        console.print("what a run would do now:")
+        for stage, why in study.pending(s, output=out, force=force).items():
+            verb, _, reason = why.partition(": ")
+            console.print(f"  {stage:<14} {'run' if verb == 'ran' else 'skip'}: {reason}")
         return
     root = study.run(s, output=out, force=force, log=console.print)
     console.print(f"report: {root / 'report' / 'index.html'}")
