@@ -50,6 +50,7 @@ def _base():
         (lambda c: c["models"].append(dict(c["models"][0])), "models[i].name"),
         (lambda c: c.update(arms=["cot"]), "arms"),
         (lambda c: c["analysis"].update(similarity="cosine"), "analysis.similarity"),
+        (lambda c: c["models"][0].update(trust_remote_code="yes"), "models[0].trust_remote_code"),
     ],
 )
 def test_bad_configs_name_the_offending_key(edit, key):
@@ -60,3 +61,10 @@ def test_bad_configs_name_the_offending_key(edit, key):
     with pytest.raises(xlt.ConfigError) as e:
         config.parse(raw)
     assert key in str(e.value)
+
+
+def test_remote_code_is_off_unless_the_config_asks():
+    raw = _base()
+    assert config.parse(raw).models[0].trust_remote_code is False
+    raw["models"][0]["trust_remote_code"] = True
+    assert config.parse(raw).models[0].trust_remote_code is True

@@ -30,6 +30,7 @@ class ModelSpec:
     dtype: str = "auto"
     device_map: str | None = None
     remote: bool = False
+    trust_remote_code: bool = False  # run the checkpoint's own Python code (off unless asked)
     pretrain_steps: int = 0  # tiny models: pre-train on FLORES text first
 
     @property
@@ -131,6 +132,8 @@ def _model(raw: Any, i: int) -> ModelSpec:
         raise ConfigError(f"{where}.family {family!r} is not supported; choose one of {FAMILIES}")
     if spec.dtype not in DTYPES:
         raise ConfigError(f"{where}.dtype {spec.dtype!r} is not one of {DTYPES}")
+    if not isinstance(spec.trust_remote_code, bool):
+        raise ConfigError(f"{where}.trust_remote_code must be true or false, got {spec.trust_remote_code!r}")
     if spec.remote and spec.device_map:
         raise ConfigError(f"{where}: remote=true runs on the NDIF server; drop device_map")
     if spec.pretrain_steps and not spec.path.startswith("tiny:"):

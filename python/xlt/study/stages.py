@@ -52,6 +52,7 @@ def load(ctx: Context, spec: ModelSpec, adapter: str | Path | None = None):
         device_map=spec.device_map,
         adapter=str(adapter) if adapter else None,
         remote=spec.remote,
+        trust_remote_code=spec.trust_remote_code,
     )
 
 
