@@ -18,7 +18,8 @@ def build_info() -> dict[str, Any]: ...
 # --- neurons (neurons.rs) ---
 @final
 class NeuronAccumulator:
-    def __new__(cls, groups: int, layers: int, hidden: int) -> NeuronAccumulator: ...
+    def __new__(cls, groups: int, layers: int, hidden: int) -> NeuronAccumulator:
+        """ConfigError when the (group, layer, hidden) tables overflow or exceed physical memory."""
     def update(self, x: npt.NDArray[Any], group: npt.NDArray[np.int32]) -> None: ...
     def update_files(
         self,
@@ -54,7 +55,8 @@ def lape_specific(
 
 @final
 class TokenCounts:
-    def __new__(cls, vocab_size: int = 0) -> TokenCounts: ...
+    def __new__(cls, vocab_size: int = 0) -> TokenCounts:
+        """ConfigError beyond 2**24; `update` refuses (DataError) ids >= 2**24, counting nothing."""
     def update(
         self,
         ids: npt.NDArray[np.uint32],
@@ -141,7 +143,8 @@ def cka_from_stats(n: int, hsic: Any, kl: Any, tr: list[float], debiased: bool =
 class RoutingAccumulator:
     def __new__(
         cls, n_groups: int, n_layers: int, n_experts: int, k: int, items: bool = False
-    ) -> RoutingAccumulator: ...
+    ) -> RoutingAccumulator:
+        """ConfigError for k > n_experts or tables (and the profile's) beyond physical memory."""
     def update(
         self,
         idx: Any,

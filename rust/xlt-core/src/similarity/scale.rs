@@ -21,15 +21,9 @@ pub(crate) fn max_abs(m: &Mat) -> f32 {
         a.outer_iter()
             .into_par_iter()
             .with_min_len(64)
-            .map(|row| {
-                let fold = |acc: f32, v: f32| {
-                    // NaN fails `<=`: it and inf turn the maximum into inf
-                    if v.abs() <= f32::MAX { acc.max(v.abs()) } else { f32::INFINITY }
-                };
-                match row.as_slice() {
-                    Some(r) => r.iter().fold(0.0f32, |acc, &v| fold(acc, f(v))),
-                    None => row.iter().fold(0.0f32, |acc, &v| fold(acc, f(v))),
-                }
+            .map(|row| match row.as_slice() {
+                Some(r) => slice_max(r, &f),
+                None => slice_max(&row.to_vec(), &f),
             })
             .reduce(|| 0.0, f32::max)
     }
@@ -37,6 +31,30 @@ pub(crate) fn max_abs(m: &Mat) -> f32 {
         Mat::F32(a) => of(a, |v| v),
         Mat::F16(a) => of(a, |v| v.to_f32()),
         Mat::BF16(a) => of(a, |v| bf16::from_bits(v).to_f32()),
+    }
+}
+
+/// Largest |f(v)| over `r`, or +inf for a NaN or inf: sixteen lanes, no
+/// branches, so it vectorises (a memory-bound pass).
+fn slice_max<T: Copy>(r: &[T], f: &impl Fn(T) -> f32) -> f32 {
+    let (mut lanes, mut ok) = ([0.0f32; 16], true);
+    let mut it = r.chunks_exact(16);
+    for c in &mut it {
+        for (l, &v) in lanes.iter_mut().zip(c) {
+            let a = f(v).abs();
+            ok &= a <= f32::MAX; // NaN fails too
+            *l = if a > *l { a } else { *l };
+        }
+    }
+    for &v in it.remainder() {
+        let a = f(v).abs();
+        ok &= a <= f32::MAX;
+        lanes[0] = if a > lanes[0] { a } else { lanes[0] };
+    }
+    if ok {
+        lanes.iter().fold(0.0f32, |a, &b| a.max(b))
+    } else {
+        f32::INFINITY
     }
 }
 
@@ -130,5 +148,11 @@ mod tests {
         assert_eq!(max_abs(&Mat::BF16(b.view())), 3.0);
         let n = array![[1.0f32, f32::NAN]];
         assert_eq!(max_abs(&Mat::F32(n.view())), f32::INFINITY);
+        for (at, bad) in [(20, f32::NAN), (37, f32::NEG_INFINITY), (3, 7.0)] {
+            let mut v: Vec<f32> = (0..40).map(|i| (i as f32 - 20.0) * 0.1).collect();
+            v[at] = bad;
+            let want = if bad.is_finite() { 7.0 } else { f32::INFINITY };
+            assert_eq!(slice_max(&v, &|x| x), want, "{at}");
+        }
     }
 }
