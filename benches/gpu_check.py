@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 import xlt
-from xlt import assets, data, finetune, models
+from xlt import assets, finetune, models, tasks
 
 
 def main(out: Path) -> dict:
@@ -53,7 +53,7 @@ def main(out: Path) -> dict:
     res["experts_used"] = int(np.unique(ds["routing_idx"].values).size)
 
     # 3. LoRA steps on the device (attention + fused experts)
-    task = data.sib200(languages=["arb_Arab"])
+    task = tasks.sib200(languages=["arb_Arab"])
     t = time.perf_counter()
     ft = finetune.lora(
         m,

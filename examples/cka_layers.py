@@ -7,7 +7,7 @@ Hebrew, Maltese and Amharic representations towards Arabic more than the control
 import sys
 
 import xlt
-from xlt import data, finetune, models
+from xlt import finetune, models, tasks
 from xlt import similarity as sim
 
 name = sys.argv[1] if len(sys.argv) > 1 else "tiny:llama"
@@ -16,7 +16,7 @@ corpus = {lang: xlt.assets.flores(lang, "test")[:100] for lang in langs}
 
 adapter = sys.argv[2] if len(sys.argv) > 2 else None
 if adapter is None:
-    task = data.sib200(languages=langs)
+    task = tasks.sib200(languages=langs)
     finetune.lora(models.load(name), task, ["arb_Arab"], steps=30, out="lora_arb")
     adapter = "lora_arb"
 

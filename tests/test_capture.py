@@ -208,7 +208,7 @@ def test_resume_after_exception_equals_uninterrupted(qwen_tok, tmp_path, monkeyp
 
 KILLED = """
 import sys, time
-import xlt, xlt.dumps
+import xlt, xlt.capture, xlt.dumps
 from xlt.assets import flores, qwen_tokenizer
 from xlt.models import tiny
 xlt.dumps.CHUNK_BYTES = 3000  # commit every few batches

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 import xlt
-from xlt import data, finetune, models
-from xlt.evaluate import evaluate
+from xlt import finetune, models, tasks
+from xlt.evaluation import evaluate
 
 
 def tiny(arch, tok, seed=0):
@@ -26,7 +26,7 @@ def tok():
 
 @pytest.fixture(scope="module")
 def sib():
-    return data.sib200(languages=["arb_Arab", "heb_Hebr"])
+    return tasks.sib200(languages=["arb_Arab", "heb_Hebr"])
 
 
 @pytest.fixture(scope="module", params=["llama", "qwen3_moe"])
@@ -169,7 +169,7 @@ def test_other_arms(tok, sib, tmp_path):
     model = tiny("llama", tok)
     lm = finetune.examples(tok, sib, ["arb_Arab"], arm="language-only", limit=2)
     assert all(ids == labels for ids, labels in lm)
-    assert tok.decode(lm[0][0]) == data.texts(sib, "arb_Arab")[0]
+    assert tok.decode(lm[0][0]) == tasks.texts(sib, "arb_Arab")[0]
     fo = finetune.examples(tok, sib, ["arb_Arab"], arm="format-only", limit=1)
     assert "_ _ _" in tok.decode(fo[0][0])
     for arm in ("language-only", "format-only"):
@@ -206,7 +206,7 @@ def test_bad_input(tok, sib):
         finetune.lora((model, tok), sib, ["arb_Arab"], arm="cot", steps=1, progress=False)
     with pytest.raises(xlt.ConfigError, match="steps or epochs"):
         finetune.lora((model, tok), sib, ["arb_Arab"], steps=1, epochs=1, progress=False)
-    empty = data.belebele(
+    empty = tasks.belebele(
         xlt.assets.ROOT.parent.parent.parent / "tests" / "data" / "belebele" / "flat",
         ["eng_Latn"],
         n_test=900,

@@ -18,7 +18,7 @@ import torch
 from safetensors.torch import load_file
 
 import xlt
-from xlt import data, finetune, models
+from xlt import finetune, models, tasks
 from xlt.errors import TrainingError
 
 SETTINGS = dict(steps=7, lr=3e-2, rank=4, targets=["attention", "mlp"], limit=6, batch_size=4, seed=3)
@@ -32,7 +32,7 @@ def tok():
 
 @pytest.fixture(scope="module")
 def sib():
-    return data.sib200(languages=["arb_Arab"])
+    return tasks.sib200(languages=["arb_Arab"])
 
 
 def tiny(tok):
@@ -117,7 +117,7 @@ def test_sigkill_during_a_checkpoint_save_leaves_the_previous_one_and_resumes_ex
             f"""
             import os, signal, sys, torch
             import xlt
-            from xlt import data, finetune, models
+            from xlt import finetune, models, tasks
             torch.set_num_threads({torch.get_num_threads()})
 
             def die(event, args):
@@ -127,7 +127,7 @@ def test_sigkill_during_a_checkpoint_save_leaves_the_previous_one_and_resumes_ex
             sys.addaudithook(die)
             tok = xlt.assets.qwen_tokenizer()
             model = models.tiny("llama", tokenizer=tok, attention_dropout=0.1).hf
-            finetune.lora((model, tok), data.sib200(languages=["arb_Arab"]), ["arb_Arab"],
+            finetune.lora((model, tok), tasks.sib200(languages=["arb_Arab"]), ["arb_Arab"],
                           out={str(tmp_path / "out")!r}, progress=False, checkpoint_every={EVERY},
                           **{SETTINGS!r})
             """

@@ -3,8 +3,8 @@
 import pytest
 
 from xlt import models
-from xlt.evaluate import attached
 from xlt.errors import ConfigError
+from xlt.models import attached
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from statsmodels.stats.multitest import multipletests
 from statsmodels.stats.proportion import proportion_confint
 
-from xlt import analysis, neurons, routing, similarity, stats
+from xlt import decomposition, neurons, routing, similarity, stats
 from xlt.errors import DataError, ShapeError, XltError
 
 SETTINGS = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -201,7 +201,7 @@ def test_commonality_matches_statsmodels_and_is_scale_free(n, seed, exp):
     ling, task = rng.standard_normal(n), rng.standard_normal(n)
     y = 0.7 * ling + 0.3 * task + rng.standard_normal(n)
     r2 = lambda *xs: sm.OLS(y, sm.add_constant(np.column_stack(xs))).fit().rsquared  # noqa: E731
-    got = analysis.commonality(y * 10.0**exp, ling, task)
+    got = decomposition.commonality(y * 10.0**exp, ling, task)
     assert got["total"] == pytest.approx(r2(ling, task), abs=1e-9)
     assert got["unique_linguistic"] == pytest.approx(r2(ling, task) - r2(task), abs=1e-9)
     assert got["shared"] == pytest.approx(r2(ling) + r2(task) - r2(ling, task), abs=1e-9)
@@ -213,7 +213,7 @@ def test_commonality_refuses_non_finite(n, bad, where):
     v = {k: np.arange(n, dtype=float) ** (i + 1) for i, k in enumerate(("y", "ling", "task"))}
     v[where][n // 2] = bad
     with pytest.raises(DataError, match=where):
-        analysis.commonality(v["y"], v["ling"], v["task"])
+        decomposition.commonality(v["y"], v["ling"], v["task"])
 
 
 @SETTINGS

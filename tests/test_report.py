@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from xlt import analysis, report, simulate
+from xlt import decomposition, report, simulate
 
 LANGS = ["heb_Hebr", "amh_Ethi", "mlt_Latn", "tir_Ethi", "jpn_Jpan", "kor_Hang", "fra_Latn"]
 
@@ -16,7 +16,7 @@ LANGS = ["heb_Hebr", "amh_Ethi", "mlt_Latn", "tir_Ethi", "jpn_Jpan", "kor_Hang",
 def _inputs():
     table, _, _ = simulate.study(n_languages=len(LANGS), n_models=2, seed=0)
     table["language"] = [LANGS[int(c[1:])] for c in table["language"]]
-    dec = analysis.decompose(table, n_boot=100, n_perm=100)
+    dec = decomposition.decompose(table, n_boot=100, n_perm=100)
     gain = table.pivot(index="model", columns="language", values="gain")[LANGS].to_numpy()
     gains = xr.Dataset(
         {

@@ -52,7 +52,7 @@ def info() -> None:
 
 
 def _task(name: str, languages: str, data: str | None, variant: str, n_test: int):
-    from xlt import data as tasks
+    from xlt import tasks
 
     langs = xlt.languages.resolve(languages)
     if name == "sib200":
@@ -143,7 +143,7 @@ def eval_(
     ),
 ) -> None:
     """Zero-shot log-likelihood evaluation (lm-evaluation-harness conventions)."""
-    from xlt import data as tasks
+    from xlt import tasks
 
     t = _task(task, languages, data, variant, n_test)
     if cot:

@@ -2,10 +2,10 @@
 task alignment from language exposure:
 
 - ``task``: the task's training items in the source languages (the seed paper's setting);
-- ``format-only``: the same items with content-free texts (:class:`xlt.data.FormatOnly`);
+- ``format-only``: the same items with content-free texts (:class:`xlt.tasks.FormatOnly`);
   the "same task in an unrelated language" variant is ``arm="task"`` with other languages;
 - ``language-only``: the task's plain source-language texts with the language-modelling loss;
-- the chain-of-thought ablation needs no training: evaluate ``xlt.data.ChainOfThought(task)``.
+- the chain-of-thought ablation needs no training: evaluate ``xlt.tasks.ChainOfThought(task)``.
 
 For MoE models LoRA reaches the fused experts through peft's ``target_parameters``;
 the router is adapted only when ``targets`` asks for it. Task arms train on the answer
@@ -30,9 +30,10 @@ from typing import Any
 
 import numpy as np
 
-from xlt import data
+from xlt import tasks
 from xlt.errors import ConfigError, DataError, TrainingError
-from xlt.evaluate import _encode_pair, _unwrap
+from xlt.evaluation.scoring import encode_pair
+from xlt.models import parts
 from xlt.models.lora import fingerprint, sharing_copy
 
 ARMS = ("task", "format-only", "language-only")
@@ -118,22 +119,22 @@ def examples(
     elsewhere); ``language-only`` labels every token of the plain texts."""
     if arm not in ARMS:
         raise ConfigError(
-            f"unknown arm {arm!r}; use one of {ARMS} (CoT is an evaluation: data.ChainOfThought)"
+            f"unknown arm {arm!r}; use one of {ARMS} (CoT is an evaluation: tasks.ChainOfThought)"
         )
     for lang in languages:
         if lang not in task.languages:
             raise DataError(f"language {lang!r} is not in task {task.name!r} ({', '.join(task.languages)})")
-    if arm == "format-only" and not isinstance(task, data.FormatOnly):
-        task = data.FormatOnly(task)
+    if arm == "format-only" and not isinstance(task, tasks.FormatOnly):
+        task = tasks.FormatOnly(task)
     out = []
     for lang in languages:
         if arm == "language-only":
-            for text in data.texts(task, lang, split)[:limit]:
+            for text in tasks.texts(task, lang, split)[:limit]:
                 ids = tok.encode(text, add_special_tokens=False)[:max_length]
                 out.append((ids, list(ids)))
         else:
             for it in task.items(lang, split)[:limit]:
-                ctx, cont = _encode_pair(tok, it.prompt, it.choices[it.gold])
+                ctx, cont = encode_pair(tok, it.prompt, it.choices[it.gold])
                 ctx = ctx[-(max_length - len(cont)) :]
                 out.append((ctx + cont, [-100] * len(ctx) + cont))
     if not out:
@@ -141,7 +142,7 @@ def examples(
     return out
 
 
-def _collate(batch) -> dict:
+def collate(batch) -> dict:
     """Left-padded batch with explicit positions; ``keep`` = how many final positions
     carry a prediction of a labelled token (only those are projected onto the vocabulary)."""
     import torch
@@ -194,7 +195,7 @@ def loss(
     """Mean per-token loss of ``model`` on an arm's examples (answer tokens for task arms)."""
     import torch
 
-    hf, tok, _ = _unwrap(model)
+    hf, tok, _ = parts(model)
     exs = examples(tok, task, languages, arm, split, limit)
     dev = next(hf.parameters()).device
     total, count = 0.0, 0
@@ -203,7 +204,7 @@ def loss(
     with torch.no_grad():
         for s in range(0, len(exs), batch_size):
             batch = {
-                k: v.to(dev) if hasattr(v, "to") else v for k, v in _collate(exs[s : s + batch_size]).items()
+                k: v.to(dev) if hasattr(v, "to") else v for k, v in collate(exs[s : s + batch_size]).items()
             }
             value, n = _loss(hf, batch)
             total += float(value) * n
@@ -416,7 +417,7 @@ def lora(
         )
     if seed < 0:
         raise ConfigError(f"seed must be a non-negative integer (got {seed})")
-    hf, tok, name = _unwrap(model)
+    hf, tok, name = parts(model)
     if hasattr(hf, "peft_config"):
         raise ConfigError("the model already carries a LoRA adapter; merge it or start from the base model")
     exs = examples(tok, task, languages, arm, split, limit, max_length)
@@ -435,7 +436,7 @@ def lora(
     peft_model = get_peft_model(sharing_copy(hf), cfg)
     opt = torch.optim.AdamW([p for p in peft_model.parameters() if p.requires_grad], lr=lr)
     loader = torch.utils.data.DataLoader(
-        exs, batch_size=batch_size, sampler=_Shuffle(len(exs), seed), collate_fn=_collate
+        exs, batch_size=batch_size, sampler=_Shuffle(len(exs), seed), collate_fn=collate
     )
     peft_model, opt, loader = acc.prepare(peft_model, opt, loader)
     per_epoch = len(loader)  # batches per process

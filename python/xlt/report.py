@@ -15,7 +15,7 @@ import pandas as pd
 import xarray as xr
 
 from xlt import languages
-from xlt.analysis import PARTS, Decomposition
+from xlt.decomposition import PARTS, Decomposition
 from xlt.errors import XltError
 
 SEMITIC, CONTROL = "#c0392b", "#7f8c8d"

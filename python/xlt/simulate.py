@@ -1,5 +1,5 @@
 """Simulated studies with known linguistic and task effects, to check that
-`xlt.analysis.decompose` recovers what it claims to."""
+`xlt.decomposition.decompose` recovers what it claims to."""
 
 from __future__ import annotations
 

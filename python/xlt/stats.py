@@ -1,6 +1,7 @@
 """Paired statistics for base-vs-tuned accuracy: Wilson intervals, Newcombe's paired
 (Wilson-score) interval of a difference, the exact McNemar test, Holm's step-down
-correction, a paired bootstrap, and the seed paper's transfer regression.
+correction, a paired bootstrap, the seed paper's transfer regression, and :func:`compare`,
+which applies them all to two evaluation Datasets.
 
 Paired 2×2 notation: ``a`` both right, ``b`` tuned right and base wrong (gains),
 ``c`` base right and tuned wrong (losses), ``d`` both wrong.
@@ -9,11 +10,16 @@ Paired 2×2 notation: ``a`` both right, ``b`` tuned right and base wrong (gains)
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from statistics import NormalDist
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from xlt.errors import ConfigError, DataError
+
+if TYPE_CHECKING:
+    import xarray as xr
 
 
 def _z(alpha: float) -> float:
@@ -145,3 +151,95 @@ def gain_regression(gain, base_acc, semitic, groups=None, alpha: float = 0.05) -
         "r2": float(fit.rsquared),
         "cov_type": cov,
     }
+
+
+def _by_model(x: Any) -> dict[str, xr.Dataset]:
+    import xarray as xr
+
+    if isinstance(x, xr.Dataset):
+        return {x.attrs.get("model") or "model": x}
+    if isinstance(x, Mapping):
+        return dict(x)
+    raise ConfigError(
+        f"compare() takes evaluation Datasets or {{model: Dataset}} mappings, not {type(x).__name__}"
+    )
+
+
+def compare(base: Any, tuned: Any, *, n_boot: int = 10_000, seed: int = 0, alpha: float = 0.05) -> xr.Dataset:
+    """Paired base-vs-tuned comparison of :func:`xlt.evaluation.evaluate` results.
+
+    ``base`` and ``tuned`` are Datasets (one model) or ``{model: Dataset}`` mappings with
+    the same keys. Per model and language: ``n``, ``acc_base``, ``acc_tuned``, ``gain``;
+    Wilson intervals of both accuracies; the gain's paired Newcombe–Wilson interval
+    (``gain_lo``/``gain_hi``) and paired-bootstrap percentile interval
+    (``boot_lo``/``boot_hi``); discordant counts ``n_gain``/``n_loss``; the exact McNemar
+    p-value and its Holm adjustment across languages (within a model). Over ``term``:
+    the regression gain ~ base accuracy + Semitic indicator (OLS; standard errors
+    clustered by model when several are given, else HC1); NaN with ``attrs["regression"]``
+    saying why when it cannot be estimated."""
+    import xarray as xr
+
+    from xlt import languages as registry
+
+    b_all, t_all = _by_model(base), _by_model(tuned)
+    if set(b_all) != set(t_all):
+        raise DataError(
+            f"base models {sorted(b_all)} and tuned models {sorted(t_all)} differ; pair them by name"
+        )
+    models = list(b_all)
+    langs = list(b_all[models[0]].language.values)
+    fields = "n acc_base acc_tuned gain base_lo base_hi tuned_lo tuned_hi gain_lo gain_hi boot_lo boot_hi"
+    names = fields.split() + ["n_gain", "n_loss", "mcnemar_p"]
+    table = {k: np.full((len(models), len(langs)), np.nan) for k in names}
+    for mi, m in enumerate(models):
+        b, t = b_all[m], t_all[m]
+        for ds, what in ((b, "base"), (t, "tuned")):
+            if list(ds.language.values) != langs:
+                raise DataError(f"{what} results of {m} cover {list(ds.language.values)}, expected {langs}")
+        if list(b.item.values) != list(t.item.values):
+            raise DataError(
+                f"base and tuned results of {m} cover different items; evaluate both on the same split"
+            )
+        for li in range(len(langs)):
+            cb, ct = b.correct.values[li].astype(bool), t.correct.values[li].astype(bool)
+            a, g, c, d = (
+                int((cb & ct).sum()),
+                int((~cb & ct).sum()),
+                int((cb & ~ct).sum()),
+                int((~cb & ~ct).sum()),
+            )
+            n = a + g + c + d
+            row = {
+                "n": n,
+                "acc_base": (a + c) / n,
+                "acc_tuned": (a + g) / n,
+                "gain": (g - c) / n,
+                "n_gain": g,
+                "n_loss": c,
+                "mcnemar_p": mcnemar_exact(g, c),
+            }
+            row["base_lo"], row["base_hi"] = wilson(a + c, n, alpha)
+            row["tuned_lo"], row["tuned_hi"] = wilson(a + g, n, alpha)
+            row["gain_lo"], row["gain_hi"] = newcombe_paired(a, g, c, d, alpha)
+            row["boot_lo"], row["boot_hi"] = paired_bootstrap(g, c, n, n_boot, seed + li, alpha)
+            for key, v in row.items():
+                table[key][mi, li] = v
+    adjusted = np.stack([holm(p) for p in table["mcnemar_p"]])
+    ds = xr.Dataset(
+        {k: (("model", "language"), v) for k, v in table.items()} | {"holm_p": (("model", "language"), adjusted)},
+        coords={"model": models, "language": langs},
+        attrs={"alpha": alpha, "n_boot": n_boot, "task": b_all[models[0]].attrs.get("task", "")},
+    )
+    semitic = np.array([[registry.get(lang).is_semitic for lang in langs]] * len(models), dtype=float)
+    groups = np.repeat(np.arange(len(models)), len(langs)) if len(models) > 1 else None
+    reg = gain_regression(
+        table["gain"].ravel(), table["acc_base"].ravel(), semitic.ravel(), groups=groups, alpha=alpha
+    )
+    terms = ["Intercept", "base_acc", "semitic"]
+    for key in ("coef", "se", "p", "lo", "hi"):
+        ds[f"reg_{key}"] = ("term", np.asarray(reg.get(key, [np.nan] * 3), dtype=float))
+    ds = ds.assign_coords(term=terms)
+    ds.attrs["regression"] = (
+        reg.get("skipped") or f"OLS, {reg['cov_type']}, n={reg['nobs']}, R2={reg['r2']:.3f}"
+    )
+    return ds

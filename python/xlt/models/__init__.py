@@ -5,16 +5,19 @@ architecture adapter row (:mod:`xlt.models.adapters`) and a lazily made nnsight
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from xlt.errors import ConfigError
 from xlt.models.adapters import TABLE, Arch, resolve
-from xlt.models.lora import fingerprint, safetensors_adapter, sharing_copy, with_adapter
+from xlt.models.lora import attached, fingerprint, safetensors_adapter, sharing_copy, with_adapter
 from xlt.models.tiny import ARCHS, tiny
 
 __all__ = [
     "Model",
     "load",
+    "parts",
+    "attached",
     "tiny",
     "Arch",
     "TABLE",
@@ -143,3 +146,25 @@ def load(
         hf = with_adapter(hf, adapter)
     hf.eval()
     return Model(hf, tok, resolve(hf).arch, name, revision, adapter, remote)
+
+
+def parts(model: Any) -> tuple[Any, Any, str]:
+    """(transformers model, tokenizer, name) of what evaluation and fine-tuning accept: a
+    :class:`Model` (anything with ``.hf`` and ``.tokenizer``), a ``(model, tokenizer)``
+    pair, or a hub id / local path (loaded with :func:`load`)."""
+    if hasattr(model, "hf") and hasattr(model, "tokenizer"):
+        return model.hf, model.tokenizer, str(getattr(model, "name", "") or _name(model.hf))
+    if isinstance(model, tuple | list) and len(model) == 2:
+        return model[0], model[1], _name(model[0])
+    if isinstance(model, str | Path):
+        m = load(str(model))
+        return m.hf, m.tokenizer, str(m.name)
+    raise ConfigError(
+        f"cannot use {type(model).__name__} as a model; pass an xlt.models.Model, a "
+        "(transformers model, tokenizer) pair or a local path"
+    )
+
+
+def _name(hf: Any) -> str:
+    cfg = getattr(hf, "config", None)
+    return (getattr(cfg, "_name_or_path", "") or getattr(cfg, "model_type", "model")) if cfg else "model"

@@ -3,14 +3,16 @@ saved adapter, checks it fits, and makes the weight-sharing copies peft may rewi
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from xlt.errors import ConfigError, DataError, UnsupportedModelError
 
-__all__ = ["fingerprint", "safetensors_adapter", "sharing_copy", "with_adapter"]
+__all__ = ["attached", "fingerprint", "safetensors_adapter", "sharing_copy", "with_adapter"]
 
 
 def sharing_copy(hf: Any) -> Any:
@@ -82,3 +84,13 @@ def with_adapter(hf: Any, adapter: str | Path) -> Any:
         raise ConfigError(f"could not load the PEFT adapter {adapter!r}: {e}") from e
     except (RuntimeError, ValueError, KeyError) as e:
         raise UnsupportedModelError(f"adapter {adapter} does not fit this model: {e}") from e
+
+
+@contextlib.contextmanager
+def attached(hf: Any, adapter: str | Path | None) -> Iterator[Any]:
+    """``hf`` with the saved LoRA ``adapter`` attached (:func:`with_adapter`, eval mode) for
+    the block, or ``hf`` itself when ``adapter`` is None; ``hf`` is unchanged either way."""
+    if adapter is None:
+        yield hf
+        return
+    yield with_adapter(hf, adapter).eval()

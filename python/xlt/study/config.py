@@ -12,14 +12,16 @@ import yaml
 
 from xlt import languages
 from xlt.errors import ConfigError, XltError
+from xlt.models.adapters import TABLE
 
 ARMS = ("task", "format-only", "language-only", "cot")
 TASKS = ("sib200", "belebele")
 TARGETS = ("attention", "experts", "router")
 DTYPES = ("float32", "bfloat16", "float16", "auto")
 POOLING = ("mean", "last")
-MOE_FAMILIES = ("qwen2_moe", "qwen3_moe", "mixtral", "olmoe", "deepseek_v3", "gpt_oss")
-FAMILIES = MOE_FAMILIES + ("llama", "qwen3", "mistral", "gemma", "olmo")
+# the families xlt has an adapter row for (xlt.models.adapters imports no torch)
+FAMILIES = tuple(TABLE)
+MOE_FAMILIES = tuple(name for name, arch in TABLE.items() if arch.is_moe)
 
 
 @dataclass(frozen=True)

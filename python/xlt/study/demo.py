@@ -43,7 +43,7 @@ def pretrain(
     import torch
     from tqdm.auto import tqdm
 
-    from xlt.finetune import _collate
+    from xlt.finetune import collate
 
     m = models.tiny(family, seed=seed, num_hidden_layers=4)
     tok, hf = m.tokenizer, m.hf
@@ -67,7 +67,7 @@ def pretrain(
     bar = tqdm(range(steps), desc=f"pre-training demo {family}", disable=not progress)
     log = []
     for step in bar:
-        batch = _collate([(i, list(i)) for i in ids[(step * batch_size) % len(ids) :][:batch_size]])
+        batch = collate([(i, list(i)) for i in ids[(step * batch_size) % len(ids) :][:batch_size]])
         h = hf.base_model(
             input_ids=batch["input_ids"],
             attention_mask=batch["attention_mask"],

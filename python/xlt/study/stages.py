@@ -57,11 +57,11 @@ def load(ctx: Context, spec: ModelSpec, adapter: str | Path | None = None):
 
 
 def task(study: Study):
-    from xlt import data
+    from xlt import tasks
 
     if study.task.name == "sib200":
-        return data.sib200(study.task.path, languages=study.languages)
-    return data.belebele(study.task.path, languages=study.languages, n_test=study.task.n_test or 100)
+        return tasks.sib200(study.task.path, languages=study.languages)
+    return tasks.belebele(study.task.path, languages=study.languages, n_test=study.task.n_test or 100)
 
 
 def _texts(study: Study, n: int | None = None) -> dict[str, list]:
@@ -196,13 +196,13 @@ def _syntactic(a: str, b: str) -> float:
 
 def _evaluate(ctx: Context, out: Path, *, spec: ModelSpec, state: str) -> None:
     """Evaluate `spec` in `state` ("base", "cot" or a tuned arm) into `out`."""
-    from xlt import data
-    from xlt.evaluate import evaluate
+    from xlt import tasks
+    from xlt.evaluation import evaluate
 
     s = ctx.study
     t = task(s)
     if state == "cot":
-        t = data.ChainOfThought(t, max_new_tokens=16)
+        t = tasks.ChainOfThought(t, max_new_tokens=16)
     tuned = state not in ("base", "cot")
     model = load(ctx, spec, ctx.layout.adapter(spec.name, state) if tuned else None)
     ds = evaluate(model, t, list(s.languages), split="test", limit=s.task.n_test, out=out, progress=True)
@@ -291,7 +291,7 @@ def _middle(da: xr.DataArray, dim: str) -> float:
 
 def table(ctx: Context) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
     """The decomposition table (a row per model × arm × target) and item-level pairs."""
-    from xlt.evaluate import compare
+    from xlt.stats import compare
 
     s = ctx.study
     overlap = xr.open_dataset(ctx.layout.overlap())
@@ -368,11 +368,11 @@ def _routing(ctx: Context, spec: ModelSpec, arm: str) -> dict[str, dict[str, flo
 
 
 def decomposition(ctx: Context, out: Path) -> None:
-    from xlt import analysis
+    from xlt import decomposition
 
     rows, items, _ = table(ctx)
     a = ctx.study.analysis
-    dec = analysis.decompose(rows, items=items, n_boot=a.n_boot, n_perm=a.n_perm, seed=ctx.study.seed)
+    dec = decomposition.decompose(rows, items=items, n_boot=a.n_boot, n_perm=a.n_perm, seed=ctx.study.seed)
     lay = ctx.layout
     dec.table.to_csv(lay.decomposition("table.csv"), index=False)
     items.to_csv(lay.decomposition("items.csv"), index=False)
@@ -382,13 +382,13 @@ def decomposition(ctx: Context, out: Path) -> None:
 
 
 def report(ctx: Context, out: Path) -> None:
-    from xlt import analysis
+    from xlt import decomposition
     from xlt import report as rp
 
     s = ctx.study
     rows, items, gains = table(ctx)
     a = s.analysis
-    dec = analysis.decompose(rows, items=items, n_boot=a.n_boot, n_perm=a.n_perm, seed=s.seed)
+    dec = decomposition.decompose(rows, items=items, n_boot=a.n_boot, n_perm=a.n_perm, seed=s.seed)
     profiles = {spec.name: ctx.layout.routing_profile(spec.name, "base") for spec in s.models}
     routing = {name: xr.open_dataset(p) for name, p in profiles.items() if p.is_file()}
     notes = []

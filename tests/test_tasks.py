@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 import xlt
-from xlt import data
+from xlt import tasks
 
 BELEBELE = Path(__file__).parent / "data" / "belebele" / "flat"
 LANGS = ["eng_Latn", "deu_Latn"]
@@ -13,7 +13,7 @@ LANGS = ["eng_Latn", "deu_Latn"]
 
 @pytest.fixture(scope="module")
 def bele():
-    return data.belebele(BELEBELE, languages=LANGS)
+    return tasks.belebele(BELEBELE, languages=LANGS)
 
 
 def test_belebele_default_split_sizes(bele):
@@ -34,9 +34,9 @@ def test_no_question_id_in_train_and_test_in_any_language(bele):
 
 
 def test_split_is_seeded():
-    a = {it.id for it in data.belebele(BELEBELE, LANGS, seed=0).items("eng_Latn")}
-    b = {it.id for it in data.belebele(BELEBELE, LANGS, seed=0).items("eng_Latn")}
-    c = {it.id for it in data.belebele(BELEBELE, LANGS, seed=1).items("eng_Latn")}
+    a = {it.id for it in tasks.belebele(BELEBELE, LANGS, seed=0).items("eng_Latn")}
+    b = {it.id for it in tasks.belebele(BELEBELE, LANGS, seed=0).items("eng_Latn")}
+    c = {it.id for it in tasks.belebele(BELEBELE, LANGS, seed=1).items("eng_Latn")}
     assert a == b and a != c
 
 
@@ -52,7 +52,7 @@ def test_belebele_items_are_parallel_and_gold_matches_file(bele):
 
 
 def test_paper_variant_numbers_answers():
-    task = data.belebele(BELEBELE, ["eng_Latn"], variant="paper")
+    task = tasks.belebele(BELEBELE, ["eng_Latn"], variant="paper")
     it = task.items("eng_Latn")[0]
     d = it.doc
     want = (
@@ -65,7 +65,7 @@ def test_paper_variant_numbers_answers():
 
 
 def test_sib200_official_splits_and_parallel_ids():
-    task = data.sib200(languages=["arb_Arab", "heb_Hebr"])
+    task = tasks.sib200(languages=["arb_Arab", "heb_Hebr"])
     sizes = {sp: len(task.items("arb_Arab", sp)) for sp in ("train", "dev", "test")}
     assert sizes == {"train": 701, "dev": 99, "test": 204}
     for sp in ("train", "dev", "test"):
@@ -81,7 +81,7 @@ def test_sib200_official_splits_and_parallel_ids():
 
 
 def test_format_only_blanks_text_but_keeps_format(bele):
-    fo = data.FormatOnly(bele)
+    fo = tasks.FormatOnly(bele)
     orig, blank = bele.items("eng_Latn")[0], fo.items("eng_Latn")[0]
     assert blank.gold == orig.gold and blank.choices == orig.choices
     assert set(blank.text.split()) == {"_"} and len(blank.text.split()) == len(orig.text.split())
@@ -90,18 +90,18 @@ def test_format_only_blanks_text_but_keeps_format(bele):
 
 
 def test_chain_of_thought_prompt(bele):
-    cot = data.ChainOfThought(bele, max_new_tokens=4)
+    cot = tasks.ChainOfThought(bele, max_new_tokens=4)
     orig, it = bele.items("eng_Latn")[0], cot.items("eng_Latn")[0]
     assert it.prompt == orig.prompt[: -len("Answer:")] + "Let's think step by step."
 
 
 def test_texts_are_distinct_passages(bele):
-    texts = data.texts(bele, "eng_Latn", "train")
+    texts = tasks.texts(bele, "eng_Latn", "train")
     assert len(texts) == len(set(texts)) and len(texts) < 800
 
 
 def test_a_new_task_is_one_small_class():
-    class Yes(data.MultipleChoiceTask):
+    class Yes(tasks.MultipleChoiceTask):
         name, option_labels, splits = "yes", ("yes", "no"), ("test",)
 
         def _records(self, language):
@@ -126,7 +126,7 @@ def test_a_new_task_is_one_small_class():
             return r["t"]
 
     task = Yes(["eng_Latn"])
-    assert isinstance(task, data.Task)
+    assert isinstance(task, tasks.Task)
     assert [i.gold for i in task.items("eng_Latn")] == [0, 1, 0]
 
 
@@ -136,24 +136,24 @@ def test_bad_input(bele, tmp_path):
     with pytest.raises(xlt.ConfigError, match="unknown split"):
         bele.items("eng_Latn", "validation")
     with pytest.raises(xlt.ConfigError, match="variant"):
-        data.belebele(BELEBELE, ["eng_Latn"], variant="mmlu")
+        tasks.belebele(BELEBELE, ["eng_Latn"], variant="mmlu")
     with pytest.raises(xlt.DataError, match="no Belebele file"):
-        data.belebele(BELEBELE, ["arb_Arab"])
+        tasks.belebele(BELEBELE, ["arb_Arab"])
     with pytest.raises(xlt.DataError, match="empty"):
-        data.belebele(BELEBELE, ["eng_Latn"], n_test=900, n_train=None).items("eng_Latn", "train")
+        tasks.belebele(BELEBELE, ["eng_Latn"], n_test=900, n_train=None).items("eng_Latn", "train")
     with pytest.raises(xlt.ConfigError, match="n_test"):
-        data.belebele(BELEBELE, ["eng_Latn"], n_test=0)
+        tasks.belebele(BELEBELE, ["eng_Latn"], n_test=0)
     with pytest.raises(xlt.DataError, match="FLORES"):
-        data.sib200(languages=["xho_Latn"]).items("xho_Latn")
+        tasks.sib200(languages=["xho_Latn"]).items("xho_Latn")
     with pytest.raises(xlt.ConfigError, match="no languages"):
-        data.sib200(languages=[])
+        tasks.sib200(languages=[])
 
 
 def test_passage_split_keeps_passages_together():
-    task = data.belebele(BELEBELE, LANGS, by="passage")
+    task = tasks.belebele(BELEBELE, LANGS, by="passage")
     for lang in LANGS:
         test, train = task.items(lang, "test"), task.items(lang, "train")
         assert not {i.doc["link"] for i in test} & {i.doc["link"] for i in train}
         assert 100 <= len(test) <= 101 and len(train) == 900 - len(test)  # at most 2 questions a passage
     with pytest.raises(xlt.ConfigError, match="split unit"):
-        data.belebele(BELEBELE, LANGS, by="sentence")
+        tasks.belebele(BELEBELE, LANGS, by="sentence")

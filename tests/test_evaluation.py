@@ -8,8 +8,9 @@ import pytest
 import xarray as xr
 
 import xlt
-from xlt import data, models, stats
-from xlt.evaluate import compare, evaluate
+from xlt import models, stats, tasks
+from xlt.evaluation import evaluate
+from xlt.stats import compare
 
 BELEBELE = Path(__file__).parent / "data" / "belebele" / "flat"
 
@@ -34,7 +35,7 @@ def moe(tok):
 
 @pytest.fixture(scope="module")
 def bele():
-    return data.belebele(BELEBELE, languages=["eng_Latn", "deu_Latn"])
+    return tasks.belebele(BELEBELE, languages=["eng_Latn", "deu_Latn"])
 
 
 def test_prompts_equal_lm_eval_template_byte_for_byte(bele):
@@ -75,7 +76,7 @@ def test_loglikelihoods_equal_direct_transformers(moe, tok, bele):
     assert np.allclose(ds.acc.values, ds.correct.mean("item").values)
 
 
-class TopicWords(data.Sib200):
+class TopicWords(tasks.Sib200):
     """SIB-200 scored on the topic names themselves (multi-token continuations)."""
 
     def choices(self, record):
@@ -114,7 +115,7 @@ def test_lm_eval_files(moe, tok, bele, tmp_path):
 
 
 def test_chain_of_thought_generates_then_scores(moe, tok, bele):
-    cot = data.ChainOfThought(bele, max_new_tokens=3)
+    cot = tasks.ChainOfThought(bele, max_new_tokens=3)
     ds = evaluate((moe, tok), cot, ["eng_Latn"], limit=2, progress=False)
     assert ds.attrs["task"] == "belebele_cot" and np.isfinite(ds.loglik.values).all()
 
@@ -123,7 +124,7 @@ def test_evaluate_bad_input(moe, tok, bele):
     with pytest.raises(xlt.DataError, match="not in task"):
         evaluate((moe, tok), bele, ["arb_Arab"], limit=1, progress=False)
     with pytest.raises(xlt.DataError, match="empty"):
-        evaluate((moe, tok), data.belebele(BELEBELE, ["eng_Latn"], n_test=900), split="train", progress=False)
+        evaluate((moe, tok), tasks.belebele(BELEBELE, ["eng_Latn"], n_test=900), split="train", progress=False)
     with pytest.raises(xlt.DataError, match="adapter"):
         evaluate((moe, tok), bele, limit=1, adapter="/nonexistent", progress=False)
     with pytest.raises(xlt.ConfigError, match="cannot use"):
