@@ -92,8 +92,9 @@ def _partial(block: np.ndarray, ids: np.ndarray, n_groups: int, bf16: bool, wher
 def _chunk_files(arr, n_tokens: int, bf16: bool) -> dict | None:
     """Arguments for `NeuronAccumulator.update_files` when zarr keeps the array `arr` as
     raw little-endian values in local files, chunked along `token` only (codec `bytes`,
-    alone or inside `sharding_indexed` with a `bytes` + `crc32c` index: what DumpWriter
-    writes); the Rust reader then maps the files itself. None for anything else."""
+    optionally with `crc32c`, alone or inside `sharding_indexed` with a `bytes` + `crc32c`
+    index: what DumpWriter writes); the Rust reader then maps the files itself and checks
+    every checksum. None for anything else."""
     from zarr.codecs import BytesCodec, Crc32cCodec, ShardingCodec
     from zarr.storage import LocalStore
 
@@ -106,17 +107,19 @@ def _chunk_files(arr, n_tokens: int, bf16: bool) -> dict | None:
     if not isinstance(arr.store_path.store, LocalStore) or not hasattr(arr.store_path.store, "root"):
         return None
     raw = (BytesCodec(endian="little"),)
+    layouts = {raw: False, (*raw, Crc32cCodec()): True}  # codecs → checksum after each chunk
     codecs = tuple(meta.codecs)
-    if codecs == raw:
-        shard = {}
+    if codecs in layouts:
+        shard = {"checksum": layouts[codecs]}
     elif (
         len(codecs) == 1
         and isinstance(codecs[0], ShardingCodec)
-        and codecs[0].codecs == raw
+        and tuple(codecs[0].codecs) in layouts
         and codecs[0].index_codecs == (*raw, Crc32cCodec())
         and tuple(codecs[0].chunk_shape[1:]) == arr.shape[1:]
     ):
-        shard = {"chunk_tokens": codecs[0].chunk_shape[0], "index": codecs[0].index_location.value}
+        c = codecs[0]
+        shard = {"chunk_tokens": c.chunk_shape[0], "index": c.index_location.value, "checksum": layouts[tuple(c.codecs)]}
     else:
         return None
     root = Path(arr.store_path.store.root) / arr.store_path.path
@@ -132,6 +135,8 @@ def _stream(acc, read, ids, n: int, bf16: bool, chunk: int) -> None:
         stop = min(start + chunk, n)
         try:
             block = read(start, stop)
+        except DataError:
+            raise
         except Exception as e:  # zarr/codec errors on a corrupt or missing chunk
             raise DataError(
                 f"could not read hidden states of tokens {start}:{stop} ({type(e).__name__}: {e}); "
@@ -146,8 +151,10 @@ def _stream(acc, read, ids, n: int, bf16: bool, chunk: int) -> None:
 def _from_dump(path: Path, by: str, chunk: int):
     """Statistics of a dump path, read with zarr alone (no dataset, no task graph): raw
     chunk files through the Rust reader, other codecs through zarr in chunk-aligned blocks.
-    Returns the accumulator, the group labels and the layer coordinate (or None)."""
-    from xlt.dumps import GROWING, open_group
+    The dump is checked on opening and every read (labels and indices validated, chunk
+    checksums verified). Returns the accumulator, the group labels and the layer
+    coordinate (or None)."""
+    from xlt.dumps import GROWING, open_group, read_rows
 
     group, attrs = open_group(path)
     rows = attrs["xlt_rows"]
@@ -164,7 +171,7 @@ def _from_dump(path: Path, by: str, chunk: int):
         at, block = cache.get(name, (0, None))
         if block is None or start < at or stop > at + len(block):
             at = start
-            block = group[name][at : max(stop, min(at + BLOCK, end))]
+            block = read_rows(group[name], name, at, max(stop, min(at + BLOCK, end)), rows)
             block = block.astype(object) if block.dtype.kind == "T" else block
             cache[name] = (at, block)
         return block[start - at : stop - at]
@@ -184,7 +191,8 @@ def _from_dump(path: Path, by: str, chunk: int):
             acc.update_files(paths[i : i + k], file_tokens=per, group=ids(a, b), first_token=a, **files)
     else:
         align = hidden.chunks[0]
-        _stream(acc, lambda a, b: hidden[a:b], ids, n, bf16, max(align, chunk // align * align))
+        read = lambda a, b: read_rows(hidden, "hidden", a, b, rows)  # noqa: E731
+        _stream(acc, read, ids, n, bf16, max(align, chunk // align * align))
     return acc, labels, (values("layer", None, None) if "layer" in dims else None)
 
 

@@ -308,10 +308,22 @@ def _check_schema(ds: xr.Dataset) -> tuple[int, int, int]:
     return t, layers, k
 
 
+MAX_EXPERTS = 1 << 15  # routing_idx is int16 in a dump
+
+
 def _n_experts(ds: xr.Dataset) -> int:
+    """The dump's expert count, checked before anything is sized by it: an integer in
+    1..2**15 (what int16 expert ids can name), equal to router_prob's expert axis."""
     n = ds.attrs.get("n_experts")
     if n is None:
         raise DataError("the dump has no n_experts attribute; set ds.attrs['n_experts'] to the model's count")
+    if isinstance(n, bool) or not isinstance(n, int | np.integer) or not 1 <= n <= MAX_EXPERTS:
+        raise DataError(
+            f"the dump's n_experts attribute is {n!r}, not an expert count in 1..{MAX_EXPERTS}; "
+            "the dump's attributes are damaged — set ds.attrs['n_experts'] to the model's count or recapture"
+        )
+    if "router_prob" in ds.variables and ds["router_prob"].sizes["expert"] != n:
+        raise DataError(f"n_experts is {n} but router_prob has {ds['router_prob'].sizes['expert']} experts")
     return int(n)
 
 
@@ -338,7 +350,7 @@ def _labeller(ds: xr.Dataset, by: str):
             if "token_item" not in ds.variables:
                 raise DataError(f"{by} is per item but the dump has no token_item to map tokens to items")
             per_item = _as_str(var.values)
-            return ["token_item"], lambda part: per_item[np.asarray(part["token_item"].values)]
+            return ["token_item"], lambda part: per_item[_item_rows(part, len(per_item))]
         raise ShapeError(f"{by} has dims {var.dims}; group by a per-token or per-item variable")
     if by in ("script", "family") and "language" in ds.variables:
         from xlt import languages
@@ -383,10 +395,20 @@ def _item_keys(ds: xr.Dataset, item: str | None):
         ids = np.asarray(ds["item_id"].values)
         _, key = np.unique(ids, return_inverse=True)
         key = key.reshape(-1).astype(np.int64)
-        return [item], lambda part: key[np.asarray(part[item].values)]
+        return [item], lambda part: key[_item_rows(part, len(key), item)]
     if not np.issubdtype(var.dtype, np.integer):
         raise DataError(f"{item} must hold integer item ids, got dtype {var.dtype}")
     return [item], lambda part: np.ascontiguousarray(part[item].values, dtype=np.int64)
+
+
+def _item_rows(part: xr.Dataset, n: int, name: str = "token_item") -> np.ndarray:
+    """Per-token item rows, checked to index one of the ``n`` items (a -1 would silently
+    take the last)."""
+    rows = np.asarray(part[name].values)
+    bad = np.flatnonzero((rows < 0) | (rows >= n))
+    if len(bad):
+        raise DataError(f"{name} holds {rows[bad[0]]} at a token, not an item row in 0..{n - 1}; check the dump")
+    return rows
 
 
 def _indices(a: np.ndarray) -> np.ndarray:

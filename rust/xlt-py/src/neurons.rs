@@ -41,8 +41,9 @@ impl NeuronAccumulator {
     /// little-endian chunk files: `paths` in token order, `file_tokens` tokens
     /// each, the first file starting at token `first_token` of the array;
     /// sharded files also give `chunk_tokens` (per inner chunk) and `index`
-    /// ("start" or "end"). Files are memory-mapped, GIL released.
-    #[pyo3(signature = (paths, dtype, file_tokens, group, chunk_tokens=None, index="end", first_token=0))]
+    /// ("start" or "end"); `checksum`: each chunk ends with its crc32c, which is
+    /// verified. Files are memory-mapped, GIL released.
+    #[pyo3(signature = (paths, dtype, file_tokens, group, chunk_tokens=None, index="end", first_token=0, checksum=false))]
     #[allow(clippy::too_many_arguments)]
     fn update_files(
         &mut self,
@@ -54,6 +55,7 @@ impl NeuronAccumulator {
         chunk_tokens: Option<usize>,
         index: &str,
         first_token: usize,
+        checksum: bool,
     ) -> PyResult<()> {
         let dtype = match dtype {
             "bfloat16" => Dtype::BF16,
@@ -82,6 +84,7 @@ impl NeuronAccumulator {
             first_token,
             file_tokens,
             shard: chunk_tokens.map(|c| (c, at)),
+            checksum,
         };
         let group = group.as_array().to_vec();
         let inner = &mut self.inner;

@@ -1,11 +1,13 @@
 //! Hidden states read straight from a zarr array's chunk files, for the
-//! layouts xlt's dump writer makes: raw little-endian values (codec `bytes`),
-//! as plain chunk files or inside `sharding_indexed` shards whose index is
-//! `bytes` + `crc32c`. Each file is memory-mapped (page-cache pages, no copy),
-//! checked against the sizes the layout implies (exact chunk sizes, index
-//! checksum, chunk offsets inside the file) and its token rows go to the
-//! kernel. The caller (Python, from zarr's own metadata) lists the files and
-//! reads any other codec through zarr instead.
+//! layouts xlt's dump writer makes: raw little-endian values (codec `bytes`,
+//! optionally followed by `crc32c`: a 4-byte checksum after each chunk's
+//! payload), as plain chunk files or inside `sharding_indexed` shards whose
+//! index is `bytes` + `crc32c`. Each file is memory-mapped (page-cache pages,
+//! no copy) and checked by [`chunk_payloads`] — exact chunk sizes, index and
+//! chunk checksums, chunk offsets inside the file — on a helper thread while
+//! the kernel sums the previous file; its token rows then go to the kernel.
+//! The caller (Python, from zarr's own metadata) lists the files and reads
+//! any other codec through zarr instead.
 use std::path::PathBuf;
 
 use super::kernel::{Dtype, Row};
@@ -31,6 +33,8 @@ pub struct ChunkFiles {
     pub file_tokens: usize,
     /// Sharded files: tokens per inner chunk and where the index is.
     pub shard: Option<(usize, IndexAt)>,
+    /// Each chunk's payload is followed by its crc32c (zarr codec `crc32c`).
+    pub checksum: bool,
 }
 
 impl NeuronStats {
@@ -44,6 +48,9 @@ impl NeuronStats {
         ensure_shape(per_chunk > 0 && per_file % per_chunk == 0, || {
             format!("{per_file} tokens per file is not a multiple of {per_chunk} tokens per chunk")
         })?;
+        ensure_shape(per_chunk.checked_mul(row).is_some_and(|b| b < isize::MAX as usize), || {
+            format!("{per_chunk} tokens per chunk of {row} bytes each overflow")
+        })?;
         let needed = n.div_ceil(per_file);
         ensure_shape(files.paths.len() >= needed, || {
             format!(
@@ -51,10 +58,12 @@ impl NeuronStats {
                 files.paths.len()
             )
         })?;
-        // One thread maps (and faults in) the next file and unmaps the last
-        // while the kernel sums the current one: with 4 kB pages the
+        // One thread maps (and faults in) the next file, checks it and unmaps
+        // the last while the kernel sums the current one: with 4 kB pages the
         // page-table work is ~30 % of the kernel's time, done serially before.
         let paths = &files.paths[..needed];
+        let chunk_bytes = per_chunk * row;
+        let (shard, checksum) = (files.shard.map(|_| at), files.checksum);
         std::thread::scope(|s| {
             let (ready, mapped) = std::sync::mpsc::sync_channel(1);
             let (done, used) = std::sync::mpsc::channel::<Mapped>();
@@ -65,13 +74,28 @@ impl NeuronStats {
                     if i >= 2 && used.recv().map(drop).is_err() {
                         break;
                     }
-                    if ready.send(map(path)).is_err() {
+                    let tokens = ((i + 1) * per_file).min(n) - i * per_file;
+                    let checked = map(path).map_err(|e| match e.kind() {
+                        std::io::ErrorKind::NotFound => "the file is missing".to_string(),
+                        _ => format!("cannot read it ({e})"),
+                    });
+                    let checked = checked.and_then(|bytes| {
+                        let layout = Layout {
+                            chunk_bytes,
+                            chunks: per_file / per_chunk,
+                            shard,
+                            checksum,
+                        };
+                        let offsets = chunk_payloads(&bytes, &layout, tokens.div_ceil(per_chunk))?;
+                        Ok((bytes, offsets))
+                    });
+                    if ready.send(checked).is_err() {
                         break;
                     }
                 }
                 used.iter().for_each(drop); // unmap the rest as they come back
             });
-            for (i, (path, bytes)) in paths.iter().zip(mapped).enumerate() {
+            for (i, (path, checked)) in paths.iter().zip(mapped).enumerate() {
                 let (t0, t1) = (i * per_file, ((i + 1) * per_file).min(n));
                 let (a, b) = (files.first_token + t0, files.first_token + t1);
                 let fail = |what: String| {
@@ -80,28 +104,7 @@ impl NeuronStats {
                         path.display()
                     ))
                 };
-                let bytes = bytes.map_err(|e| match e.kind() {
-                    std::io::ErrorKind::NotFound => fail("the file is missing".into()),
-                    _ => fail(format!("cannot read it ({e})")),
-                })?;
-                let chunk_bytes = per_chunk * row;
-                let offsets = match files.shard {
-                    None if bytes.len() == chunk_bytes => vec![0],
-                    None => {
-                        return Err(fail(format!(
-                            "{} bytes where a chunk of raw values has {chunk_bytes}",
-                            bytes.len()
-                        )))
-                    }
-                    Some(_) => chunk_offsets(
-                        &bytes,
-                        per_file / per_chunk,
-                        (t1 - t0).div_ceil(per_chunk),
-                        chunk_bytes,
-                        at,
-                    )
-                    .map_err(fail)?,
-                };
+                let (bytes, offsets) = checked.map_err(fail)?;
                 let rows: Vec<Row> = (0..t1 - t0)
                     .map(|t| Row(bytes[offsets[t / per_chunk] + (t % per_chunk) * row..].as_ptr()))
                     .collect();
@@ -115,9 +118,56 @@ impl NeuronStats {
     }
 }
 
+/// How a chunk file is laid out: chunks of `chunk_bytes` raw bytes each,
+/// `chunks` of them per shard with the index at `shard` (`None`: the file is
+/// one plain chunk), each followed by its crc32c when `checksum`.
+#[derive(Clone, Copy, Debug)]
+pub struct Layout {
+    pub chunk_bytes: usize,
+    pub chunks: usize,
+    pub shard: Option<IndexAt>,
+    pub checksum: bool,
+}
+
+/// Byte offsets of the payloads of the first `used` chunks in a chunk file's
+/// `bytes`, checked: the file's size (plain chunk), the shard index's
+/// checksum, each chunk present, of its exact size and inside the data part
+/// of the file, and each chunk's own crc32c. The message says what is wrong.
+/// A plain function over bytes: the reader's entry point for fuzzing.
+pub fn chunk_payloads(
+    bytes: &[u8],
+    layout: &Layout,
+    used: usize,
+) -> std::result::Result<Vec<usize>, String> {
+    let stored = layout.chunk_bytes + 4 * layout.checksum as usize;
+    let offsets = match layout.shard {
+        None if bytes.len() == stored => vec![0],
+        None => {
+            return Err(format!(
+                "{} bytes where a chunk of raw values{} has {stored}",
+                bytes.len(),
+                if layout.checksum { " and its checksum" } else { "" }
+            ))
+        }
+        Some(at) => chunk_offsets(bytes, layout.chunks, used, stored, at)?,
+    };
+    if layout.checksum {
+        for (j, &off) in offsets.iter().enumerate() {
+            let (payload, crc) = bytes[off..off + stored].split_at(layout.chunk_bytes);
+            if crc32c::crc32c(payload).to_le_bytes() != crc {
+                return Err(match layout.shard {
+                    Some(_) => format!("inner chunk {j} fails its crc32c checksum"),
+                    None => "its data fail their crc32c checksum".to_string(),
+                });
+            }
+        }
+    }
+    Ok(offsets)
+}
+
 /// Byte offsets of the first `used` of a shard's `chunks` inner chunks,
-/// checked: index checksum, each chunk present, `chunk_bytes` long and inside
-/// the data part of the file.
+/// checked: index checksum, each chunk present, `chunk_bytes` long (payload
+/// and checksum) and inside the data part of the file.
 fn chunk_offsets(
     bytes: &[u8],
     chunks: usize,
@@ -125,7 +175,10 @@ fn chunk_offsets(
     chunk_bytes: usize,
     at: IndexAt,
 ) -> std::result::Result<Vec<usize>, String> {
-    let (len, index_len) = (bytes.len(), 16 * chunks + 4);
+    let len = bytes.len();
+    let Some(index_len) = chunks.checked_mul(16).and_then(|b| b.checked_add(4)) else {
+        return Err(format!("{chunks} chunks per shard is not a size a shard can have"));
+    };
     if len < index_len {
         return Err(format!(
             "{len} bytes, shorter than its {index_len}-byte shard index"
@@ -151,7 +204,7 @@ fn chunk_offsets(
             }
             if nb != chunk_bytes as u64 {
                 return Err(format!(
-                    "inner chunk {j} has {nb} bytes, raw values need {chunk_bytes}"
+                    "inner chunk {j} has {nb} bytes, its raw values need {chunk_bytes}"
                 ));
             }
             match off.checked_add(nb) {
@@ -212,8 +265,9 @@ mod tests {
 
     use crate::neurons::Block3;
 
-    /// A shard of `chunks` inner chunks (in reverse order on disk) with its index at the end.
-    fn shard(x: &[u16], chunks: usize, chunk_bytes: usize) -> Vec<u8> {
+    /// A shard of `chunks` inner chunks (in reverse order on disk, each
+    /// followed by its crc32c when `checksum`) with its index at the end.
+    fn shard(x: &[u16], chunks: usize, chunk_bytes: usize, checksum: bool) -> Vec<u8> {
         let raw: Vec<u8> = x.iter().flat_map(|v| v.to_le_bytes()).collect();
         let mut out = Vec::new();
         let mut index = vec![0u8; 16 * chunks];
@@ -223,7 +277,10 @@ mod tests {
                 Some(p) => {
                     let off = out.len() as u64;
                     out.extend_from_slice(p);
-                    (off, p.len() as u64)
+                    if checksum {
+                        out.extend_from_slice(&crc32c::crc32c(p).to_le_bytes());
+                    }
+                    (off, out.len() as u64 - off)
                 }
                 None => (u64::MAX, u64::MAX),
             };
@@ -236,14 +293,16 @@ mod tests {
         out
     }
 
-    #[test]
-    fn shards_read_like_memory_and_damage_is_named() {
+    fn shards_read_like_memory_and_damage_is_named(checksum: bool) {
         let (n, l, h, per_chunk, chunks) = (40, 2, 48, 4, 8);
         let x = Array3::from_shape_fn((n, l, h), |(t, li, hi)| {
             ((((t * 31 + li * 7 + hi) % 23) as f32 - 11.0).to_bits() >> 16) as u16
         });
         let group = Array1::from_shape_fn(n, |t| (t / 5 % 3) as i32 - (t == 7) as i32);
-        let dir = std::env::temp_dir().join(format!("xlt-neurons-files-{}", std::process::id()));
+        let dir = std::env::temp_dir().join(format!(
+            "xlt-neurons-files-{}-{checksum}",
+            std::process::id()
+        ));
         std::fs::create_dir_all(&dir).unwrap();
         let flat = x.as_slice().unwrap();
         let per_file = per_chunk * chunks;
@@ -258,6 +317,7 @@ mod tests {
                         &flat[i * per_file * l * h..end * l * h],
                         chunks,
                         chunk_bytes,
+                        checksum,
                     ),
                 )
                 .unwrap();
@@ -270,6 +330,7 @@ mod tests {
             first_token: 0,
             file_tokens: per_file,
             shard: Some((per_chunk, IndexAt::End)),
+            checksum,
         };
         let mut got = NeuronStats::new(3, l, h);
         got.update_files(&files, group.as_slice().unwrap()).unwrap();
@@ -278,6 +339,17 @@ mod tests {
         assert_eq!(got, want);
 
         let bytes = std::fs::read(&paths[1]).unwrap();
+        if checksum {
+            // one flipped value bit in inner chunk 1 (stored first: chunks are reversed)
+            let mut flipped = bytes.clone();
+            flipped[5] ^= 1;
+            std::fs::write(&paths[1], &flipped).unwrap();
+            let err = NeuronStats::new(3, l, h).update_files(&files, group.as_slice().unwrap());
+            assert!(
+                matches!(&err, Err(Error::Data(m)) if m.contains("tokens 32:40") && m.contains("inner chunk 1 fails its crc32c")),
+                "{err:?}"
+            );
+        }
         std::fs::write(&paths[1], &bytes[..bytes.len() - 3]).unwrap();
         let err = NeuronStats::new(3, l, h).update_files(&files, group.as_slice().unwrap());
         assert!(
@@ -291,5 +363,33 @@ mod tests {
             "{err:?}"
         );
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn raw_shards_read_like_memory_and_damage_is_named() {
+        shards_read_like_memory_and_damage_is_named(false);
+    }
+
+    #[test]
+    fn checksummed_shards_read_like_memory_and_damage_is_named() {
+        shards_read_like_memory_and_damage_is_named(true);
+    }
+
+    #[test]
+    fn plain_chunks_check_size_and_checksum() {
+        let payload: Vec<u8> = (0..64u8).collect();
+        let mut file = payload.clone();
+        file.extend_from_slice(&crc32c::crc32c(&payload).to_le_bytes());
+        let layout = Layout { chunk_bytes: 64, chunks: 1, shard: None, checksum: true };
+        assert_eq!(chunk_payloads(&file, &layout, 1), Ok(vec![0]));
+        file[3] ^= 0x40;
+        assert_eq!(
+            chunk_payloads(&file, &layout, 1),
+            Err("its data fail their crc32c checksum".to_string())
+        );
+        let short = chunk_payloads(&file[..66], &layout, 1).unwrap_err();
+        assert!(short.contains("66 bytes") && short.contains("68"), "{short}");
+        let huge = Layout { chunk_bytes: 1, chunks: usize::MAX / 8, shard: Some(IndexAt::End), checksum: false };
+        assert!(chunk_payloads(&file, &huge, 1).unwrap_err().contains("chunks per shard"));
     }
 }
