@@ -158,3 +158,10 @@ def test_token_counts_refuse_ids_beyond_any_vocabulary():
     _fast(lambda: _core.TokenCounts(10**12), ConfigError, "vocab_size")
     c.update(ids[:1], spans[:1], spans[:1] + 1, spans[:1], spans[:1] + 1, np.array([0, 1]))
     assert c.tokens == 1
+
+
+def test_cka_sums_and_rdm_sizes_are_checked_first():
+    _fast(lambda: _core.CkaSums([10**6, 10**6, 10**6]), ConfigError, "CKA sums")
+    _fast(lambda: _core.CkaSums([2**40, 2**40]), ConfigError, "CKA sums")
+    x = np.random.default_rng(1).standard_normal((120_000, 1)).astype(np.float32)
+    _fast(lambda: sim.rsa(x, x), ConfigError, "RDM of X")

@@ -53,8 +53,14 @@ mod tests {
 
     #[test]
     fn overflow_and_excess_are_errors_that_name_the_sizes() {
-        let huge = table("x", &[("a", 1_000_000), ("b", 1_000_000), ("c", 1_000_000)], 24);
-        assert!(matches!(&huge, Err(Error::Config(m)) if m.contains("a=1000000") && m.contains("2^64")));
+        let huge = table(
+            "x",
+            &[("a", 1_000_000), ("b", 1_000_000), ("c", 1_000_000)],
+            24,
+        );
+        assert!(
+            matches!(&huge, Err(Error::Config(m)) if m.contains("a=1000000") && m.contains("2^64"))
+        );
         let big = table("x", &[("a", 1 << 40)], 8);
         assert!(matches!(&big, Err(Error::Config(m)) if m.contains("8796093022208 bytes")));
         assert_eq!(table("x", &[("a", 3), ("b", 5)], 8), Ok(15));

@@ -107,7 +107,10 @@ impl TokenCounts {
         )?;
         let max = ids.par_iter().copied().max().map_or(0, |m| m as usize + 1);
         if max > MAX_TOKEN_ID {
-            let pos = ids.iter().position(|&i| i as usize >= MAX_TOKEN_ID).unwrap_or(0);
+            let pos = ids
+                .iter()
+                .position(|&i| i as usize >= MAX_TOKEN_ID)
+                .unwrap_or(0);
             return Err(Error::Data(format!(
                 "token id {} at position {pos} is not below {MAX_TOKEN_ID}, the largest \
                  vocabulary TokenCounts counts; pass the ids a tokenizer produced",

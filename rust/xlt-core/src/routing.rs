@@ -154,12 +154,20 @@ impl RoutingAccumulator {
         // (group, group, layer) tables: 8 bytes a value
         let gle = crate::limits::table(
             "routing accumulator",
-            &[("n_groups", n_groups), ("n_layers", n_layers), ("n_experts", n_experts)],
+            &[
+                ("n_groups", n_groups),
+                ("n_layers", n_layers),
+                ("n_experts", n_experts),
+            ],
             48,
         )?;
         crate::limits::table(
             "routing profile (group, group, layer tables)",
-            &[("n_groups", n_groups), ("n_groups", n_groups), ("n_layers", n_layers)],
+            &[
+                ("n_groups", n_groups),
+                ("n_groups", n_groups),
+                ("n_layers", n_layers),
+            ],
             16,
         )?;
         Ok(Self {

@@ -266,6 +266,7 @@ impl CkaSums {
         debiased: bool,
     ) -> PyResult<Self> {
         let (pairs, shift) = check_layout(&dims, pairs, shift)?;
+        cka::Sums::check_sizes(&dims, &pairs).py()?;
         Ok(CkaSums {
             inner: cka::Sums::new(&dims, &pairs, shift.clone(), precision(debiased)),
             dims,

@@ -88,13 +88,16 @@ impl CkaStats {
 /// is at most `sq`) or underflow. In-memory callers rescale first
 /// (`scale::at_unit_scale`); streamed blocks cannot, so they are refused.
 fn in_f32_range(sq: f64, name: &str, start: usize, end: usize) -> Result<()> {
-    ensure_data(sq == 0.0 || (2f64.powi(-100)..=2f64.powi(120)).contains(&sq), || {
-        format!(
+    ensure_data(
+        sq == 0.0 || (2f64.powi(-100)..=2f64.powi(120)).contains(&sq),
+        || {
+            format!(
             "{name} rows {start}:{end} have centred values whose squares sum to {sq:e}, outside \
              [2^-100, 2^120] where float32 products are exact to 1e-7; CKA is scale-invariant: \
              multiply every block of {name} by one constant (e.g. 1 / max |value|) first"
         )
-    })
+        },
+    )
 }
 
 /// Rows per block of [`Sums::update_all`] (and of the in-memory feature route).
@@ -308,6 +311,33 @@ impl Sums {
         Ok(())
     }
 
+    /// `Config` error unless sums for `dims` and `pairs` (indices into
+    /// `dims`) can be held: no overflow, and within physical memory.
+    pub fn check_sizes(dims: &[usize], pairs: &[(usize, usize)]) -> Result<()> {
+        let m = dims.len();
+        let bad = pairs.iter().find(|&&(p, q)| p >= m || q >= m);
+        if let Some((p, q)) = bad {
+            return Err(Error::Config(format!(
+                "pair ({p}, {q}) names a matrix beyond the {m} given"
+            )));
+        }
+        let total: usize = dims
+            .iter()
+            .try_fold(0usize, |a, &d| a.checked_add(d))
+            .unwrap_or(usize::MAX);
+        let values = pairs
+            .iter()
+            .map(|&(p, q)| dims[p].checked_mul(dims[q]))
+            .chain([total.checked_mul(m + 1), m.checked_mul(m)])
+            .try_fold(1usize, |a, v| v.and_then(|v| a.checked_add(v)));
+        crate::limits::table(
+            &format!("CKA sums for widths {dims:?}"),
+            &[("f64 values", values.unwrap_or(usize::MAX))],
+            8,
+        )
+        .map(drop)
+    }
+
     /// Length of [`Sums::state`] for these widths and pairs.
     pub fn state_len(dims: &[usize], pairs: &[(usize, usize)]) -> usize {
         let m = dims.len();
@@ -340,6 +370,7 @@ impl Sums {
         prec: Precision,
         state: &[f64],
     ) -> Result<Self> {
+        Self::check_sizes(dims, pairs)?;
         let want = Self::state_len(dims, pairs);
         ensure_shape(state.len() == want, || {
             format!(

@@ -137,8 +137,12 @@ fn block_products(g: &mut faer::Mat<f32>, z: MatRef<f32>, s: usize, e: usize) {
 /// the distance, which neither correlation sees), the distance for euclidean.
 pub fn rdm(x: &Mat, metric: RdmMetric, name: &str) -> Result<Vec<f32>> {
     let n = x.nrows();
+    let half = n
+        .checked_mul(n.saturating_sub(1))
+        .map_or(usize::MAX, |v| v / 2);
+    crate::limits::table(&format!("the RDM of {name}"), &[("row pairs", half)], 4)?;
     let (z, norms) = prepare(x, metric, name)?;
-    let mut out = vec![0.0f32; n * n.saturating_sub(1) / 2];
+    let mut out = vec![0.0f32; half];
     advise_huge(&mut out);
     let mut chunks = Vec::new();
     let mut rest = out.as_mut_slice();

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Short libFuzzer run of every target (default 25 s each, one process, nice -n 10):
+# a crash, panic, abort, OOM or hang fails the script and leaves the input in
+# fuzz/artifacts/TARGET/. Usage: fuzz/smoke.sh [seconds]  (needs nightly + cargo-fuzz)
+set -euo pipefail
+cd "$(dirname "$0")"
+secs=${1:-25}
+targets=(roots token_counts routing chunk_files)
+command -v cargo-fuzz >/dev/null || { echo "smoke.sh: cargo-fuzz missing: cargo install cargo-fuzz" >&2; exit 2; }
+cargo +nightly fuzz build
+fail=0
+for t in "${targets[@]}"; do
+  mkdir -p "corpus/$t"
+  echo "== $t (${secs}s)"
+  if ! nice -n 10 cargo +nightly fuzz run "$t" "corpus/$t" -- \
+      -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 \
+      -print_final_stats=1 >"corpus/$t.log" 2>&1; then
+    echo "FUZZ FAILURE in $t (input saved under fuzz/artifacts/$t/):" >&2
+    grep -E "panicked|ERROR: libFuzzer|SUMMARY|Test unit written" "corpus/$t.log" >&2 || tail -n 30 "corpus/$t.log" >&2
+    fail=1
+  else
+    grep -E "stat::number_of_executed_units" "corpus/$t.log" || true
+  fi
+done
+exit $fail
