@@ -153,15 +153,32 @@ def captured(tmp_path_factory, qwen_tok) -> Path:
     corpus = {lang: flores(lang, "dev")[:3] for lang in ("arb_Arab", "heb_Hebr")}
     path = tmp_path_factory.mktemp("dump") / "d.zarr"
     xlt.capture(
-        tiny("qwen3_moe", tokenizer=qwen_tok), corpus, hidden="tokens", router_probs=True,
-        store=path, progress=False,
+        tiny("qwen3_moe", tokenizer=qwen_tok),
+        corpus,
+        hidden="tokens",
+        router_probs=True,
+        store=path,
+        progress=False,
     )
     return path
 
 
 ARRAYS = [
-    "item_id", "language", "token_item", "token_pos", "token_id", "word_id", "token_language",
-    "hidden", "routing_idx", "routing_weight", "router_prob", "layer", "moe_layer", "k", "expert",
+    "item_id",
+    "language",
+    "token_item",
+    "token_pos",
+    "token_id",
+    "word_id",
+    "token_language",
+    "hidden",
+    "routing_idx",
+    "routing_weight",
+    "router_prob",
+    "layer",
+    "moe_layer",
+    "k",
+    "expert",
 ]
 
 
@@ -317,6 +334,27 @@ def test_sizes_in_files_are_checked_before_allocating(captured, tmp_path):
         neurons.statistics(path)
 
 
+def test_dumps_without_checksums_still_read(tmp_path):
+    """Older dumps: no crc32c, and a chunk equal to the fill value was not stored."""
+    import zarr
+
+    path = tmp_path / "d"
+    items, tokens = block(0, 2, 0)
+    write(path, [(items, {**tokens, "routing_idx": np.full((6, 1, 2), -1, np.int16)})])
+    group = zarr.open_group(str(path), mode="r+")
+    group.create_array(
+        "routing_idx",
+        shape=(6, 1, 2),
+        chunks=(4, 1, 2),
+        dtype=np.int16,
+        fill_value=-1,
+        dimension_names=DIMS["routing_idx"],
+        overwrite=True,
+    )  # as before: zstd only, all-fill chunks left out
+    assert chunk_files(path, "routing_idx") == []
+    np.testing.assert_array_equal(open_dump(path).routing_idx.values, np.full((6, 1, 2), -1))
+
+
 def test_writer_stores_a_checksum_in_every_chunk(captured):
     import zarr
 
@@ -399,6 +437,8 @@ def test_capture_killed_at_seeded_writes_resumes_exactly(tmp_path):
         got = open_dump(tmp_path / f"killed{k}").load()
         assert got.sizes == full.sizes, k
         for name in full.variables:
-            np.testing.assert_array_equal(got[name].values, full[name].values, err_msg=f"{name}, killed at {k}")
+            np.testing.assert_array_equal(
+                got[name].values, full[name].values, err_msg=f"{name}, killed at {k}"
+            )
         pairs = list(zip(got.language.values.tolist(), got.item_id.values.tolist(), strict=True))
         assert len(set(pairs)) == len(pairs) == 10

@@ -48,9 +48,12 @@ impl NeuronStats {
         ensure_shape(per_chunk > 0 && per_file % per_chunk == 0, || {
             format!("{per_file} tokens per file is not a multiple of {per_chunk} tokens per chunk")
         })?;
-        ensure_shape(per_chunk.checked_mul(row).is_some_and(|b| b < isize::MAX as usize), || {
-            format!("{per_chunk} tokens per chunk of {row} bytes each overflow")
-        })?;
+        ensure_shape(
+            per_chunk
+                .checked_mul(row)
+                .is_some_and(|b| b < isize::MAX as usize),
+            || format!("{per_chunk} tokens per chunk of {row} bytes each overflow"),
+        )?;
         let needed = n.div_ceil(per_file);
         ensure_shape(files.paths.len() >= needed, || {
             format!(
@@ -146,7 +149,11 @@ pub fn chunk_payloads(
             return Err(format!(
                 "{} bytes where a chunk of raw values{} has {stored}",
                 bytes.len(),
-                if layout.checksum { " and its checksum" } else { "" }
+                if layout.checksum {
+                    " and its checksum"
+                } else {
+                    ""
+                }
             ))
         }
         Some(at) => chunk_offsets(bytes, layout.chunks, used, stored, at)?,
@@ -177,7 +184,9 @@ fn chunk_offsets(
 ) -> std::result::Result<Vec<usize>, String> {
     let len = bytes.len();
     let Some(index_len) = chunks.checked_mul(16).and_then(|b| b.checked_add(4)) else {
-        return Err(format!("{chunks} chunks per shard is not a size a shard can have"));
+        return Err(format!(
+            "{chunks} chunks per shard is not a size a shard can have"
+        ));
     };
     if len < index_len {
         return Err(format!(
@@ -380,7 +389,12 @@ mod tests {
         let payload: Vec<u8> = (0..64u8).collect();
         let mut file = payload.clone();
         file.extend_from_slice(&crc32c::crc32c(&payload).to_le_bytes());
-        let layout = Layout { chunk_bytes: 64, chunks: 1, shard: None, checksum: true };
+        let layout = Layout {
+            chunk_bytes: 64,
+            chunks: 1,
+            shard: None,
+            checksum: true,
+        };
         assert_eq!(chunk_payloads(&file, &layout, 1), Ok(vec![0]));
         file[3] ^= 0x40;
         assert_eq!(
@@ -388,8 +402,18 @@ mod tests {
             Err("its data fail their crc32c checksum".to_string())
         );
         let short = chunk_payloads(&file[..66], &layout, 1).unwrap_err();
-        assert!(short.contains("66 bytes") && short.contains("68"), "{short}");
-        let huge = Layout { chunk_bytes: 1, chunks: usize::MAX / 8, shard: Some(IndexAt::End), checksum: false };
-        assert!(chunk_payloads(&file, &huge, 1).unwrap_err().contains("chunks per shard"));
+        assert!(
+            short.contains("66 bytes") && short.contains("68"),
+            "{short}"
+        );
+        let huge = Layout {
+            chunk_bytes: 1,
+            chunks: usize::MAX / 8,
+            shard: Some(IndexAt::End),
+            checksum: false,
+        };
+        assert!(chunk_payloads(&file, &huge, 1)
+            .unwrap_err()
+            .contains("chunks per shard"));
     }
 }
