@@ -30,7 +30,9 @@ class NeuronAccumulator:
         chunk_tokens: int | None = None,
         index: str = "end",
         first_token: int = 0,
-    ) -> None: ...
+        checksum: bool = False,
+    ) -> None:
+        """``checksum``: each chunk ends in zarr's crc32c of its payload, verified (DataError on a mismatch)."""
     def merge(self, other: NeuronAccumulator) -> None: ...
     def state(self) -> dict[str, npt.NDArray[Any]]: ...
     @staticmethod

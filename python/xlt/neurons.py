@@ -40,8 +40,13 @@ def _not_tokens(got) -> None:
 
 
 def _bits(block: np.ndarray, bf16: bool) -> np.ndarray:
-    if block.dtype.name == "bfloat16" or bf16:
+    if block.dtype.name == "bfloat16" or (bf16 and block.dtype in (np.uint16, np.int16)):
         return aligned(block).view(np.uint16)
+    if block.dtype.kind in "iub":  # raw bf16 bits only when declared (xlt_dtype attribute)
+        raise ShapeError(
+            f"hidden holds {block.dtype} values; neuron statistics read floats. Raw bf16 bit patterns "
+            "are read only when declared: store ml_dtypes.bfloat16 or set attrs['xlt_dtype'] = 'bfloat16'"
+        )
     if block.dtype == np.float64:
         return block.astype(np.float32)
     return aligned(block)
