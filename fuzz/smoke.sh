@@ -10,16 +10,16 @@ command -v cargo-fuzz >/dev/null || { echo "smoke.sh: cargo-fuzz missing: cargo 
 cargo +nightly fuzz build
 fail=0
 for t in "${targets[@]}"; do
-  mkdir -p "corpus/$t"
+  mkdir -p "corpus/$t" logs
   echo "== $t (${secs}s)"
   if ! nice -n 10 cargo +nightly fuzz run "$t" "corpus/$t" -- \
       -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 \
-      -print_final_stats=1 >"corpus/$t.log" 2>&1; then
+      -print_final_stats=1 >"logs/$t.smoke.log" 2>&1; then
     echo "FUZZ FAILURE in $t (input saved under fuzz/artifacts/$t/):" >&2
-    grep -E "panicked|ERROR: libFuzzer|SUMMARY|Test unit written" "corpus/$t.log" >&2 || tail -n 30 "corpus/$t.log" >&2
+    grep -E "panicked|ERROR: libFuzzer|SUMMARY|Test unit written" "logs/$t.smoke.log" >&2 || tail -n 30 "logs/$t.smoke.log" >&2
     fail=1
   else
-    grep -E "stat::number_of_executed_units" "corpus/$t.log" || true
+    grep -E "stat::number_of_executed_units" "logs/$t.smoke.log" || true
   fi
 done
 exit $fail
