@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
 # Short libFuzzer run of every target (default 25 s each, one process, nice -n 10):
 # a crash, panic, abort, OOM or hang fails the script and leaves the input in
-# fuzz/artifacts/TARGET/. Usage: fuzz/smoke.sh [seconds]  (needs nightly + cargo-fuzz)
+# fuzz/artifacts/TARGET/. Usage: fuzz/smoke.sh [seconds]  (needs the nightly toolchain;
+# installs cargo-fuzz when missing)
 set -euo pipefail
 cd "$(dirname "$0")"
 secs=${1:-25}
 targets=(roots token_counts routing chunk_files)
-command -v cargo-fuzz >/dev/null || { echo "smoke.sh: cargo-fuzz missing: cargo install cargo-fuzz" >&2; exit 2; }
+command -v cargo-fuzz >/dev/null || cargo install --locked cargo-fuzz
+# the sanitizer build of the core takes minutes: keep it outside the clone so CI reuses it
+export CARGO_TARGET_DIR=${XLT_FUZZ_TARGET_DIR:-$HOME/.cache/xlt/fuzz-target}
 cargo +nightly fuzz build
 fail=0
 for t in "${targets[@]}"; do

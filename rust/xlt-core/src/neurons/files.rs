@@ -45,9 +45,15 @@ impl NeuronStats {
         let row = self.layers * self.hidden * files.dtype.size();
         let (n, per_file) = (group.len(), files.file_tokens);
         let (per_chunk, at) = files.shard.unwrap_or((per_file, IndexAt::End));
-        ensure_shape(per_chunk > 0 && per_file % per_chunk == 0, || {
-            format!("{per_file} tokens per file is not a multiple of {per_chunk} tokens per chunk")
-        })?;
+        ensure_shape(
+            per_file > 0 && per_chunk > 0 && per_file % per_chunk == 0,
+            || {
+                format!(
+                    "{per_file} tokens per file must be a positive multiple of \
+                     {per_chunk} tokens per chunk"
+                )
+            },
+        )?;
         ensure_shape(
             per_chunk
                 .checked_mul(row)
@@ -382,6 +388,26 @@ mod tests {
     #[test]
     fn checksummed_shards_read_like_memory_and_damage_is_named() {
         shards_read_like_memory_and_damage_is_named(true);
+    }
+
+    #[test]
+    fn zero_tokens_per_file_is_a_shape_error() {
+        // found by the chunk_files fuzz target: a divide by zero before the fix
+        for shard in [None, Some((4, IndexAt::End))] {
+            let files = ChunkFiles {
+                dtype: Dtype::BF16,
+                paths: vec![PathBuf::from("/nonexistent")],
+                first_token: 0,
+                file_tokens: 0,
+                shard,
+                checksum: false,
+            };
+            let err = NeuronStats::new(1, 1, 4).update_files(&files, &[0, 0]);
+            assert!(
+                matches!(&err, Err(Error::Shape(m)) if m.contains("positive")),
+                "{err:?}"
+            );
+        }
     }
 
     #[test]
