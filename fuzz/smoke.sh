@@ -15,8 +15,11 @@ fail=0
 for t in "${targets[@]}"; do
   mkdir -p "corpus/$t" logs
   echo "== $t (${secs}s)"
+  # chunk_files: LeakSanitizer races the scoped mapping thread's TLS destructors (glibc's
+  # __cxa_thread_atexit entry is freed after the scope has joined), a false 32-byte leak
+  leaks=1; [ "$t" = chunk_files ] && leaks=0
   if ! nice -n 10 cargo +nightly fuzz run "$t" "corpus/$t" -- \
-      -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 \
+      -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 -detect_leaks=$leaks \
       -print_final_stats=1 >"logs/$t.smoke.log" 2>&1; then
     echo "FUZZ FAILURE in $t (input saved under fuzz/artifacts/$t/):" >&2
     grep -E "panicked|ERROR: libFuzzer|SUMMARY|Test unit written" "logs/$t.smoke.log" >&2 || tail -n 30 "logs/$t.smoke.log" >&2
