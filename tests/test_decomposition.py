@@ -97,3 +97,17 @@ def test_bad_tables_are_rejected():
         decomposition.decompose(table.head(3))
     with pytest.raises(xlt.DataError, match="no usable predictor"):
         decomposition.decompose(table.drop(columns=["base_acc", "format_gain", "sim_tuned"]))
+
+
+def test_saved_decomposition_reads_back_identically(tmp_path):
+    table, _, _ = simulate.study(n_languages=12, n_models=2, seed=3)
+    dec = decomposition.decompose(table, n_boot=50, n_perm=50)
+    assert dec.seed is not None
+    back = decomposition.Decomposition.load(dec.save(tmp_path / "d"))
+    pd.testing.assert_frame_equal(back.table, dec.table.reset_index(drop=True), check_dtype=False)
+    pd.testing.assert_frame_equal(back.coefficients, dec.coefficients)
+    pd.testing.assert_frame_equal(back.seed, dec.seed)
+    assert back.parts.identical(dec.parts) and back.permutation_p == dec.permutation_p
+    (tmp_path / "d" / "parts.nc").unlink()
+    with pytest.raises(xlt.DataError, match="parts.nc"):
+        decomposition.Decomposition.load(tmp_path / "d")

@@ -250,7 +250,7 @@ def test_changed_finetune_steps_retrains_and_reevaluates_even_after_a_kill(basel
             "similarity": "ran: upstream capture changed",
             "routing": "ran: upstream capture changed",
             "decomposition": "ran: upstream routing, similarity, tuned_eval changed",
-            "report": "ran: upstream routing, similarity, tuned_eval changed",
+            "report": "ran: upstream decomposition, routing, similarity, tuned_eval changed",
         }
     )
     assert json.loads((root / "finetune" / MODEL / "task" / "training.json").read_text())["steps"] == 3

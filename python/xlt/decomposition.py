@@ -19,7 +19,9 @@ the model estimable with the few target languages a study has. Then:
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -137,6 +139,38 @@ class Decomposition:
         ]
         lines += [f"permutation p ({k}): {v:.3f}" for k, v in self.permutation_p.items()]
         return "\n".join(lines)
+
+    def save(self, folder: str | Path) -> Path:
+        """Write every part into ``folder`` (CSV, netCDF, JSON); :meth:`load` reads it back."""
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        self.table.to_csv(folder / "table.csv", index=False)
+        self.parts.to_netcdf(folder / "parts.nc")
+        self.coefficients.to_csv(folder / "coefficients.csv")
+        if self.seed is not None:
+            self.seed.to_csv(folder / "seed.csv")
+        meta = {"permutation_p": self.permutation_p, "notes": self.notes}
+        (folder / "decomposition.json").write_text(json.dumps(meta))
+        return folder
+
+    @classmethod
+    def load(cls, folder: str | Path) -> Decomposition:
+        """The decomposition :meth:`save` wrote into ``folder``."""
+        folder = Path(folder)
+        need = ("table.csv", "parts.nc", "coefficients.csv", "decomposition.json")
+        if missing := [n for n in need if not (folder / n).is_file()]:
+            raise DataError(f"{folder} lacks {missing}: not a saved decomposition (or a partial one); recompute it")
+        meta = json.loads((folder / "decomposition.json").read_text())
+        seed = folder / "seed.csv"
+        with xr.open_dataset(folder / "parts.nc") as parts:
+            return cls(
+                pd.read_csv(folder / "table.csv"),
+                parts.load(),
+                pd.read_csv(folder / "coefficients.csv", index_col=0),
+                meta["permutation_p"],
+                pd.read_csv(seed, index_col=0) if seed.is_file() else None,
+                meta["notes"],
+            )
 
 
 def _gain_replicate(table: pd.DataFrame, items: pd.DataFrame | None, rng) -> np.ndarray:

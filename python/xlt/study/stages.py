@@ -4,7 +4,6 @@ its own directory and reads earlier stages' outputs through the run layout."""
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import asdict
 from functools import partial
@@ -373,12 +372,8 @@ def decomposition(ctx: Context, out: Path) -> None:
     rows, items, _ = table(ctx)
     a = ctx.study.analysis
     dec = decomposition.decompose(rows, items=items, n_boot=a.n_boot, n_perm=a.n_perm, seed=ctx.study.seed)
-    lay = ctx.layout
-    dec.table.to_csv(lay.decomposition("table.csv"), index=False)
-    items.to_csv(lay.decomposition("items.csv"), index=False)
-    dec.parts.to_netcdf(lay.decomposition("parts.nc"))
-    dec.coefficients.to_csv(lay.decomposition("coefficients.csv"))
-    lay.decomposition("permutation.json").write_text(json.dumps(dec.permutation_p))
+    dec.save(out)
+    items.to_csv(out / "items.csv", index=False)
 
 
 def report(ctx: Context, out: Path) -> None:
@@ -386,9 +381,8 @@ def report(ctx: Context, out: Path) -> None:
     from xlt import report as rp
 
     s = ctx.study
-    rows, items, gains = table(ctx)
-    a = s.analysis
-    dec = decomposition.decompose(rows, items=items, n_boot=a.n_boot, n_perm=a.n_perm, seed=s.seed)
+    _, _, gains = table(ctx)
+    dec = decomposition.Decomposition.load(ctx.layout.unit("decomposition"))  # as that stage wrote it
     profiles = {spec.name: ctx.layout.routing_profile(spec.name, "base") for spec in s.models}
     routing = {name: xr.open_dataset(p) for name, p in profiles.items() if p.is_file()}
     notes = []
@@ -437,7 +431,14 @@ STAGES = [
     ),
     Stage(
         "report",
-        lambda s: [Unit((), _analysis_settings(s) | pick(s, "name", "demo"), report, reads=ANALYSIS_READS)],
+        lambda s: [
+            Unit(
+                (),
+                _analysis_settings(s) | pick(s, "name", "demo"),
+                report,
+                reads=(*ANALYSIS_READS, "decomposition"),
+            )
+        ],
         ("xlt", "numpy"),
     ),
 ]
