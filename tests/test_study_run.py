@@ -43,7 +43,9 @@ def test_micro_study_runs_every_stage_and_resumes(micro, tmp_path_factory, monke
     assert len(table) == 1 + 4  # one row per target/control for the task arm
     parts = xr.open_dataset(root / "decomposition" / "parts.nc")
     assert set(parts.part.values) == {"unique_linguistic", "unique_task", "shared", "total"}
-    sim = xr.open_dataset(root / "similarity" / "similarity.nc")["cka"]
+    sim_ds = xr.open_dataset(root / "similarity" / "similarity.nc")
+    assert sim_ds.attrs["metric"] == "linear_cka"
+    sim = sim_ds["linear_cka"]
     assert sim.sel(language="arb_Arab", state="base").values == pytest.approx(1.0)
     assert (root / "routing" / "tiny-qwen3-moe_shift_task.nc").is_file()
     page = (root / "report" / "index.html").read_text()

@@ -26,8 +26,8 @@ class Inputs:
     """What a report shows; every part but the decomposition is optional.
 
     gains: arm → `xlt.compare` Dataset (model × language); similarity: Dataset
-    with `cka` over (model, state, language, layer) to the
-    source (state "base" and one state per fine-tuned arm); routing: model →
+    with one variable named after its metric (attribute `metric`, e.g. `linear_cka`) over
+    (model, state, language, layer) to the source (state "base" and one state per fine-tuned arm); routing: model →
     `xlt.routing.profile` Dataset; overlap: Dataset
     over `language` (token and root overlap with the source).
     """
@@ -94,8 +94,11 @@ def fig_parts(dec: Decomposition):
 
 
 def fig_similarity(sim: xr.Dataset, source: str):
-    """CKA to the source by layer: base (dashed) vs each tuned state (solid), one panel per model × state."""
+    """Similarity to the source by layer (the study's metric, the Dataset's one variable): base
+    (dashed) vs each tuned state (solid), one panel per model × state."""
     import matplotlib.pyplot as plt
+
+    metric = sim.attrs.get("metric") or next(iter(sim.data_vars))
 
     panels = [(m, st) for m in sim.model.values for st in sim.state.values if st != "base"]
     fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 3.2), squeeze=False)
@@ -104,7 +107,7 @@ def fig_similarity(sim: xr.Dataset, source: str):
             if lang == source:
                 continue
             for state, style in (("base", "--"), (st, "-")):
-                v = sim["cka"].sel(model=m, state=state, language=lang)
+                v = sim[metric].sel(model=m, state=state, language=lang)
                 ax.plot(
                     sim.layer,
                     v,
@@ -113,7 +116,7 @@ def fig_similarity(sim: xr.Dataset, source: str):
                     lw=1,
                     label=str(lang) if style == "-" else None,
                 )
-        ax.set_title(f"{m}, {st} vs base: CKA to {source}", fontsize=9)
+        ax.set_title(f"{m}, {st} vs base: {metric} to {source}", fontsize=9)
         ax.set_xlabel("layer")
         ax.legend(fontsize=6, ncol=2)
     return fig, axes

@@ -258,8 +258,9 @@ def similarity(ctx: Context, out: Path) -> None:
             reps = xlt.open_dump(ctx.layout.dump(spec.name, state))["hidden"]
             pair = sim.pairwise(reps, dim="language", metric=s.analysis.similarity)
             to_src = pair.sel(language_other=s.source[0]).drop_vars("language_other")
-            frames.append(to_src.expand_dims(model=[spec.name], state=[state]).rename("cka"))
-    xr.combine_by_coords(frames, data_vars="all").to_netcdf(ctx.layout.similarity())
+            frames.append(to_src.expand_dims(model=[spec.name], state=[state]).rename(s.analysis.similarity))
+    both = xr.combine_by_coords(frames, data_vars="all")
+    both.assign_attrs(metric=s.analysis.similarity).to_netcdf(ctx.layout.similarity())
 
 
 def routing(ctx: Context, out: Path) -> None:
@@ -294,7 +295,8 @@ def table(ctx: Context) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
 
     s = ctx.study
     overlap = xr.open_dataset(ctx.layout.overlap())
-    sim = xr.open_dataset(ctx.layout.similarity())["cka"]
+    sim_ds = xr.open_dataset(ctx.layout.similarity())
+    sim = sim_ds[sim_ds.attrs["metric"]]
     rows, items, gains = [], [], {}
     for spec in s.models:
         base = _results(ctx, spec, "base")
