@@ -12,8 +12,10 @@ use rayon::prelude::*;
 use crate::error::Result;
 use crate::matrix::Mat;
 
-/// Largest |value| (as a power of two) used without rescaling.
-const SAFE: i32 = 40;
+/// Largest |value| (as a power of two) used without rescaling. The Gram route squares
+/// Gram entries (~ d·x²) in f32, so 2^40 overflowed (hypothesis: n = 8, d = 24, 1e10·X
+/// gave 0); at 2^16 x⁴·d²·n² stays below f32's range for any shape that route takes.
+const SAFE: i32 = 16;
 
 /// Largest |value| of `m`, or +inf if any value is NaN or inf.
 pub(crate) fn max_abs(m: &Mat) -> f32 {
