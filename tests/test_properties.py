@@ -56,6 +56,16 @@ def test_linear_cka_is_exact_at_any_scale_and_order(xy, exp, order):
     assert got == pytest.approx(want, abs=1e-4)
 
 
+@pytest.mark.parametrize("exp", [10, 11, 12])
+def test_linear_cka_exact_on_the_gram_route_found_by_hypothesis(exp):
+    # n < d takes the Gram route, which squared ~1e20 Gram entries in f32 and returned 0
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((8, 1))
+    y = (x[:, [0] * 24] * 0.5 + rng.standard_normal((8, 24))).astype(np.float32)
+    xs = (x * 10.0**exp).astype(np.float32)
+    assert similarity.linear_cka(xs, y) == pytest.approx(_cka64(xs.astype(np.float64), y.astype(np.float64)), abs=1e-5)
+
+
 @SETTINGS
 @given(pairs(), st.sampled_from(["linear_cka", "rsa", "procrustes"]))
 def test_non_finite_inputs_raise(xy, metric):
