@@ -24,18 +24,18 @@ def ref_linear_cka(x, y):
 
 
 def ref_debiased_cka(x, y):
-    def hsic(k, l):
-        n = k.shape[0]
-        k, l = k.copy(), l.copy()
-        np.fill_diagonal(k, 0)
-        np.fill_diagonal(l, 0)
-        return np.trace(k @ l) + k.sum() * l.sum() / ((n - 1) * (n - 2)) - 2 * (k.sum(0) @ l.sum(0)) / (n - 2)
+    def hsic(kx, ky):
+        n = kx.shape[0]
+        kx, ky = kx.copy(), ky.copy()
+        np.fill_diagonal(kx, 0)
+        np.fill_diagonal(ky, 0)
+        return np.trace(kx @ ky) + kx.sum() * ky.sum() / ((n - 1) * (n - 2)) - 2 * (kx.sum(0) @ ky.sum(0)) / (n - 2)
 
     x = np.asarray(x, np.float64)
     y = np.asarray(y, np.float64)
     x, y = x / np.abs(x).max(), y / np.abs(y).max()
-    k, l = x @ x.T, y @ y.T
-    return hsic(k, l) / np.sqrt(hsic(k, k) * hsic(l, l))
+    kx, ky = x @ x.T, y @ y.T
+    return hsic(kx, ky) / np.sqrt(hsic(kx, kx) * hsic(ky, ky))
 
 
 @pytest.fixture(scope="module")
