@@ -1,28 +1,38 @@
-"""Capture benchmark: overhead of xlt.capture over a plain forward, and peak RSS for a
-small vs a large corpus (should be flat: each batch is streamed to the dump).
+"""Capture: overhead of `xlt.capture` over a plain forward of the same batches, and peak
+RSS for a small vs a large corpus (flat: each batch is streamed to the dump).
 
-    PYTHONPATH=python python3 benches/bench_capture.py          # 1k vs 20k sentences
-    PYTHONPATH=python python3 benches/bench_capture.py --ci     # 250 vs 2.5k (smoke size)
+    python benches/bench_capture.py [smoke|ci|full]   # rows of the table
+    python benches/bench_capture.py ci --profile      # where capture's time goes (cProfile)
 
-Prints ratios measured side by side in one run; figures go to benches/README.md.
+The forward baseline tokenizes the same batches (padding, tensors) and runs the model body
+(capture stops after the final norm, so without the LM head); both sides are warmed up and
+run interleaved, median of the runs.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
-import subprocess
 import sys
-import tempfile
-import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).parent))
+import harness  # noqa: E402, I001  (first: prepares the environment)
+from harness import Row, stat, timings  # noqa: E402
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import subprocess  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+
 LANGS = ("arb_Arab", "heb_Hebr", "mlt_Latn", "amh_Ethi", "jpn_Jpan", "kor_Hang", "fra_Latn", "eng_Latn")
+# sentences timed, interleaved repeats (median), RSS small/large corpus
+SIZES = {"smoke": (16, 3, (50, 500)), "ci": (64, 10, (250, 2500)), "full": (256, 12, (1000, 20000))}
+BATCH = 16
+GOAL = 1.15  # capture ≤ 1.15 × the plain forward without the LM head
 
 
 def corpus(n_sentences: int, langs=None) -> dict:
-    """n_sentences FLORES sentences, the same ids in every language (all splits, all shipped
-    languages if needed)."""
+    """n_sentences FLORES sentences, the same ids in every language."""
     from xlt.assets import flores, flores_languages
 
     langs = list(langs or flores_languages())
@@ -42,10 +52,9 @@ def bench_model(arch: str):
     return tiny(arch, hidden_size=256, intermediate_size=512, moe_intermediate_size=128, num_hidden_layers=4)
 
 
-def overhead(arch: str, n: int, batch_size: int, repeats: int) -> dict:
-    """Milliseconds per sentence: capture (mean pooling of every layer + routing, written to
-    a dump) vs tokenizing the same batches and running a plain transformers forward, with and
-    without the LM head (capture stops before it)."""
+def contenders(arch: str, n: int, head: bool = False) -> tuple[dict, list[str]]:
+    """{name: fn} for capture and the plain forward over the same batches (and, with
+    `head`, the full forward with the LM head)."""
     import torch
 
     import xlt
@@ -56,32 +65,55 @@ def overhead(arch: str, n: int, batch_size: int, repeats: int) -> dict:
 
     def plain(body):
         with torch.inference_mode():
-            for i in range(0, len(texts), batch_size):
-                enc = tok(texts[i : i + batch_size], padding=True, padding_side="right", return_tensors="pt")
-                body(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"])
+            for i in range(0, len(texts), BATCH):
+                enc = tok(texts[i : i + BATCH], padding=True, padding_side="right", return_tensors="pt")
+                body(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"], use_cache=False)
 
     def cap():
         with tempfile.TemporaryDirectory() as tmp:
-            xlt.capture(model, {"x": texts}, store=Path(tmp) / "d", batch_size=batch_size, progress=False)
+            xlt.capture(model, {"x": texts}, store=Path(tmp) / "d", batch_size=BATCH, progress=False)
 
-    runs = {
-        "capture": cap,
-        "forward": lambda: plain(model.hf),
-        "forward_no_head": lambda: plain(model.hf.model),
-    }
-    best = {}
-    for _ in range(repeats):  # interleaved, best of `repeats`
-        for name, fn in runs.items():
-            t = time.perf_counter()
-            fn()
-            best[name] = min(best.get(name, 1e9), time.perf_counter() - t)
-    return {
-        "arch": arch,
-        "sentences": len(texts),
-        **{f"{k}_ms_per_sentence": 1e3 * v / len(texts) for k, v in best.items()},
-        "ratio_vs_forward": best["capture"] / best["forward"],
-        "ratio_vs_forward_no_head": best["capture"] / best["forward_no_head"],
-    }
+    fns = {"capture": cap, "forward_no_head": lambda: plain(model.hf.model)}
+    if head:
+        fns["forward"] = lambda: plain(model.hf)
+    return fns, texts
+
+
+def overhead_rows(arch: str, n: int, repeat: int, head: bool) -> list[Row]:
+    fns, texts = contenders(arch, n, head)
+    t = timings(fns, repeat=repeat, warmup=1)
+    med = {k: stat(v, "median") for k, v in t.items()}
+    spread = {k: f"{min(v):.3g}–{max(v):.3g}" for k, v in t.items()}
+    shape = f"tiny {arch}, 256 hidden × 4 layers, {len(texts)} sentences, batch {BATCH}"
+    ratio = med["capture"] / med["forward_no_head"]
+    what = "mean pooling of every layer" + (" + routing" if arch != "llama" else "") + " → dump"
+    rows = [
+        Row(
+            "capture",
+            f"capture ({what}) vs forward without LM head",
+            med["capture"],
+            "tokenize + model body forward",
+            med["forward_no_head"],
+            goal=f"capture ≤ {GOAL}× forward",
+            ok=ratio <= GOAL,
+            shape=shape,
+            note=f"capture / forward = {ratio:.2f}×; median of {repeat} interleaved; "
+            f"range capture {spread['capture']} s, forward {spread['forward_no_head']} s",
+        )
+    ]
+    if head:  # the LM head over a 151k vocabulary dominates a small model: information only
+        rows.append(
+            Row(
+                "capture",
+                "capture vs full forward (with LM head)",
+                med["capture"],
+                "tokenize + full forward",
+                med["forward"],
+                shape=shape,
+                note=f"capture / forward = {med['capture'] / med['forward']:.2f}×",
+            )
+        )
+    return rows
 
 
 def _rss_mib() -> float:
@@ -92,8 +124,8 @@ def _rss_mib() -> float:
 
 
 def rss_child(n: int, hidden: str) -> None:
-    """Run in a subprocess: capture n sentences; print as JSON the RSS before the capture and
-    its peak during it (sampled every 20 ms; the process's own peak is set earlier, when the
+    """In a subprocess: capture n sentences; print as JSON the RSS before the capture and its
+    peak during it (sampled every 20 ms; the process's own peak is set earlier, when the
     tokenizer is built)."""
     import threading
 
@@ -116,37 +148,66 @@ def rss_child(n: int, hidden: str) -> None:
         took = time.perf_counter() - t
         stop.set()
         sampler.join()
-        disk = sum(f.stat().st_size for f in Path(tmp).rglob("*") if f.is_file()) / 2**20
         out = dict(sentences=ds.sizes["item"], tokens=ds.sizes["token"], before_mib=base, peak_mib=peak[0])
-    print(json.dumps({**out, "growth_mib": peak[0] - base, "seconds": took, "dump_mib": disk}))
+    print(json.dumps({**out, "seconds": took}))
 
 
-def rss(small: int, large: int, hidden: str) -> dict:
+def rss_row(small: int, large: int, hidden: str = "mean") -> Row:
     res = {}
     for n in (small, large):
         cmd = [sys.executable, __file__, "--rss-child", str(n), "--hidden", hidden]
         line = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1]
         res[n] = json.loads(line)
-    res["peak_ratio"] = res[large]["peak_mib"] / res[small]["peak_mib"]
-    res["peak_difference_mib"] = res[large]["peak_mib"] - res[small]["peak_mib"]
-    return res
+    a, b = res[small], res[large]
+    grow = b["peak_mib"] / a["peak_mib"] - 1
+    return Row(
+        "capture",
+        f"peak RSS, {large} vs {small} sentences (hidden={hidden})",
+        b["seconds"],
+        goal="< 10 % apart",
+        ok=grow < 0.10,
+        shape=f"tiny qwen3_moe, {a['tokens']} vs {b['tokens']} tokens",
+        note=f"{b['peak_mib']:.0f} vs {a['peak_mib']:.0f} MiB: {100 * grow:+.1f} %",
+    )
+
+
+def run(size: str = "ci", limits: dict | None = None) -> list[Row]:
+    n, repeat, (small, large) = SIZES[size]
+    rows = [r for arch in ("qwen3_moe", "llama") for r in overhead_rows(arch, n, repeat, size == "full")]
+    return rows + [rss_row(small, large)]
+
+
+def profile(size: str, arch: str = "qwen3_moe", top: int = 30) -> None:
+    """cProfile of capture over the timed batches: where the time beyond the forward goes."""
+    import cProfile
+    import pstats
+
+    fns, _ = contenders(arch, SIZES[size][0])
+    fns["capture"]()  # warm-up
+    fwd = harness.best_of(fns["forward_no_head"], 3)
+    prof = cProfile.Profile()
+    t = time.perf_counter()
+    prof.runcall(fns["capture"])
+    total = time.perf_counter() - t
+    print(f"capture {total:.3f} s (profiled) vs forward without head {fwd:.3f} s")
+    pstats.Stats(prof).sort_stats("tottime").print_stats(top)
+    pstats.Stats(prof).sort_stats("cumulative").print_stats(top)
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--ci", action="store_true", help="smoke sizes")
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("size", nargs="?", default="ci", choices=tuple(SIZES))
+    ap.add_argument("--profile", action="store_true")
     ap.add_argument("--rss-child", type=int, default=0)
     ap.add_argument("--hidden", default="mean")
     args = ap.parse_args()
     if args.rss_child:
         rss_child(args.rss_child, args.hidden)
-        return
-    small, large = (250, 2500) if args.ci else (1000, 20000)
-    n, repeats = (64, 2) if args.ci else (256, 3)
-    for arch in ("qwen3_moe", "llama"):
-        print(json.dumps(overhead(arch, n, batch_size=16, repeats=repeats)))
-    for hidden in ("mean", "tokens") if not args.ci else ("mean",):
-        print(json.dumps({"hidden": hidden, **rss(small, large, hidden)}))
+    elif args.profile:
+        profile(args.size)
+    else:
+        for row in run(args.size):
+            print(row.line())
 
 
 if __name__ == "__main__":

@@ -34,8 +34,6 @@ import traceback  # noqa: E402
 SCRIPTS = {
     "similarity": {"smoke": ["--smoke"], "ci": ["--smoke"], "full": []},
     "routing": {"smoke": ["--smoke"], "ci": ["--smoke"], "full": []},
-    "capture": {"smoke": ["--ci"], "ci": ["--ci"], "full": []},
-    "linguistic": {"smoke": ["2"], "ci": ["5"], "full": ["20"]},
 }
 SIZES = ("smoke", "ci", "full", "20gb")
 BASE = {"20gb": "full"}  # the size the other benches run at
