@@ -10,10 +10,12 @@ import pytest
 import xlt
 import xlt.models
 from xlt.assets import flores
-from xlt.models import ARCHS, tiny
+from xlt.models import tiny
 from xlt.models.adapters import resolve
+from xlt.models.tiny import CONFIGS
 
 torch = pytest.importorskip("torch")
+ARCHS = tuple(CONFIGS)
 
 LANGS = ("arb_Arab", "heb_Hebr")
 

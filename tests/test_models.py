@@ -7,16 +7,18 @@ import numpy as np
 import pytest
 
 import xlt
-from xlt.models import ARCHS, TABLE, load, tiny
-from xlt.models.adapters import resolve, route
+from xlt.models import TABLE, load, tiny
+from xlt.models.adapters import _RESOLVED, resolve, route
+from xlt.models.tiny import CONFIGS
 
 torch = pytest.importorskip("torch")
 
+ARCHS = tuple(CONFIGS)
 MOE = [a for a in ARCHS if TABLE[a].is_moe]
 
 
 def test_table_covers_every_tiny_family():
-    assert set(ARCHS) == set(TABLE)
+    assert set(ARCHS) <= set(TABLE)
     assert set(MOE) == {"qwen2_moe", "qwen3_moe", "mixtral", "olmoe", "deepseek_v3", "gpt_oss"}
     assert TABLE["gpt_oss"].router == "mlp.router" and TABLE["deepseek_v3"].dense_prefix_key
 
@@ -85,21 +87,45 @@ def test_routing_rule_matches_numpy_and_module(arch, qwen_tok):
     assert probs.shape == (200, 8)
 
 
-def test_generic_fallback_finds_router_by_shape(qwen_tok):
+def _without_metadata(monkeypatch, model):
+    """Hide transformers' router declarations, as a remote-code model would lack them."""
+    for mod in model.hf.modules():
+        spec = getattr(type(mod), "_can_record_outputs", None)
+        if spec and "router_logits" in spec:
+            monkeypatch.setattr(
+                type(mod), "_can_record_outputs", {k: v for k, v in spec.items() if k != "router_logits"}
+            )
+    _RESOLVED.pop(model.hf, None)
+
+
+def test_routers_come_from_transformers_metadata(qwen_tok):
+    res = resolve(tiny("qwen3_moe", tokenizer=qwen_tok).hf)
+    assert res.source == "metadata" and res.reading.kind == "returned"
+    assert res.routers == ("model.layers.0.mlp.gate", "model.layers.1.mlp.gate")
+
+
+def test_generic_fallback_finds_router_by_shape(qwen_tok, monkeypatch):
     model = tiny("qwen3_moe", tokenizer=qwen_tok)
+    corpus = {"eng_Latn": ["A sentence of a few words.", "Another one."]}
+    metadata = xlt.capture(model, corpus, hidden=None, progress=False)
+    _without_metadata(monkeypatch, model)
     model.hf.config.model_type = "mystery_moe"
     res = resolve(model.hf)
     assert res.arch.name == "generic:mystery_moe" and res.arch.router == "mlp.gate"
+    assert res.source == "shape"  # the result says the fallback was used
     assert (res.moe_layers, res.n_experts, res.top_k) == ((0, 1), 8, 2)
-    corpus = {"eng_Latn": ["A sentence of a few words.", "Another one."]}
     generic = xlt.capture(model, corpus, hidden=None, progress=False)
     model.hf.config.model_type = "qwen3_moe"
+    _RESOLVED.pop(model.hf)
+    assert resolve(model.hf).source == "table"
     table = xlt.capture(model, corpus, hidden=None, progress=False)
     np.testing.assert_array_equal(generic.routing_idx.values, table.routing_idx.values)
+    np.testing.assert_array_equal(metadata.routing_idx.values, table.routing_idx.values)
 
 
-def test_unsupported_models_say_what_is_missing(qwen_tok):
+def test_unsupported_models_say_what_is_missing(qwen_tok, monkeypatch):
     model = tiny("qwen3_moe", tokenizer=qwen_tok)
+    _without_metadata(monkeypatch, model)
     model.hf.config.model_type = "mystery_moe"
     for layer in model.hf.model.layers:
         layer.mlp.gate = torch.nn.Identity()
@@ -108,12 +134,9 @@ def test_unsupported_models_say_what_is_missing(qwen_tok):
     dense = tiny("llama", tokenizer=qwen_tok)
     dense.hf.config.model_type = "mystery"
     dense.hf.config.num_hidden_layers = 5
+    _RESOLVED.pop(dense.hf, None)
     with pytest.raises(xlt.UnsupportedModelError, match="decoder layers"):
         resolve(dense.hf)
-    table = tiny("deepseek_v3", tokenizer=qwen_tok)
-    table.hf.config.first_k_dense_replace = 2
-    with pytest.raises(xlt.UnsupportedModelError, match="first_k_dense_replace"):
-        resolve(table.hf)
 
 
 def test_load_variants(qwen_tok, tmp_path):

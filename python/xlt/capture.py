@@ -19,8 +19,9 @@ from typing import Any
 
 import numpy as np
 
-from xlt.errors import ConfigError, DataError
-from xlt.models.adapters import probabilities, route
+from xlt.errors import ConfigError, DataError, UnsupportedModelError
+from xlt.models.adapters import RULES, probabilities
+from xlt.models.routers import read
 
 POOLINGS = ("mean", "last", "tokens", None)
 DTYPES = ("float32", "float16", "bfloat16")
@@ -70,6 +71,8 @@ def capture(
     if batch_size < 1:
         raise ConfigError(f"batch_size must be ≥ 1, got {batch_size}")
     res = resolve(model.hf)
+    if hidden and res.no_hidden:
+        raise UnsupportedModelError(res.no_hidden)
     routing = bool(routing and res.moe_layers)
     if router_probs and not routing:
         raise ConfigError("router_probs=True needs routing=True and a model with MoE layers")
@@ -244,16 +247,19 @@ class _Plan:
         self.router_probs, self.max_length = router_probs, max_length
         self.dtype, self.weight_dtype = dtype, weight_dtype
         # plain values only: the trace body may be shipped to a remote server
-        self.spec = (hidden, res.arch.rule, res.top_k, res.norm_topk, router_probs)
+        rule = res.arch.rule if res.arch.rule in RULES else "softmax_topk"
+        self.spec = (hidden, res.reading, res.top_k, res.norm_topk, router_probs, rule)
         nn, pre, arch = model.nn, prefix(model.hf), res.arch
         layer = [get_path(nn, f"{pre}{arch.layers}.{i}") for i in range(res.n_layers)]
-        # steps: (kind, envoy, router module); kinds: input, output, router
+        # steps: (kind, envoy, (router module, its MoE block)); kinds: input, output, router
         self.steps: list[tuple[str, Any, Any]] = []
         if 0 in hidden_layers:
             self.steps.append(("input", layer[0], None))
         for i in range(res.n_layers):
             if routing and i in res.moe_layers:
-                self.steps.append(("router", get_path(layer[i], arch.router), res.router(model.hf, i)))
+                path = res.routers[res.moe_layers.index(i)]
+                mods = (res.router(model.hf, i), res.owner(model.hf, i))
+                self.steps.append(("router", get_path(nn, f"{pre}{path}"), mods))
             if i + 1 in hidden_layers and i + 1 < res.n_layers:
                 self.steps.append(("output", layer[i], None))
         if res.n_layers in hidden_layers:
@@ -281,7 +287,8 @@ class _Plan:
         if bool((counts == 0).any()):
             bad = [batch[i][:2] for i in torch.nonzero(counts == 0).flatten().tolist()]
             raise DataError(f"texts {bad} have no tokens besides special tokens; remove them")
-        inputs = {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"]}
+        # no cache: hybrid (linear-attention) models' caches cannot be asked their length
+        inputs = {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"], "use_cache": False}
         with torch.inference_mode():
             hid, rout = _forward(self.model, self.steps, inputs, keep, self.spec)
         b, s = keep.shape
@@ -319,7 +326,7 @@ def _forward(model: Any, steps: list, inputs: dict, keep: Any, spec: tuple) -> t
 
         import nnsight
 
-        for name in ("xlt.capture", "xlt.models.adapters"):  # shipped by value with the trace
+        for name in ("xlt.capture", "xlt.models.adapters", "xlt.models.routers"):  # shipped by value
             nnsight.register(sys.modules[name])
         kw["remote"] = model.remote
     with model.nn.trace(inputs, **kw) as tracer:
@@ -346,17 +353,13 @@ def _pool(h: Any, keep: Any, how: str) -> Any:
     return (h.float() * w).sum(1) / w.sum(1)
 
 
-def _route(out: Any, keep: Any, spec: tuple, router: Any) -> tuple[Any, Any, Any]:
+def _route(out: Any, keep: Any, spec: tuple, mods: Any) -> tuple[Any, Any, Any]:
     """(top-k ids, weights sorted descending, probabilities or None) for counted tokens."""
-    _, rule, top_k, norm_topk, want_probs = spec
-    logits = out[0] if isinstance(out, (tuple, list)) else out
+    _, reading, top_k, norm_topk, want_probs, rule = spec
+    router, owner = mods
+    idx, weight, logits = read(out, reading, top_k, norm_topk, owner, router)
     flat = keep.reshape(-1).to(logits.device)
-    logits = logits.reshape(flat.shape[0], -1)[flat]
-    if isinstance(out, (tuple, list)) and len(out) >= 3 and not out[2].is_floating_point():
-        idx = out[2].reshape(flat.shape[0], -1)[flat]
-        weight = out[1].reshape(flat.shape[0], -1)[flat].float()
-    else:
-        idx, weight, _ = route(logits, rule, top_k, norm_topk, router)
+    idx, weight, logits = idx[flat], weight[flat], logits[flat]
     weight, order = weight.sort(dim=-1, descending=True, stable=True)
     idx = idx.gather(1, order)
     probs = probabilities(logits, rule) if want_probs else None

@@ -53,7 +53,12 @@ class Model:
         if self._nn is None:
             from nnsight import TransformersModel
 
-            self._nn = TransformersModel(self.hf, tokenizer=self.tokenizer, task="text-generation")
+            from xlt.models.adapters import unwrap
+
+            # a bare text model (the language model of a multimodal family) has no LM head
+            head = unwrap(self.hf).get_output_embeddings() is not None
+            task = "text-generation" if head else "feature-extraction"
+            self._nn = TransformersModel(self.hf, tokenizer=self.tokenizer, task=task)
         return self._nn
 
 

@@ -21,10 +21,13 @@ Routing rules (``Arch.rule``), written once here and used on every router output
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass, replace
 from typing import Any
 
 from xlt.errors import UnsupportedModelError
+from xlt.models import routers
+from xlt.models.routers import KINDS, Reading
 
 RULES = ("softmax_topk", "sigmoid_group_topk", "topk_softmax")
 
@@ -111,7 +114,11 @@ def prefix(hf: Any) -> str:
 
 @dataclass(frozen=True)
 class Resolved:
-    """An adapter row checked against one model instance."""
+    """An adapter row checked against one model instance. ``routers`` are the router
+    modules' dotted paths from the transformers model, one per entry of ``moe_layers``;
+    ``reading`` says how routing is read from their output (:mod:`xlt.models.routers`);
+    ``source`` how the routers were found: ``metadata`` (transformers'
+    ``_can_record_outputs``), ``table`` (:data:`TABLE`) or ``shape`` (:func:`generic`)."""
 
     arch: Arch
     n_layers: int
@@ -120,16 +127,170 @@ class Resolved:
     n_experts: int
     top_k: int
     norm_topk: bool
+    routers: tuple[str, ...] = ()
+    reading: Reading | None = None
+    source: str = "table"
+    no_hidden: str | None = None  # why decoder-layer outputs are not hidden states, if so
 
     def router(self, hf: Any, layer: int) -> Any:
-        return get_path(unwrap(hf), f"{self.arch.layers}.{layer}.{self.arch.router}")
+        return get_path(unwrap(hf), self.routers[self.moe_layers.index(layer)])
+
+    def owner(self, hf: Any, layer: int) -> Any:
+        """The module holding the router (the MoE block)."""
+        path = self.routers[self.moe_layers.index(layer)]
+        return get_path(unwrap(hf), path.rsplit(".", 1)[0])
+
+
+_RESOLVED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def resolve(hf: Any) -> Resolved:
-    """The adapter row for a transformers model (or PeftModel), verified on the instance."""
+    """The adapter row for a transformers model (or PeftModel), verified on the instance
+    by a one-batch self-check of its routers (:mod:`xlt.models.routers`); cached per model."""
     model = unwrap(hf)
+    hit = _RESOLVED.get(model)
+    if hit is not None:
+        return hit
+    mtype = getattr(model.config, "model_type", type(model).__name__)
+    recs = routers.recorders(model)
+    res = _from_metadata(model, mtype, recs) if recs else _from_table(model, mtype)
+    _RESOLVED[model] = res
+    return res
+
+
+_NORMS = ("norm", "final_layernorm", "ln_f", "norm_f", "final_norm", "final_layer_norm")
+
+
+def _final_norm(model: Any, mtype: str, layers: str) -> str:
+    parent = layers.rsplit(".", 1)[0] if "." in layers else ""
+    for n in _NORMS:
+        path = f"{parent}.{n}".strip(".")
+        if get_path(model, path) is not None:
+            return path
+    raise UnsupportedModelError(f"{mtype}: no final norm ({', '.join(_NORMS)}) beside {layers}")
+
+
+def _hidden(config: Any) -> int:
+    for key in ("hidden_size", "d_model"):
+        if isinstance(getattr(config, key, None), int):
+            return int(getattr(config, key))
+    return 0
+
+
+def _from_metadata(model: Any, mtype: str, recs: tuple[routers.Recorder, ...]) -> Resolved:
+    names = [c.__name__ for c in dict.fromkeys(r.cls for r in recs)]
+    found = routers.find(model, recs)
+    if not found:
+        raise UnsupportedModelError(
+            f"{mtype}: transformers declares router class {names} but this model has no instance "
+            "of it (every layer dense?)"
+        )
+    where = {n: routers.split(n) for n, _ in found}
+    lists = sorted({w[0] for w in where.values() if w is not None})
+    if len(lists) != 1 or any(w is None for w in where.values()):
+        raise UnsupportedModelError(
+            f"{mtype}: routers sit in {lists or 'no'} layer lists ({', '.join(list(where)[:4])}, ...); "
+            "xlt records one decoder stack (encoder-decoder MoE is not supported)"
+        )
+    layers_path = lists[0]
+    by_layer: dict[int, list[str]] = {}
+    for n, w in where.items():
+        by_layer.setdefault(w[1], []).append(n)
+    multi = {i: v for i, v in by_layer.items() if len(v) > 1}
+    if multi:
+        i, v = next(iter(multi.items()))
+        raise UnsupportedModelError(
+            f"{mtype}: layer {i} has {len(v)} routers ({', '.join(v)}); xlt records one router per layer"
+        )
+    layers = get_path(model, layers_path)
+    norm = _final_norm(model, mtype, layers_path)
+    moe = tuple(sorted(by_layer))
+    paths = tuple(by_layer[i][0] for i in moe)
+    rec_of = dict(found)
+    base = TABLE.get(mtype) or Arch(mtype)
+    rel = {where[p][2] for p in paths}
+    arch = replace(base, layers=layers_path, norm=norm, router=rel.pop() if len(rel) == 1 else "*")
+    first = f"{layers_path}.0"
+    reading, k, n_exp, norm_topk, outs = _probe(model, mtype, arch, paths, rec_of, first)
+    arch = replace(arch, rule=arch.rule if reading.kind in KINDS else reading.kind)
+    hidden = _hidden(model.config)
+    h = outs[first][0] if isinstance(outs[first], (tuple, list)) else outs[first]
+    no_hidden = None
+    if h.dim() != 3 or h.shape[-1] != hidden:
+        no_hidden = (
+            f"{mtype}: decoder layers output {tuple(h.shape)}, not [batch, seq, {hidden}] "
+            "(several residual streams); capture its routing with hidden=None"
+        )
+    return Resolved(
+        arch, len(layers), hidden, moe, n_exp, k, norm_topk, paths, reading, "metadata", no_hidden
+    )
+
+
+def _norm_topk(arch: Arch, config: Any) -> bool:
+    if isinstance(arch.norm_topk, bool) and arch.norm_topk:
+        return True
+    key = arch.norm_topk if isinstance(arch.norm_topk, str) else "norm_topk_prob"
+    return bool(getattr(config, key, False))
+
+
+def _probe(model: Any, mtype: str, arch: Arch, paths: tuple[str, ...], rec_of: dict, layer: str) -> tuple:
+    """Decide the :class:`Reading` from one probe batch and self-check every router;
+    also returns the probe's outputs (routers and decoder ``layer``)."""
+    outs = routers.probe(model, [*paths, layer])
+    missing = [p for p in paths if p not in outs]
+    if missing:
+        raise UnsupportedModelError(f"{mtype}: routers {missing} did not run on a probe batch")
+    first = outs[paths[0]]
+    reading = routers.layout(first, rec_of[paths[0]])
+    owner = get_path(model, paths[0].rsplit(".", 1)[0])
+    norm_topk = _norm_topk(arch, model.config)
+    if not reading.kind:
+        if hasattr(owner, "route_tokens_to_experts"):
+            reading = replace(reading, kind="method")
+        elif arch.rule in RULES:
+            reading = replace(reading, kind=arch.rule)
+        else:
+            raise UnsupportedModelError(
+                f"{mtype}: its router returns logits alone and xlt's adapter table has no routing "
+                f"rule for {mtype} (add Arch(rule=...) to xlt.models.adapters.TABLE)"
+            )
+    top_k = _top_k(model, mtype, reading, first, arch)
+    n_experts = 0
+    for p in paths:
+        router = get_path(model, p)
+        own = get_path(model, p.rsplit(".", 1)[0])
+        idx, weight, logits = routers.read(outs[p], reading, top_k, norm_topk, own, router)
+        n_experts = max(n_experts, int(logits.shape[-1]))
+        routers.check(mtype, p, idx, weight, int(logits.shape[-1]), top_k)
+    return reading, top_k, n_experts, norm_topk, outs
+
+
+def _top_k(model: Any, mtype: str, reading: Reading, out: Any, arch: Arch) -> int:
+    outs = out if isinstance(out, (tuple, list)) else (out,)
+    logits = outs[reading.logits]
+    n = logits.numel() // logits.shape[-1]
+    if reading.kind == "returned":
+        return outs[reading.indices].numel() // n
+    if reading.kind == "dense":
+        nz = (outs[reading.weights].reshape(n, -1) != 0).sum(-1)
+        if int(nz.min()) != int(nz.max()) or int(nz.min()) == 0:
+            raise UnsupportedModelError(
+                f"{mtype}: the router's dense weights have {int(nz.min())}..{int(nz.max())} non-zero "
+                "experts per token; xlt needs the same k for every token"
+            )
+        return int(nz.max())
+    for key in (arch.top_k_key, "num_experts_per_tok", "moe_top_k", "top_k", "moe_topk"):
+        for cfg in (model.config, getattr(model.config, "ffn_config", None)):
+            v = getattr(cfg, key, None) if key else None
+            if isinstance(v, int) and v > 0:
+                return v
+    raise UnsupportedModelError(f"{mtype}: cannot tell how many experts a token uses (no top-k key)")
+
+
+def _from_table(model: Any, mtype: str) -> Resolved:
+    """Models without transformers' router metadata (remote code): the table row or a
+    row found by shape."""
     config = model.config
-    mtype = getattr(config, "model_type", type(model).__name__)
     arch = TABLE.get(mtype) or generic(model)
     layers = get_path(model, arch.layers)
     if layers is None or not hasattr(layers, "__len__"):
@@ -137,20 +298,14 @@ def resolve(hf: Any) -> Resolved:
     if get_path(model, arch.norm) is None:
         raise UnsupportedModelError(f"{mtype}: no final norm at {arch.norm!r}")
     hidden = int(config.hidden_size)
+    source = "table" if mtype in TABLE else "shape"
     if not arch.is_moe:
-        return Resolved(arch, len(layers), hidden, (), 0, 0, False)
+        return Resolved(arch, len(layers), hidden, (), 0, 0, False, source=source)
     n_experts = int(getattr(config, arch.experts_key))
     top_k = int(getattr(config, arch.top_k_key))
     moe = tuple(i for i in range(len(layers)) if get_path(layers[i], arch.router) is not None)
     if not moe:
         raise UnsupportedModelError(f"{mtype}: no router at layers[i].{arch.router} in any layer")
-    if arch.dense_prefix_key is not None:
-        first = int(getattr(config, arch.dense_prefix_key))
-        if moe != tuple(range(first, len(layers))):
-            raise UnsupportedModelError(
-                f"{mtype}: routers in layers {moe}, but {arch.dense_prefix_key}={first} says "
-                f"{first}..{len(layers) - 1}; the adapter row does not fit this model"
-            )
     for i in moe:
         w = getattr(get_path(layers[i], arch.router), "weight", None)
         if w is None or tuple(w.shape) != (n_experts, hidden):
@@ -159,8 +314,15 @@ def resolve(hf: Any) -> Resolved:
                 f"{mtype}: router layers[{i}].{arch.router} has weight {shape}, "
                 f"expected ({n_experts}, {hidden}) from config.{arch.experts_key}"
             )
-    norm = arch.norm_topk if isinstance(arch.norm_topk, bool) else bool(getattr(config, arch.norm_topk))
-    return Resolved(arch, len(layers), hidden, moe, n_experts, top_k, norm)
+    paths = tuple(f"{arch.layers}.{i}.{arch.router}" for i in moe)
+    norm = _norm_topk(arch, config)
+    outs = routers.probe(model, list(paths))
+    for p in paths:
+        idx, weight, _ = routers.read(outs[p], Reading(arch.rule, 0), top_k, norm, None, get_path(model, p))
+        routers.check(mtype, p, idx, weight, n_experts, top_k)
+    return Resolved(
+        arch, len(layers), hidden, moe, n_experts, top_k, norm, paths, Reading(arch.rule, 0), source
+    )
 
 
 _EXPERT_KEYS = ("num_experts", "num_local_experts", "n_routed_experts", "moe_num_experts")

@@ -12,7 +12,7 @@ from typing import Any
 
 from xlt.errors import ConfigError, DataError, UnsupportedModelError
 
-__all__ = ["attached", "fingerprint", "safetensors_adapter", "sharing_copy", "with_adapter"]
+__all__ = ["attached", "fingerprint", "lora_targets", "safetensors_adapter", "sharing_copy", "with_adapter"]
 
 
 def sharing_copy(hf: Any) -> Any:
@@ -94,3 +94,24 @@ def attached(hf: Any, adapter: str | Path | None) -> Iterator[Any]:
         yield hf
         return
     yield with_adapter(hf, adapter).eval()
+
+
+def lora_targets(hf: Any) -> tuple[list[str], list[str]]:
+    """(target_modules, target_parameters) for peft's ``LoraConfig`` on this model: the
+    leaf names of the linear layers inside attention blocks, and the fused 3-D expert
+    weights (``mlp.experts.gate_up_proj`` and the like, relative to a decoder layer),
+    which peft adapts only through ``target_parameters``."""
+    import torch
+
+    modules: set[str] = set()
+    params: set[str] = set()
+    for name, mod in hf.named_modules():
+        leaf = name.rsplit(".", 1)[-1]
+        if isinstance(mod, torch.nn.Linear) and any(a in name for a in ("attn.", "attention.")):
+            modules.add(leaf)
+        for pname, p in mod.named_parameters(recurse=False):
+            if p.dim() == 3 and "expert" in name:
+                parts = f"{name}.{pname}".split(".")
+                num = max((i for i, x in enumerate(parts) if x.isdigit()), default=-1)
+                params.add(".".join(parts[num + 1 :]))
+    return sorted(modules), sorted(params)
