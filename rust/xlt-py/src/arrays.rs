@@ -1,6 +1,7 @@
-//! numpy → `xlt_core::matrix::Mat`, zero-copy. Python's `xlt._arrays` has
-//! already turned torch tensors and ml_dtypes bf16 into numpy views; bf16
-//! arrives as uint16 bits (int16 views are re-viewed as uint16 there), f16 and f32 as themselves.
+//! numpy → core views, zero-copy, with one dtype dispatch for every binding.
+//! Python's `xlt._arrays` has already turned torch tensors and ml_dtypes bf16
+//! into numpy views; bf16 arrives as uint16 bits (int16 views are re-viewed as
+//! uint16 there), f16 and f32 as themselves.
 use half::f16;
 use numpy::{PyReadonlyArray2, PyReadonlyArray3, PyUntypedArrayMethods};
 use pyo3::prelude::*;
@@ -8,6 +9,41 @@ use xlt_core::matrix::Mat;
 use xlt_core::neurons::Block3;
 
 use crate::errors::ShapeError;
+
+/// One way to read `obj`: `Some` when its dtype and rank fit.
+pub type Try<'py, T> = fn(&Bound<'py, PyAny>) -> Option<T>;
+
+/// The first of `tries` that reads `obj` (e.g. one per accepted dtype), else a
+/// `ShapeError` "`{name}` must be `{what}`, got a 2-D array of dtype float64".
+pub fn one_of<'py, T>(
+    obj: &Bound<'py, PyAny>,
+    tries: &[Try<'py, T>],
+    name: &str,
+    what: &str,
+) -> PyResult<T> {
+    if let Some(v) = tries.iter().find_map(|t| t(obj)) {
+        return Ok(v);
+    }
+    Err(ShapeError::new_err(format!(
+        "{name} must be {what}, got {}",
+        describe(obj)
+    )))
+}
+
+/// `read(obj, "{prefix}[i]")` for each object, and those names (for messages).
+pub fn each<'py, T>(
+    objs: &[Bound<'py, PyAny>],
+    prefix: &str,
+    read: impl Fn(&Bound<'py, PyAny>, &str) -> PyResult<T>,
+) -> PyResult<(Vec<T>, Vec<String>)> {
+    let names: Vec<String> = (0..objs.len()).map(|i| format!("{prefix}[{i}]")).collect();
+    let held = objs
+        .iter()
+        .zip(&names)
+        .map(|(o, n)| read(o, n))
+        .collect::<PyResult<_>>()?;
+    Ok((held, names))
+}
 
 /// A numpy matrix held for the duration of a call.
 pub enum PyMat<'py> {
@@ -19,20 +55,25 @@ pub enum PyMat<'py> {
 impl<'py> PyMat<'py> {
     /// Borrow `obj` (a 2-D numpy array) as a matrix; `name` labels errors.
     pub fn extract(obj: &Bound<'py, PyAny>, name: &str) -> PyResult<Self> {
-        if let Ok(a) = obj.extract::<PyReadonlyArray2<f32>>() {
-            return Ok(PyMat::F32(a));
-        }
-        if let Ok(a) = obj.extract::<PyReadonlyArray2<f16>>() {
-            return Ok(PyMat::F16(a));
-        }
-        if let Ok(a) = obj.extract::<PyReadonlyArray2<u16>>() {
-            return Ok(PyMat::BF16(a));
-        }
-        let what = describe(obj)?;
-        Err(ShapeError::new_err(format!(
-            "{name} must be a 2-D float32, float16 or bfloat16 (uint16 bits) matrix, got {what}; \
-             pass an (n, d) array, e.g. x.reshape(len(x), -1).astype('float32')"
-        )))
+        one_of(
+            obj,
+            &[
+                |o| o.extract().ok().map(PyMat::F32),
+                |o| o.extract().ok().map(PyMat::F16),
+                |o| o.extract().ok().map(PyMat::BF16),
+            ],
+            name,
+            "a 2-D (n, d) float32, float16 or bfloat16 (uint16 bits) matrix \
+             (e.g. x.reshape(len(x), -1).astype('float32'))",
+        )
+    }
+
+    /// Every object of `objs` as a matrix named `{prefix}[i]`, and those names.
+    pub fn extract_all(
+        objs: &[Bound<'py, PyAny>],
+        prefix: &str,
+    ) -> PyResult<(Vec<Self>, Vec<String>)> {
+        each(objs, prefix, PyMat::extract)
     }
 
     /// The core view.
@@ -45,6 +86,11 @@ impl<'py> PyMat<'py> {
     }
 }
 
+/// Core views of held matrices.
+pub fn views<'a>(mats: &'a [PyMat<'_>]) -> Vec<Mat<'a>> {
+    mats.iter().map(PyMat::view).collect()
+}
+
 /// A numpy (token, layer, hidden) block held for the duration of a call.
 pub enum PyBlock3<'py> {
     F32(PyReadonlyArray3<'py, f32>),
@@ -55,19 +101,16 @@ pub enum PyBlock3<'py> {
 impl<'py> PyBlock3<'py> {
     /// Borrow `obj` (a 3-D numpy array); `name` labels errors.
     pub fn extract(obj: &Bound<'py, PyAny>, name: &str) -> PyResult<Self> {
-        if let Ok(a) = obj.extract::<PyReadonlyArray3<f32>>() {
-            return Ok(PyBlock3::F32(a));
-        }
-        if let Ok(a) = obj.extract::<PyReadonlyArray3<f16>>() {
-            return Ok(PyBlock3::F16(a));
-        }
-        if let Ok(a) = obj.extract::<PyReadonlyArray3<u16>>() {
-            return Ok(PyBlock3::BF16(a));
-        }
-        Err(ShapeError::new_err(format!(
-            "{name} must be a 3-D (token, layer, hidden) float32, float16 or bfloat16 (uint16 bits) array, got {}",
-            describe(obj)?
-        )))
+        one_of(
+            obj,
+            &[
+                |o| o.extract().ok().map(PyBlock3::F32),
+                |o| o.extract().ok().map(PyBlock3::F16),
+                |o| o.extract().ok().map(PyBlock3::BF16),
+            ],
+            name,
+            "a 3-D (token, layer, hidden) float32, float16 or bfloat16 (uint16 bits) array",
+        )
     }
 
     pub fn view(&self) -> Block3<'_> {
@@ -80,9 +123,15 @@ impl<'py> PyBlock3<'py> {
 }
 
 /// "a 2-D array of dtype float64" or "a list": for error messages.
-pub fn describe(obj: &Bound<'_, PyAny>) -> PyResult<String> {
-    Ok(match obj.cast::<numpy::PyUntypedArray>() {
+pub fn describe(obj: &Bound<'_, PyAny>) -> String {
+    match obj.cast::<numpy::PyUntypedArray>() {
         Ok(a) => format!("a {}-D array of dtype {}", a.ndim(), a.dtype()),
-        Err(_) => format!("a {}", obj.get_type().name()?),
-    })
+        Err(_) => format!(
+            "a {}",
+            obj.get_type()
+                .name()
+                .map(|n| n.to_string())
+                .unwrap_or_default()
+        ),
+    }
 }

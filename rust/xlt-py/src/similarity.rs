@@ -3,42 +3,33 @@
 use numpy::{IntoPyArray, PyArray1, PyArray2, PyReadonlyArray1, PyReadonlyArray2};
 use pyo3::prelude::*;
 use xlt_core::matrix::Mat;
-use xlt_core::similarity::{self as sim, cka, Precision, RdmMetric, Route, RsaMethod};
+use xlt_core::similarity::{self as sim, cka, RdmMetric, Route, RsaMethod};
 
-use crate::arrays::PyMat;
+use crate::arrays::{views, PyMat};
 use crate::errors::IntoPyResult;
 
-fn extract_list<'py>(
-    objs: &[Bound<'py, PyAny>],
-    prefix: &str,
-) -> PyResult<(Vec<PyMat<'py>>, Vec<String>)> {
-    let names: Vec<String> = (0..objs.len()).map(|i| format!("{prefix}[{i}]")).collect();
-    let mats = objs
-        .iter()
-        .zip(&names)
-        .map(|(o, n)| PyMat::extract(o, n))
-        .collect::<PyResult<_>>()?;
-    Ok((mats, names))
-}
-
-fn views<'a>(mats: &'a [PyMat<'_>]) -> Vec<Mat<'a>> {
-    mats.iter().map(|m| m.view()).collect()
+/// `f(X, Y)` on the core views of `x` and `y`, with the GIL released.
+fn on_pair<R: Send>(
+    py: Python<'_>,
+    x: &Bound<'_, PyAny>,
+    y: &Bound<'_, PyAny>,
+    f: impl for<'a> FnOnce(&Mat<'a>, &Mat<'a>) -> xlt_core::Result<R> + Send,
+) -> PyResult<R> {
+    let (x, y) = (PyMat::extract(x, "X")?, PyMat::extract(y, "Y")?);
+    let (xv, yv) = (x.view(), y.view());
+    py.detach(|| f(&xv, &yv)).py()
 }
 
 /// Linear CKA between paired rows of X and Y.
 #[pyfunction]
 fn linear_cka(py: Python<'_>, x: Bound<'_, PyAny>, y: Bound<'_, PyAny>) -> PyResult<f64> {
-    let (x, y) = (PyMat::extract(&x, "X")?, PyMat::extract(&y, "Y")?);
-    let (xv, yv) = (x.view(), y.view());
-    py.detach(|| sim::linear_cka(&xv, &yv)).py()
+    on_pair(py, &x, &y, sim::linear_cka)
 }
 
 /// Debiased CKA (unbiased HSIC) between paired rows of X and Y.
 #[pyfunction]
 fn debiased_cka(py: Python<'_>, x: Bound<'_, PyAny>, y: Bound<'_, PyAny>) -> PyResult<f64> {
-    let (x, y) = (PyMat::extract(&x, "X")?, PyMat::extract(&y, "Y")?);
-    let (xv, yv) = (x.view(), y.view());
-    py.detach(|| sim::debiased_cka(&xv, &yv)).py()
+    on_pair(py, &x, &y, sim::debiased_cka)
 }
 
 /// RSA: correlation of the upper triangles of the two RDMs.
@@ -52,58 +43,32 @@ fn rsa(
     method: &str,
 ) -> PyResult<f64> {
     let (metric, method): (RdmMetric, RsaMethod) = (metric.parse().py()?, method.parse().py()?);
-    let (x, y) = (PyMat::extract(&x, "X")?, PyMat::extract(&y, "Y")?);
-    let (xv, yv) = (x.view(), y.view());
-    py.detach(|| sim::rsa(&xv, &yv, metric, method)).py()
+    on_pair(py, &x, &y, |xv, yv| sim::rsa(xv, yv, metric, method))
 }
 
 /// SVCCA keeping the principal directions that explain `keep` of the variance.
 #[pyfunction]
 #[pyo3(signature = (x, y, keep = 0.99))]
 fn svcca(py: Python<'_>, x: Bound<'_, PyAny>, y: Bound<'_, PyAny>, keep: f64) -> PyResult<f64> {
-    let (x, y) = (PyMat::extract(&x, "X")?, PyMat::extract(&y, "Y")?);
-    let (xv, yv) = (x.view(), y.view());
-    py.detach(|| sim::svcca(&xv, &yv, keep)).py()
+    on_pair(py, &x, &y, |xv, yv| sim::svcca(xv, yv, keep))
 }
 
 /// Projection-weighted CCA (weights from X).
 #[pyfunction]
 fn pwcca(py: Python<'_>, x: Bound<'_, PyAny>, y: Bound<'_, PyAny>) -> PyResult<f64> {
-    let (x, y) = (PyMat::extract(&x, "X")?, PyMat::extract(&y, "Y")?);
-    let (xv, yv) = (x.view(), y.view());
-    py.detach(|| sim::pwcca(&xv, &yv)).py()
+    on_pair(py, &x, &y, sim::pwcca)
 }
 
 /// Orthogonal Procrustes distance of the centred, unit-norm matrices.
 #[pyfunction]
 fn procrustes(py: Python<'_>, x: Bound<'_, PyAny>, y: Bound<'_, PyAny>) -> PyResult<f64> {
-    let (x, y) = (PyMat::extract(&x, "X")?, PyMat::extract(&y, "Y")?);
-    let (xv, yv) = (x.view(), y.view());
-    py.detach(|| sim::procrustes(&xv, &yv)).py()
+    on_pair(py, &x, &y, sim::procrustes)
 }
 
 /// Top-1 cosine retrieval accuracy, (X→Y, Y→X).
 #[pyfunction]
 fn retrieval(py: Python<'_>, x: Bound<'_, PyAny>, y: Bound<'_, PyAny>) -> PyResult<(f64, f64)> {
-    let (x, y) = (PyMat::extract(&x, "X")?, PyMat::extract(&y, "Y")?);
-    let (xv, yv) = (x.view(), y.view());
-    py.detach(|| sim::retrieval(&xv, &yv)).py()
-}
-
-/// The (m, m) matrix of linear (or debiased) CKA from statistics.
-fn cka_matrix(st: &cka::CkaStats, debiased: bool) -> xlt_core::Result<ndarray::Array2<f64>> {
-    let m = st.tr.len();
-    let mut out = ndarray::Array2::zeros((m, m));
-    for p in 0..m {
-        for q in 0..m {
-            out[[p, q]] = if debiased {
-                st.debiased(p, q)?
-            } else {
-                st.linear(p, q)?
-            };
-        }
-    }
-    Ok(out)
+    on_pair(py, &x, &y, sim::retrieval)
 }
 
 /// Linear (or debiased) CKA between all pairs of matrices, from statistics
@@ -116,23 +81,11 @@ fn cka_pairwise<'py>(
     debiased: bool,
     route: Option<&str>,
 ) -> PyResult<Bound<'py, PyArray2<f64>>> {
-    let route = match route {
-        None => None,
-        Some("feature") => Some(Route::Feature),
-        Some("gram") => Some(Route::Gram),
-        Some(r) => {
-            return Err(crate::errors::ConfigError::new_err(format!(
-                "unknown route {r:?}; use \"feature\", \"gram\" or None"
-            )))
-        }
-    };
-    let (held, names) = extract_list(&mats, "reps")?;
+    let route: Option<Route> = route.map(str::parse).transpose().py()?;
+    let (held, names) = PyMat::extract_all(&mats, "reps")?;
     let v = views(&held);
     let out = py
-        .detach(|| -> xlt_core::Result<_> {
-            let st = sim::pairwise_stats(&v, &names, route, precision(debiased))?;
-            cka_matrix(&st, debiased)
-        })
+        .detach(|| sim::cka_matrix(&v, &names, debiased, route))
         .py()?;
     Ok(out.into_pyarray(py))
 }
@@ -147,7 +100,7 @@ fn rsa_pairwise<'py>(
     method: &str,
 ) -> PyResult<Bound<'py, PyArray2<f64>>> {
     let (metric, method): (RdmMetric, RsaMethod) = (metric.parse().py()?, method.parse().py()?);
-    let (held, names) = extract_list(&mats, "reps")?;
+    let (held, names) = PyMat::extract_all(&mats, "reps")?;
     let v = views(&held);
     let out = py
         .detach(|| sim::rsa_pairwise(&v, &names, metric, method))
@@ -177,8 +130,8 @@ impl CkaAccumulator {
         xs: Vec<Bound<'_, PyAny>>,
         ys: Vec<Bound<'_, PyAny>>,
     ) -> PyResult<()> {
-        let (hx, _) = extract_list(&xs, "X")?;
-        let (hy, _) = extract_list(&ys, "Y")?;
+        let (hx, _) = PyMat::extract_all(&xs, "X")?;
+        let (hy, _) = PyMat::extract_all(&ys, "Y")?;
         let (vx, vy) = (views(&hx), views(&hy));
         let inner = &mut self.inner;
         py.detach(|| inner.update(&vx, &vy)).py()
@@ -208,43 +161,6 @@ impl CkaAccumulator {
 #[pyclass(module = "xlt._core")]
 struct CkaSums {
     inner: cka::Sums,
-    dims: Vec<usize>,
-    pairs: Vec<(usize, usize)>,
-    shift: Vec<Vec<f64>>,
-    debiased: bool,
-}
-
-/// Kept pairs and per-matrix shift rows.
-type Layout = (Vec<(usize, usize)>, Vec<Vec<f64>>);
-
-fn check_layout(
-    dims: &[usize],
-    pairs: Option<Vec<(usize, usize)>>,
-    shift: Option<Vec<Vec<f64>>>,
-) -> PyResult<Layout> {
-    let pairs = pairs.unwrap_or_else(|| cka::all_pairs(dims.len()));
-    if let Some(&(p, q)) = pairs.iter().find(|&&(p, q)| p > q || q >= dims.len()) {
-        return Err(crate::errors::ShapeError::new_err(format!(
-            "pair ({p}, {q}) is not p <= q < {} (the number of matrices)",
-            dims.len()
-        )));
-    }
-    let shift = shift.unwrap_or_default();
-    let widths: Vec<usize> = shift.iter().map(|s| s.len()).collect();
-    if !shift.is_empty() && widths != dims {
-        return Err(crate::errors::ShapeError::new_err(format!(
-            "shift widths {widths:?} do not match the matrix widths {dims:?}"
-        )));
-    }
-    Ok((pairs, shift))
-}
-
-fn precision(debiased: bool) -> Precision {
-    if debiased {
-        Precision::F64
-    } else {
-        Precision::F32
-    }
 }
 
 #[pymethods]
@@ -265,20 +181,13 @@ impl CkaSums {
         shift: Option<Vec<Vec<f64>>>,
         debiased: bool,
     ) -> PyResult<Self> {
-        let (pairs, shift) = check_layout(&dims, pairs, shift)?;
-        cka::Sums::check_sizes(&dims, &pairs).py()?;
-        Ok(CkaSums {
-            inner: cka::Sums::new(&dims, &pairs, shift.clone(), precision(debiased)),
-            dims,
-            pairs,
-            shift,
-            debiased,
-        })
+        let inner = cka::Sums::checked(&dims, pairs, shift, debiased).py()?;
+        Ok(CkaSums { inner })
     }
 
     /// Add the rows of `mats` (one (rows, dims[p]) matrix each, same rows).
     fn update(&mut self, py: Python<'_>, mats: Vec<Bound<'_, PyAny>>) -> PyResult<()> {
-        let (held, names) = extract_list(&mats, "reps")?;
+        let (held, names) = PyMat::extract_all(&mats, "reps")?;
         let v = views(&held);
         let inner = &mut self.inner;
         py.detach(|| inner.update_all(&v, &names)).py()
@@ -305,17 +214,8 @@ impl CkaSums {
         shift: Option<Vec<Vec<f64>>>,
         debiased: bool,
     ) -> PyResult<Self> {
-        let (pairs, shift) = check_layout(&dims, pairs, shift)?;
-        let state = state.as_slice()?;
-        let inner =
-            cka::Sums::from_state(&dims, &pairs, shift.clone(), precision(debiased), state).py()?;
-        Ok(CkaSums {
-            inner,
-            dims,
-            pairs,
-            shift,
-            debiased,
-        })
+        let inner = cka::Sums::restored(&dims, state.as_slice()?, pairs, shift, debiased).py()?;
+        Ok(CkaSums { inner })
     }
 
     /// Column means of every matrix over the rows seen (one array each).
@@ -348,14 +248,7 @@ impl CkaSums {
     }
 
     fn __repr__(&self) -> String {
-        format!(
-            "CkaSums(dims={:?}, pairs={}, shifted={}, debiased={}, n={})",
-            self.dims,
-            self.pairs.len(),
-            !self.shift.is_empty(),
-            self.debiased,
-            self.inner.n()
-        )
+        format!("CkaSums({})", self.inner)
     }
 }
 
@@ -371,23 +264,9 @@ fn cka_from_stats<'py>(
     tr: Vec<f64>,
     debiased: bool,
 ) -> PyResult<Bound<'py, PyArray2<f64>>> {
-    let m = tr.len();
     let (hsic, kl) = (hsic.as_array().to_owned(), kl.as_array().to_owned());
-    if hsic.dim() != (m, m) || kl.dim() != (m, m) {
-        return Err(crate::errors::ShapeError::new_err(format!(
-            "hsic {:?} and kl {:?} must both be ({m}, {m}) for {m} matrices",
-            hsic.dim(),
-            kl.dim()
-        )));
-    }
-    let st = cka::CkaStats {
-        n,
-        hsic,
-        kl,
-        tr,
-        names: (0..m).map(|i| format!("reps[{i}]")).collect(),
-    };
-    let out = py.detach(|| cka_matrix(&st, debiased)).py()?;
+    let st = cka::CkaStats::from_parts(n, hsic, kl, tr).py()?;
+    let out = py.detach(|| st.matrix(debiased)).py()?;
     Ok(out.into_pyarray(py))
 }
 

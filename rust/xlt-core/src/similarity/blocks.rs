@@ -160,6 +160,17 @@ pub enum Precision {
     F64,
 }
 
+impl Precision {
+    /// The precision CKA's estimator needs: F64 for debiased, F32 for linear.
+    pub fn for_cka(debiased: bool) -> Self {
+        if debiased {
+            Precision::F64
+        } else {
+            Precision::F32
+        }
+    }
+}
+
 /// The two product precisions behind one interface.
 pub(crate) trait Scalar: Copy + Default + Send + Sync + 'static {
     /// A decoded f32 block in this precision.

@@ -16,7 +16,8 @@ mod scale;
 
 pub use cca::{procrustes, pwcca, svcca};
 pub use cka::{
-    debiased_cka, linear_cka, pairwise_stats, CkaAccumulator, CkaStats, Precision, Route,
+    cka_matrix, debiased_cka, linear_cka, pairwise_stats, CkaAccumulator, CkaStats, Precision,
+    Route,
 };
 pub use retrieval::retrieval;
 pub use rsa::{rsa, rsa_pairwise, RdmMetric, RsaMethod};

@@ -1,87 +1,18 @@
-//! Linear and debiased CKA (Kornblith et al. 2019; unbiased HSIC of Song et
-//! al. 2012), from sufficient statistics computed once per matrix set.
-//!
-//! For centred matrices X̄, Ȳ with Grams K = X̄X̄ᵀ, L = ȲȲᵀ:
-//! `tr(KL) = ‖X̄ᵀȲ‖²`, the Gram diagonals are the centred row norms² k, l,
-//! and the unbiased HSIC times n(n-3) is
-//! `tr(KL) − n/(n−2)·kᵀl + (Σk)(Σl)/((n−1)(n−2))`.
-//! Two routes give `tr(KL)`: feature space (`X̄ᵀȲ`, cost n·dx·dy) or Gram
-//! space (tiles of K and L, cost n²·d); [`pairwise_stats`] picks the cheaper.
+//! Shifted running sums of CKA's feature-space statistics for M matrices
+//! sharing rows: fed row block by row block (streaming), and mergeable —
+//! states of disjoint rows taken with the same shift add up (dask).
 use ndarray::{Array1, Array2, Axis, ShapeBuilder};
 use rayon::prelude::*;
+use std::fmt;
 
-pub use super::blocks::Precision;
-use super::blocks::{
-    col_means, col_sums_sq, decode, decode_into, row_sq_norms, Scalar, BLOCK_ROWS,
-};
-use super::gemm::Scratch;
+use super::{all_pairs, CkaStats, Precision};
 use crate::error::{ensure_data, ensure_shape, Error, Result};
 use crate::matrix::Mat;
+use crate::similarity::blocks::{
+    col_sums_sq, decode, decode_into, row_sq_norms, Scalar, BLOCK_ROWS,
+};
+use crate::similarity::gemm::Scratch;
 use faer::Par;
-
-/// Sufficient statistics of CKA for M matrices sharing rows.
-#[derive(Clone, Debug)]
-pub struct CkaStats {
-    /// Number of rows.
-    pub n: usize,
-    /// `tr(K_p K_q) = ‖X̄_pᵀ X̄_q‖²` (NaN where not computed).
-    pub hsic: Array2<f64>,
-    /// `k_pᵀ k_q`, k = centred row norms² (NaN where not computed).
-    pub kl: Array2<f64>,
-    /// `Σ k_p = ‖X̄_p‖²`.
-    pub tr: Vec<f64>,
-    /// Names of the matrices, for messages.
-    pub names: Vec<String>,
-}
-
-impl CkaStats {
-    fn zero_variance(&self, p: usize) -> Result<()> {
-        ensure_data(self.tr[p] > 0.0, || {
-            format!(
-                "{} has zero variance (all rows identical); CKA is undefined for it",
-                self.names[p]
-            )
-        })
-    }
-
-    /// Linear CKA between matrices `p` and `q`.
-    pub fn linear(&self, p: usize, q: usize) -> Result<f64> {
-        self.zero_variance(p)?;
-        self.zero_variance(q)?;
-        let v = self.hsic[[p, q]] / (self.hsic[[p, p]] * self.hsic[[q, q]]).sqrt();
-        Ok(v.clamp(0.0, 1.0))
-    }
-
-    /// n(n−3) times the unbiased HSIC between `p` and `q`.
-    fn unbiased(&self, p: usize, q: usize) -> f64 {
-        let n = self.n as f64;
-        self.hsic[[p, q]] - n / (n - 2.0) * self.kl[[p, q]]
-            + self.tr[p] * self.tr[q] / ((n - 1.0) * (n - 2.0))
-    }
-
-    /// Debiased CKA between matrices `p` and `q` (needs n ≥ 4).
-    pub fn debiased(&self, p: usize, q: usize) -> Result<f64> {
-        ensure_shape(self.n >= 4, || {
-            format!(
-                "debiased CKA needs at least 4 rows, got {}; pass more samples",
-                self.n
-            )
-        })?;
-        ensure_shape(!self.kl[[p, q]].is_nan(), || {
-            "these statistics hold linear CKA's terms only (f32 sums); compute them in f64 for debiased CKA"
-                .to_string()
-        })?;
-        self.zero_variance(p)?;
-        self.zero_variance(q)?;
-        let (hp, hq) = (self.unbiased(p, p), self.unbiased(q, q));
-        ensure_data(hp > 0.0 && hq > 0.0, || {
-            "the unbiased HSIC of an input with itself is not positive (too few rows for its rank); \
-             pass more samples or use linear CKA"
-                .to_string()
-        })?;
-        Ok(self.unbiased(p, q) / (hp * hq).sqrt())
-    }
-}
 
 /// `Ok` when a block whose centred values have `sq` as the sum of their
 /// squares multiplies in f32 without overflow (every product and partial sum
@@ -118,7 +49,12 @@ pub struct Sums {
     t: Vec<Array2<f64>>,
     r: Array2<f64>,
     prec: Precision,
+    /// Whether the shift rows were given (not taken from the first block).
+    given_shift: bool,
 }
+
+/// Kept pairs and per-matrix shift rows.
+type Layout = (Vec<(usize, usize)>, Vec<Vec<f64>>);
 
 /// An F-ordered (p × q) zero matrix whose pages are written now: a calloc'd
 /// one maps the shared zero page, and the product kernel's first store to
@@ -142,6 +78,7 @@ impl Sums {
     ) -> Self {
         let m = dims.len();
         Sums {
+            given_shift: !shift.is_empty(),
             dims: dims.to_vec(),
             pairs: pairs.to_vec(),
             n: 0,
@@ -156,6 +93,54 @@ impl Sums {
             r: Array2::zeros((m, m)),
             prec,
         }
+    }
+
+    /// [`Sums::new`] with the layout checked: `pairs` (default all) must be
+    /// p ≤ q < m, `shift` rows (default: the first block's means) must match
+    /// `dims` (`Shape` errors), and the sums must fit memory (`Config`).
+    /// Debiased CKA needs its products in f64 ([`Precision::for_cka`]).
+    pub fn checked(
+        dims: &[usize],
+        pairs: Option<Vec<(usize, usize)>>,
+        shift: Option<Vec<Vec<f64>>>,
+        debiased: bool,
+    ) -> Result<Self> {
+        let (pairs, shift) = Self::layout(dims, pairs, shift)?;
+        Self::check_sizes(dims, &pairs)?;
+        Ok(Self::new(dims, &pairs, shift, Precision::for_cka(debiased)))
+    }
+
+    /// [`Sums::from_state`] with the layout checked as in [`Sums::checked`].
+    pub fn restored(
+        dims: &[usize],
+        state: &[f64],
+        pairs: Option<Vec<(usize, usize)>>,
+        shift: Option<Vec<Vec<f64>>>,
+        debiased: bool,
+    ) -> Result<Self> {
+        let (pairs, shift) = Self::layout(dims, pairs, shift)?;
+        Self::from_state(dims, &pairs, shift, Precision::for_cka(debiased), state)
+    }
+
+    /// The kept pairs (default all) and shift rows (default none), checked.
+    fn layout(
+        dims: &[usize],
+        pairs: Option<Vec<(usize, usize)>>,
+        shift: Option<Vec<Vec<f64>>>,
+    ) -> Result<Layout> {
+        let pairs = pairs.unwrap_or_else(|| all_pairs(dims.len()));
+        if let Some(&(p, q)) = pairs.iter().find(|&&(p, q)| p > q || q >= dims.len()) {
+            return Err(Error::Shape(format!(
+                "pair ({p}, {q}) is not p <= q < {} (the number of matrices)",
+                dims.len()
+            )));
+        }
+        let shift = shift.unwrap_or_default();
+        let widths: Vec<usize> = shift.iter().map(|s| s.len()).collect();
+        ensure_shape(shift.is_empty() || widths == dims, || {
+            format!("shift widths {widths:?} do not match the matrix widths {dims:?}")
+        })?;
+        Ok((pairs, shift))
     }
 
     /// Rows seen so far.
@@ -496,352 +481,26 @@ impl Sums {
     }
 }
 
-/// Every pair `p ≤ q` of `m` matrices.
-pub fn all_pairs(m: usize) -> Vec<(usize, usize)> {
-    (0..m).flat_map(|p| (p..m).map(move |q| (p, q))).collect()
-}
-
-/// Which way to compute `tr(K_p K_q)`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Route {
-    Feature,
-    Gram,
-}
-
-/// The cheaper route for all pairs of matrices with `n` rows and widths `dims`:
-/// multiply-adds, weighed by what each costs here (measured on 24 layers at
-/// n = 2000–10000, d = 256–1024: a Gram tile's multiply-add 1.3× one of
-/// xlt's own feature-space kernel, a Gram-space inner product, memory-bound, 19×).
-pub fn choose_route(n: usize, dims: &[usize]) -> Route {
-    let n = n as f64;
-    let d: Vec<f64> = dims.iter().map(|&v| v as f64).collect();
-    let total: f64 = d.iter().sum();
-    let feature = n * (total * total + d.iter().map(|v| v * v).sum::<f64>()) / 2.0;
-    let m = d.len() as f64;
-    let gram = 1.3 * n * n / 2.0 * total + 19.0 * m * (m + 1.0) / 2.0 * n * n / 2.0;
-    if gram < feature {
-        Route::Gram
-    } else {
-        Route::Feature
-    }
-}
-
-/// Memory the feature route may hold in cross-product sums at once.
-const FEATURE_BYTES: usize = 512 << 20;
-
-/// CKA statistics for all pairs of `mats` (same rows), each matrix read with
-/// its exact column means; the route is chosen by shape unless given.
-pub fn pairwise_stats(
-    mats: &[Mat],
-    names: &[String],
-    route: Option<Route>,
-    prec: Precision,
-) -> Result<CkaStats> {
-    ensure_shape(!mats.is_empty(), || "no matrices to compare".to_string())?;
-    let n = mats[0].nrows();
-    for (m, nm) in mats.iter().zip(names) {
-        ensure_shape(m.nrows() == n, || {
-            format!(
-                "{nm} has {} rows but {} has {n}; rows must be paired samples (the same items, in the same order)",
-                m.nrows(),
-                names[0]
-            )
-        })?;
-        ensure_shape(m.ncols() > 0, || format!("{nm} has no columns"))?;
-    }
-    ensure_shape(n >= 2, || {
-        format!("CKA needs at least 2 paired rows, got {n}")
-    })?;
-    super::scale::at_unit_scale(mats, names, |mats| unit_stats(mats, names, n, route, prec))
-}
-
-/// [`pairwise_stats`] of checked matrices whose values cannot over- or
-/// underflow f32 products.
-fn unit_stats(
-    mats: &[Mat],
-    names: &[String],
-    n: usize,
-    route: Option<Route>,
-    prec: Precision,
-) -> Result<CkaStats> {
-    let means: Vec<Vec<f64>> = mats
-        .iter()
-        .zip(names)
-        .map(|(m, nm)| col_means(m, nm))
-        .collect::<Result<_>>()?;
-    let dims: Vec<usize> = mats.iter().map(|m| m.ncols()).collect();
-    match route.unwrap_or_else(|| choose_route(n, &dims)) {
-        Route::Feature => feature_stats(mats, names, &dims, means, prec),
-        Route::Gram => match prec {
-            Precision::F32 => gram_stats::<f32>(mats, names, &means),
-            Precision::F64 => gram_stats::<f64>(mats, names, &means),
-        },
-    }
-}
-
-fn feature_stats(
-    mats: &[Mat],
-    names: &[String],
-    dims: &[usize],
-    means: Vec<Vec<f64>>,
-    prec: Precision,
-) -> Result<CkaStats> {
-    let mut batches: Vec<Vec<(usize, usize)>> = vec![vec![]];
-    let mut bytes = 0;
-    for pair in all_pairs(dims.len()) {
-        let b = dims[pair.0] * dims[pair.1] * 8;
-        if bytes + b > FEATURE_BYTES && !batches.last().unwrap().is_empty() {
-            batches.push(vec![]);
-            bytes = 0;
-        }
-        bytes += b;
-        batches.last_mut().unwrap().push(pair);
-    }
-    let mut out: Option<CkaStats> = None;
-    for pairs in batches {
-        let mut sums = Sums::new(dims, &pairs, means.clone(), prec);
-        for (s, e) in mats[0].blocks(BLOCK_ROWS) {
-            sums.update(mats, s, e, names)?;
-        }
-        let mut st = sums.stats();
-        st.names = names.to_vec();
-        match out.as_mut() {
-            None => out = Some(st),
-            Some(o) => {
-                for &(p, q) in &pairs {
-                    for (i, j) in [(p, q), (q, p)] {
-                        o.hsic[[i, j]] = st.hsic[[i, j]];
-                        o.kl[[i, j]] = st.kl[[i, j]];
-                    }
-                }
-            }
-        }
-    }
-    out.ok_or_else(|| Error::Shape("no matrices to compare".into()))
-}
-
-/// Rows per tile side in the Gram route.
-const TILE: usize = 512;
-
-fn gram_stats<T: Scalar>(mats: &[Mat], names: &[String], means: &[Vec<f64>]) -> Result<CkaStats> {
-    let mm = mats.len();
-    let pairs = all_pairs(mm);
-    let blocks: Vec<(usize, usize)> = mats[0].blocks(TILE).collect();
-    let load = |s: usize, e: usize| -> Result<Vec<Array2<T>>> {
-        mats.par_iter()
-            .zip(means)
-            .zip(names)
-            .map(|((m, mu), nm)| decode(m, s, e, Some(mu), nm).map(|b| T::from_block(&b)))
-            .collect()
-    };
-    let mut hsic_flat = vec![0.0f64; pairs.len()];
-    let mut k = vec![vec![0.0f64; mats[0].nrows()]; mm];
-    for (bi, &(s0, e0)) in blocks.iter().enumerate() {
-        let xi = load(s0, e0)?;
-        for (p, b) in xi.iter().enumerate() {
-            for (i, row) in b.axis_iter(Axis(0)).enumerate() {
-                k[p][s0 + i] = T::dot(row.as_slice().unwrap(), row.as_slice().unwrap());
-            }
-        }
-        for &(s1, e1) in &blocks[bi..] {
-            let xj_owned;
-            let xj = if s1 == s0 {
-                &xi
-            } else {
-                xj_owned = load(s1, e1)?;
-                &xj_owned
-            };
-            let tiles: Vec<faer::Mat<T>> = xi
-                .par_iter()
-                .zip(xj)
-                .map(|(a, b)| T::gram_tile(a, b))
-                .collect();
-            let w = if s1 == s0 { 1.0 } else { 2.0 };
-            let dots: Vec<f64> = pairs
-                .par_iter()
-                .map(|&(p, q)| {
-                    let (tp, tq) = (&tiles[p], &tiles[q]);
-                    (0..tp.ncols())
-                        .map(|j| T::dot(tp.col_as_slice(j), tq.col_as_slice(j)))
-                        .sum::<f64>()
-                })
-                .collect();
-            for (h, v) in hsic_flat.iter_mut().zip(dots) {
-                *h += w * v;
-            }
-        }
-    }
-    let mut hsic = Array2::zeros((mm, mm));
-    let mut kl = Array2::zeros((mm, mm));
-    for (&(p, q), h) in pairs.iter().zip(hsic_flat) {
-        let v: f64 = k[p].iter().zip(&k[q]).map(|(a, b)| a * b).sum();
-        for (i, j) in [(p, q), (q, p)] {
-            hsic[[i, j]] = h;
-            kl[[i, j]] = v;
-        }
-    }
-    let tr = k.iter().map(|v| v.iter().sum()).collect();
-    Ok(CkaStats {
-        n: mats[0].nrows(),
-        hsic,
-        kl,
-        tr,
-        names: names.to_vec(),
-    })
-}
-
-/// CKA statistics of the pair (X, Y): index 0 is X, 1 is Y.
-pub fn pair_stats<'a>(x: &Mat<'a>, y: &Mat<'a>, prec: Precision) -> Result<CkaStats> {
-    pairwise_stats(&[*x, *y], &["X".into(), "Y".into()], None, prec)
-}
-
-/// Linear CKA (Kornblith et al. 2019) between paired rows of `x` and `y`.
-pub fn linear_cka<'a>(x: &Mat<'a>, y: &Mat<'a>) -> Result<f64> {
-    super::blocks::paired_rows(x, y, 2, "linear CKA")?;
-    pair_stats(x, y, Precision::F32)?.linear(0, 1)
-}
-
-/// Debiased CKA (unbiased HSIC, Song et al. 2012) between paired rows.
-pub fn debiased_cka<'a>(x: &Mat<'a>, y: &Mat<'a>) -> Result<f64> {
-    super::blocks::paired_rows(x, y, 4, "debiased CKA")?;
-    pair_stats(x, y, Precision::F64)?.debiased(0, 1)
-}
-
-/// Streaming CKA over several layers: each update brings the same row block
-/// of X and Y for every layer; memory is (dx² + dy² + dx·dy)·8 bytes a layer.
-/// Products run in f64 so that the debiased estimate stays exact.
-pub struct CkaAccumulator {
-    layers: Vec<Sums>,
-    names: [String; 2],
-}
-
-impl Default for CkaAccumulator {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl CkaAccumulator {
-    pub fn new() -> Self {
-        CkaAccumulator {
-            layers: vec![],
-            names: ["X".into(), "Y".into()],
-        }
-    }
-
-    /// Rows seen so far.
-    pub fn n(&self) -> usize {
-        self.layers.first().map_or(0, |s| s.n())
-    }
-
-    /// Add one row block per layer: `xs[l]` and `ys[l]` pair rows.
-    pub fn update<'a>(&mut self, xs: &[Mat<'a>], ys: &[Mat<'a>]) -> Result<()> {
-        ensure_shape(xs.len() == ys.len() && !xs.is_empty(), || {
-            format!(
-                "got {} X blocks and {} Y blocks; pass one of each per layer",
-                xs.len(),
-                ys.len()
-            )
-        })?;
-        if self.layers.is_empty() {
-            self.layers = xs
-                .iter()
-                .zip(ys)
-                .map(|(x, y)| {
-                    Sums::new(
-                        &[x.ncols(), y.ncols()],
-                        &all_pairs(2),
-                        vec![],
-                        Precision::F64,
-                    )
-                })
-                .collect();
-        }
-        ensure_shape(xs.len() == self.layers.len(), || {
-            format!(
-                "earlier updates had {} layers, this one has {}",
-                self.layers.len(),
-                xs.len()
-            )
-        })?;
-        for ((x, y), sums) in xs.iter().zip(ys).zip(&mut self.layers) {
-            super::blocks::paired_rows(x, y, 0, "CKA")?;
-            sums.update(&[*x, *y], 0, x.nrows(), &self.names)?;
-        }
-        Ok(())
-    }
-
-    /// Per-layer CKA statistics so far.
-    pub fn stats(&self) -> Result<Vec<CkaStats>> {
-        ensure_shape(self.n() >= 2, || {
-            format!("CKA needs at least 2 rows, got {}", self.n())
-        })?;
-        Ok(self
-            .layers
-            .iter()
-            .map(|s| CkaStats {
-                names: self.names.to_vec(),
-                ..s.stats()
-            })
-            .collect())
-    }
-
-    /// Per-layer linear CKA.
-    pub fn linear(&self) -> Result<Vec<f64>> {
-        self.stats()?.iter().map(|s| s.linear(0, 1)).collect()
-    }
-
-    /// Per-layer debiased CKA.
-    pub fn debiased(&self) -> Result<Vec<f64>> {
-        self.stats()?.iter().map(|s| s.debiased(0, 1)).collect()
+impl fmt::Display for Sums {
+    /// `dims=[..], pairs=N, shifted=.., debiased=.., n=..`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "dims={:?}, pairs={}, shifted={}, debiased={}, n={}",
+            self.dims,
+            self.pairs.len(),
+            self.given_shift,
+            self.prec == Precision::F64,
+            self.n
+        )
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use super::super::tests::data;
+    use super::super::{pairwise_stats, Route};
     use super::*;
-    use ndarray::Array2;
-
-    fn data(n: usize, d: usize, seed: u64) -> Array2<f32> {
-        let mut s = seed;
-        Array2::from_shape_fn((n, d), |(i, j)| {
-            s = s
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            ((s >> 33) as f32 / (1u64 << 31) as f32) - 0.5
-                + 0.1 * (i % 7) as f32 * (j % 3) as f32
-                + 40.0
-        })
-    }
-
-    #[test]
-    fn cka_of_a_matrix_with_itself_is_one() {
-        let x = data(50, 6, 1);
-        let m = Mat::F32(x.view());
-        assert!((linear_cka(&m, &m).unwrap() - 1.0).abs() < 1e-9);
-        assert!((debiased_cka(&m, &m).unwrap() - 1.0).abs() < 1e-9);
-    }
-
-    #[test]
-    fn routes_and_streaming_agree() {
-        let (x, y) = (data(3000, 7, 2), data(3000, 5, 3));
-        let mats = [Mat::F32(x.view()), Mat::F32(y.view())];
-        let names = ["X".to_string(), "Y".to_string()];
-        let f = pairwise_stats(&mats, &names, Some(Route::Feature), Precision::F64).unwrap();
-        let g = pairwise_stats(&mats, &names, Some(Route::Gram), Precision::F64).unwrap();
-        let mut acc = CkaAccumulator::new();
-        for s in (0..3000).step_by(700) {
-            let e = (s + 700).min(3000);
-            let xb = x.slice(ndarray::s![s..e, ..]);
-            let yb = y.slice(ndarray::s![s..e, ..]);
-            acc.update(&[Mat::F32(xb)], &[Mat::F32(yb)]).unwrap();
-        }
-        let (lin, deb) = (acc.linear().unwrap()[0], acc.debiased().unwrap()[0]);
-        for st in [&f, &g] {
-            assert!((st.linear(0, 1).unwrap() / lin - 1.0).abs() < 1e-7);
-            assert!((st.debiased(0, 1).unwrap() / deb - 1.0).abs() < 1e-7);
-        }
-    }
 
     #[test]
     fn summed_partial_states_equal_one_pass() {
@@ -886,14 +545,15 @@ mod tests {
     }
 
     #[test]
-    fn mismatched_rows_and_tiny_inputs_are_shape_errors() {
-        let (x, y) = (data(5, 3, 1), data(6, 3, 2));
-        let e = linear_cka(&Mat::F32(x.view()), &Mat::F32(y.view())).unwrap_err();
-        assert!(matches!(e, Error::Shape(_)));
-        let e = debiased_cka(
-            &Mat::F32(x.slice(ndarray::s![..3, ..])),
-            &Mat::F32(x.slice(ndarray::s![..3, ..])),
+    fn bad_layouts_are_shape_errors() {
+        let bad = Sums::checked(&[3, 4], Some(vec![(1, 0)]), None, false);
+        assert!(matches!(bad, Err(Error::Shape(m)) if m.contains("(1, 0)")));
+        let bad = Sums::checked(&[3, 4], None, Some(vec![vec![0.0; 3]; 2]), true);
+        assert!(matches!(bad, Err(Error::Shape(m)) if m.contains("[3, 3]")));
+        let ok = Sums::checked(&[3, 4], None, Some(vec![vec![0.0; 3], vec![0.0; 4]]), true);
+        assert_eq!(
+            ok.unwrap().to_string(),
+            "dims=[3, 4], pairs=3, shifted=true, debiased=true, n=0"
         );
-        assert!(matches!(e, Err(Error::Shape(_))));
     }
 }
