@@ -1,4 +1,5 @@
-"""The HTML report: files written, text derived from the numbers, figures render in a real browser."""
+"""The HTML report: files written, text derived from the numbers and pointing at its figures,
+captions, grouped figures, a self-contained page whose figures render in a real browser."""
 
 import re
 import shutil
@@ -11,6 +12,8 @@ import xarray as xr
 from xlt import decomposition, report, simulate
 
 LANGS = ["heb_Hebr", "amh_Ethi", "mlt_Latn", "tir_Ethi", "jpn_Jpan", "kor_Hang", "fra_Latn"]
+GROUPS = {"targets": LANGS[:4], "controls": LANGS[4:]}
+POOLED = {"task": {"acc_base": 0.1, "acc_tuned": 0.45, "gain": 0.35, "lo": 0.28, "hi": 0.42, "n": 40}}
 
 
 def _inputs():
@@ -38,7 +41,16 @@ def _inputs():
         coords={"language": LANGS},
     )
     return (
-        report.Inputs(dec, {"task": gains}, sim, {"m0": prof}, overlap, notes=("A demonstration.",)),
+        report.Inputs(
+            dec,
+            {"task": gains},
+            sim,
+            {"m0": prof},
+            overlap,
+            notes=("A demonstration.",),
+            groups=GROUPS,
+            pooled=POOLED,
+        ),
         dec,
         gains,
     )
@@ -52,8 +64,10 @@ def test_report_files_and_text(tmp_path):
     assert "A demonstration." in page
     total = float(dec.parts["estimate"].sel(part="total"))
     assert f"explain {total:.0%} of the variance" in page
-    sem = float(gains["gain"].sel(language=LANGS[:4]).mean())
-    assert f"mean gain {sem:+.1%} in Semitic targets" in page
+    tgt = float(gains["gain"].sel(language=LANGS[:4]).mean())
+    ctl = float(gains["gain"].sel(language=LANGS[4:]).mean())
+    assert f"mean gain {tgt:+.1%} in targets, {ctl:+.1%} in controls (Figure 1)" in page
+    assert "accuracy goes from 10% to 45%, a gain of +35.0% (95% CI +28.0% to +42.0%): above zero" in page
     back = xr.open_dataset(tmp_path / "decomposition.nc")
     np.testing.assert_allclose(back["estimate"].values, dec.parts["estimate"].values)
     assert (tmp_path / "table.csv").read_text().startswith("model,")
@@ -84,6 +98,66 @@ def test_report_renders_its_figures_in_a_headless_browser(tmp_path):
     rendered = re.search(r'data-rendered-figures="(\d+)"', dom)
     assert rendered is not None, dom[:500]
     assert int(rendered.group(1)) == 5
+
+
+def test_every_sentence_points_at_a_figure_and_every_figure_has_a_caption(tmp_path):
+    inp, _, _ = _inputs()
+    page = report.render(inp, tmp_path).read_text()
+    figures = re.findall(
+        r'<figure id="figure-(\d+)"><h2>Figure \1\. ([^<]+)</h2>.*?<figcaption>([^<]+)</figcaption>', page
+    )
+    assert [int(n) for n, _, _ in figures] == [1, 2, 3, 4, 5]
+    assert all(cap.startswith("Look for: ") and "\n" not in cap for _, _, cap in figures)
+    titles = {int(n): t for n, t, _ in figures}
+    sentences = re.findall(r"<li>(.*?)</li>", page)
+    assert len(sentences) >= 6
+    for s in sentences:
+        m = re.search(r"\(Figure (\d)\)\.$", s)
+        assert m and int(m.group(1)) in titles, s
+    # sentences point at the figure that shows their subject
+    assert any("Token overlap" in s and f"(Figure {_number(titles, 'overlap')})" in s for s in sentences)
+    assert any("middle-layer" in s and f"(Figure {_number(titles, 'similarity')})" in s for s in sentences)
+
+
+def _number(titles, word):
+    (n,) = [n for n, t in titles.items() if word in t.lower()]
+    return n
+
+
+def test_page_is_self_contained(tmp_path):
+    inp, _, _ = _inputs()
+    page = report.render(inp, tmp_path).read_text()
+    refs = re.findall(r'(?:src|href)="([^"]*)"', page)
+    assert refs and all(r.startswith("data:image/png;base64,") for r in refs)
+    assert "http://" not in page and "https://" not in page and "@import" not in page
+
+
+def test_similarity_figure_draws_two_lines_and_a_band_per_group():
+    inp, _, _ = _inputs()
+    fig, axes = report.fig_similarity(inp.similarity, inp.source, GROUPS)
+    ax = axes[0][0]
+    assert len(ax.lines) == 2 * len(GROUPS)
+    assert len(ax.collections) == len(GROUPS)  # the bands
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["targets (4)", "controls (3)"]
+    # each solid line is its group's mean of the tuned state, the dashed one the base
+    cka = inp.similarity["cka"].sel(model="m0")
+    for line, (state, members) in zip(
+        ax.lines,
+        [("task", LANGS[:4]), ("base", LANGS[:4]), ("task", LANGS[4:]), ("base", LANGS[4:])],
+        strict=True,
+    ):
+        np.testing.assert_allclose(line.get_ydata(), cka.sel(state=state, language=members).values.mean(0))
+    band = ax.collections[0].get_paths()[0].vertices[:, 1]
+    lo, hi = (
+        cka.sel(state="task", language=LANGS[:4]).min("language"),
+        cka.sel(state="task", language=LANGS[:4]).max("language"),
+    )
+    assert np.isclose(band.min(), float(lo.min())) and np.isclose(band.max(), float(hi.max()))
+
+
+def test_ungrouped_languages_fall_back_to_the_semitic_flag():
+    grouped = report.groups_of(["heb_Hebr", "fra_Latn", "l001"], {"targets": ["fra_Latn"]})
+    assert grouped == {"targets": ["fra_Latn"], "Semitic": ["heb_Hebr"], "others": ["l001"]}
 
 
 def test_parts_figure_draws_an_interval_that_excludes_its_estimate():
