@@ -62,13 +62,13 @@ class Model:
         return self._nn
 
 
-def _tokenizer_for(source: str | None, trust_remote_code: bool) -> Any:
+def _tokenizer_for(source: str | None, trust_remote_code: bool, revision: str | None = None) -> Any:
     from transformers import AutoTokenizer
 
     if not source:
         raise ConfigError("cannot tell which tokenizer this model uses; pass tokenizer=")
     try:
-        return AutoTokenizer.from_pretrained(source, trust_remote_code=trust_remote_code)
+        return AutoTokenizer.from_pretrained(source, trust_remote_code=trust_remote_code, revision=revision)
     except (OSError, ValueError) as exc:
         raise ConfigError(f"could not load a tokenizer from {source!r} ({exc}); pass tokenizer=") from exc
 
@@ -108,7 +108,7 @@ def load(
         hf, tok, name = model.hf, model.tokenizer, model.name
     elif isinstance(name_or_path, str):
         name = name_or_path
-        tok = tokenizer or _tokenizer_for(name, trust_remote_code)
+        tok = tokenizer or _tokenizer_for(name, trust_remote_code, revision)
         if remote is True or (isinstance(remote, str) and remote != "local"):
             from nnsight import TransformersModel
 
@@ -130,7 +130,7 @@ def load(
             )
         except (OSError, ValueError) as exc:
             raise ConfigError(f"could not load model {name!r}: {exc}") from exc
-        revision = revision or getattr(hf.config, "_commit_hash", None)
+        revision = _commit(name, revision)
     elif hasattr(name_or_path, "config") and hasattr(name_or_path, "forward"):
         hf = name_or_path
         if isinstance(dtype, torch.dtype) and hf.dtype != dtype:
@@ -151,6 +151,20 @@ def load(
         hf = with_adapter(hf, adapter)
     hf.eval()
     return Model(hf, tok, resolve(hf).arch, name, revision, adapter, remote)
+
+
+def _commit(name: str, revision: str | None) -> str | None:
+    """The commit a hub id at ``revision`` (a branch, tag or commit; None = main) resolves
+    to, read from the snapshot folder its config came from; ``revision`` for a local folder."""
+    if Path(name).is_dir():
+        return revision
+    try:
+        from huggingface_hub import hf_hub_download
+
+        path = Path(hf_hub_download(name, "config.json", revision=revision))
+    except Exception:  # no hub client or not cached the usual way: keep what was asked
+        return revision
+    return path.parent.name if path.parent.parent.name == "snapshots" else revision
 
 
 def parts(model: Any) -> tuple[Any, Any, str]:

@@ -83,6 +83,12 @@ NEEDED = (
 )
 
 OVERRIDES: dict[str, dict[str, Any]] = {
+    "jamba": {
+        "attn_layer_period": 2,
+        "attn_layer_offset": 0,
+        "expert_layer_period": 2,
+        "expert_layer_offset": 1,
+    },
     "flint": {"mlp_only_layers": [0], "decoder_sparse_step": 1},
     "lfm2_moe": {
         "num_dense_layers": 1,
