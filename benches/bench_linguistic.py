@@ -17,6 +17,7 @@ from harness import Row, compare  # noqa: E402
 
 import csv  # noqa: E402
 import time  # noqa: E402
+from itertools import chain  # noqa: E402
 
 import numpy as np  # noqa: E402
 
@@ -35,7 +36,7 @@ def _baseline_overlap(hf, texts: dict[str, list[str]], reference: str, vocab: in
     counts = {}
     for lang, t in texts.items():
         encs = hf.encode_batch(t, add_special_tokens=False)
-        ids = np.fromiter((i for e in encs for i in e.ids), np.int64)
+        ids = np.fromiter(chain.from_iterable(e.ids for e in encs), np.int64)
         counts[lang] = np.bincount(ids, minlength=vocab)
     ref = counts[reference] / counts[reference].sum()
     out = {}

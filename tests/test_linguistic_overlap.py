@@ -6,11 +6,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import regex
 
-from xlt import XltError
+from xlt import XltError, _core
 from xlt.assets import flores
 from xlt.linguistic import load_tokenizer, token_overlap
-from xlt.linguistic.overlap import WORD
+
+#: The reference definition of a word: a maximal run of letters, combining marks and numbers.
+WORD = regex.compile(r"[\p{L}\p{M}\p{N}]+")
 
 DATA = Path(__file__).parent / "data" / "linguistic" / "tokenizers"
 TOKENIZERS = {
@@ -69,6 +72,47 @@ def test_tokenizers_roundtrip_spans(tokenizers, texts):
         for ids, starts, ends, text in tok.encode(sent):
             assert len(ids) == len(starts) == len(ends)
             assert np.all(np.diff(starts) >= 0) and np.all(starts <= ends) and ends[-1] <= len(text)
+
+
+def test_word_spans_match_the_unicode_categories(texts):
+    """Rust's word characters are exactly Unicode L, M and N: every code point that
+    Python's own tables (an older Unicode) assign, each on its own, and real sentences."""
+    import unicodedata
+
+    cps = [chr(c) for c in range(0x110000) if unicodedata.category(chr(c)) not in ("Cn", "Cs", "Co")]
+    text = " ".join(cps)
+    starts, ends = _core.word_spans(text)
+    want = [(m.start(), m.end()) for m in WORD.finditer(text)]
+    got = list(zip(starts, ends, strict=True))
+    odd = sorted({text[a] for a, _ in set(got) ^ set(want)} | {text[a] for a, _ in set(want) ^ set(got)})
+    assert got == want, [f"U+{ord(c):04X} {unicodedata.category(c)}" for c in odd][:20]
+    for lg, sents in texts.items():
+        for t in sents[:20]:
+            assert list(zip(*_core.word_spans(t), strict=True)) == [
+                (m.start(), m.end()) for m in WORD.finditer(t)
+            ], lg
+
+
+def test_flat_encoding_matches_per_text_encoding(tokenizers, texts):
+    sent = texts["arb_Arab"][:4] + texts["jpn_Jpan"][:3] + texts["amh_Ethi"][:3]
+    for name, tok in tokenizers.items():
+        ids, starts, ends, offsets, spanned = tok.encode_flat(sent)
+        per = tok.encode(sent)
+        assert offsets.tolist() == np.cumsum([0] + [len(e[0]) for e in per]).tolist(), name
+        for k, arr in enumerate((ids, starts, ends)):
+            assert arr.tolist() == np.concatenate([e[k] for e in per]).tolist(), (name, k)
+        assert spanned == [e[3] for e in per], name
+
+
+def test_update_texts_rejects_spans_outside_their_text():
+    c = _core.TokenCounts(10)
+    one = np.array([1], np.uint32)
+    with pytest.raises(XltError, match="outside its text"):
+        c.update_texts(["ab"], one, np.array([0]), np.array([3]), np.array([0, 1]))
+    with pytest.raises(XltError, match="one more offset than texts"):
+        c.update_texts(["ab", "cd"], one, np.array([0]), np.array([1]), np.array([0, 1]))
+    with pytest.raises(XltError, match="sentence offsets"):
+        c.update_texts(["ab"], one, np.array([0]), np.array([1]), np.array([0, 2]))
 
 
 def _reference(tok, texts, reference):

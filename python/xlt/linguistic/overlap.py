@@ -1,9 +1,10 @@
 """Token overlap of languages with a reference under one real tokenizer.
 
 Texts are tokenized in batches (the tokenizer's own library); each batch goes
-to Rust as flat arrays (token ids, token and word character spans, sentence
-offsets) and is folded into a per-language accumulator, so memory stays
-bounded by the vocabulary size plus one count per sentence.
+to Rust with its texts as flat arrays (token ids, token character spans,
+sentence offsets), Rust finds the words and folds the batch into a
+per-language accumulator, so memory stays bounded by the vocabulary size plus
+one count per sentence.
 """
 
 from __future__ import annotations
@@ -12,14 +13,10 @@ from collections.abc import Iterable, Iterator, Mapping
 from itertools import islice
 
 import numpy as np
-import regex
 
 from xlt import _core
 from xlt.errors import ConfigError, DataError
 from xlt.linguistic.tokenizers import Tokenizer, load_tokenizer
-
-#: A word: a maximal run of letters, combining marks and digits.
-WORD = regex.compile(r"[\p{L}\p{M}\p{N}]+")
 
 STATS = ("jaccard", "weighted_overlap", "js_divergence", "coverage", "parity")
 
@@ -36,25 +33,12 @@ def _batches(texts: Iterable[str], size: int, language: str) -> Iterator[list[st
 
 
 def count_tokens(tok: Tokenizer, texts: Iterable[str], *, batch_size: int = 1024, language: str = "?"):
-    """Feed `texts` through `tok` into a Rust `TokenCounts` accumulator."""
+    """Feed `texts` through `tok` into a Rust `TokenCounts` accumulator (words are found
+    in Rust: maximal runs of letters, combining marks and numbers)."""
     counts = _core.TokenCounts(tok.vocab_size)
     for batch in _batches(texts, batch_size, language):
-        encoded = tok.encode(batch)
-        spanned = [e[3] for e in encoded]  # the strings the token spans index
-        base = np.cumsum([0] + [len(t) + 1 for t in spanned[:-1]], dtype=np.int64)
-        words = [
-            (m.start() + b, m.end() + b) for t, b in zip(spanned, base, strict=True) for m in WORD.finditer(t)
-        ]
-        w = np.asarray(words, dtype=np.int64).reshape(-1, 2)
-        sizes = np.fromiter((len(e[0]) for e in encoded), np.int64, len(encoded))
-        counts.update(
-            np.concatenate([e[0] for e in encoded]).astype(np.uint32, copy=False),
-            np.concatenate([e[1] + b for e, b in zip(encoded, base, strict=True)]),
-            np.concatenate([e[2] + b for e, b in zip(encoded, base, strict=True)]),
-            np.ascontiguousarray(w[:, 0]),
-            np.ascontiguousarray(w[:, 1]),
-            np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64),
-        )
+        ids, starts, ends, offsets, spanned = tok.encode_flat(batch)
+        counts.update_texts(spanned, ids, starts, ends, offsets)
     return counts
 
 

@@ -19,6 +19,7 @@ tiktoken branch when sentencepiece rejects them.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from itertools import chain
 from pathlib import Path
 
 import numpy as np
@@ -99,6 +100,34 @@ class Tokenizer:
             end = np.cumsum(lengths[a])
             out.append((a, *_bytes_to_chars(text, end - lengths[a], end), text))
         return out
+
+    def encode_flat(
+        self, texts: Sequence[str]
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, list[str]]:
+        """`encode` as flat arrays: token ids (uint32), character starts and ends of each
+        token in its own text (int64), sentence offsets into the tokens (int64, one more
+        than texts), and the strings the spans index."""
+        if self.kind == "hf":  # no per-text arrays: one pass over the library's lists
+            encs = self.backend.encode_batch(list(texts), add_special_tokens=False)
+            sizes = np.fromiter(map(len, encs), np.int64, len(encs))
+            n = int(sizes.sum())
+            ids = np.fromiter(chain.from_iterable(e.ids for e in encs), np.uint32, n)
+            spans = np.fromiter(
+                chain.from_iterable(chain.from_iterable(e.offsets for e in encs)), np.int64, 2 * n
+            )
+            spans = spans.reshape(n, 2)
+            offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+            return ids, spans[:, 0].copy(), spans[:, 1].copy(), offsets, list(texts)
+        encoded = self.encode(texts)
+        sizes = np.fromiter((len(e[0]) for e in encoded), np.int64, len(encoded))
+        cat = [np.concatenate([e[k] for e in encoded]) if encoded else np.zeros(0) for k in range(3)]
+        return (
+            cat[0].astype(np.uint32, copy=False),
+            cat[1].astype(np.int64, copy=False),
+            cat[2].astype(np.int64, copy=False),
+            np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64),
+            [e[3] for e in encoded],
+        )
 
     def _piece_bytes(self) -> list[bytes]:
         """UTF-8 surface of every sentencepiece id (▁ as space, <0xNN> as the byte)."""

@@ -6,6 +6,7 @@
 //! each word's `[start, end)` span in one coordinate system (characters of the
 //! chunk's concatenated text), and per-sentence offsets into the token array.
 use rayon::prelude::*;
+use unicode_normalization::char::is_combining_mark;
 
 use crate::error::{ensure_data, ensure_shape, Error, Result};
 
@@ -87,13 +88,7 @@ impl TokenCounts {
                 we.len()
             )
         })?;
-        ensure_shape(
-            !sentence_offsets.is_empty()
-                && sentence_offsets[0] == 0
-                && *sentence_offsets.last().unwrap() == n as i64
-                && sentence_offsets.windows(2).all(|w| w[0] <= w[1]),
-            || format!("sentence offsets must rise from 0 to the number of tokens ({n})"),
-        )?;
+        check_offsets(sentence_offsets, n)?;
         ensure_data(
             ts.windows(2).all(|w| w[0] <= w[1]) && ws.windows(2).all(|w| w[0] <= w[1]),
             || {
@@ -123,6 +118,53 @@ impl TokenCounts {
             .extend(sentence_offsets.windows(2).map(|w| (w[1] - w[0]) as u32));
         self.tokens += n as u64;
         Ok(())
+    }
+
+    /// Add a chunk of sentences: sentence `i` is `texts[i]`, its tokens are
+    /// `ids[offsets[i]..offsets[i + 1]]` with character spans relative to that
+    /// text; its words ([`word_spans`]) are found here.
+    pub fn update_texts<S: AsRef<str>>(
+        &mut self,
+        texts: &[S],
+        ids: &[u32],
+        token_spans: (&[i64], &[i64]),
+        offsets: &[i64],
+    ) -> Result<()> {
+        let (ts, te) = token_spans;
+        let n = ids.len();
+        ensure_shape(ts.len() == n && te.len() == n, || {
+            format!("token starts/ends must have one entry per token id ({n})")
+        })?;
+        check_offsets(offsets, n)?;
+        ensure_shape(offsets.len() == texts.len() + 1, || {
+            format!(
+                "{} sentence offsets for {} texts: pass one more offset than texts",
+                offsets.len(),
+                texts.len()
+            )
+        })?;
+        let (mut rs, mut re) = (Vec::with_capacity(n), Vec::with_capacity(n));
+        let (mut ws, mut we) = (Vec::new(), Vec::new());
+        let mut base = 0i64;
+        for (i, text) in texts.iter().enumerate() {
+            let len = word_spans(text.as_ref(), base, &mut ws, &mut we);
+            let (a, b) = (offsets[i] as usize, offsets[i + 1] as usize);
+            ensure_data(
+                ts[a..b]
+                    .iter()
+                    .zip(&te[a..b])
+                    .all(|(&s, &e)| 0 <= s && e <= len),
+                || {
+                    format!(
+                        "sentence {i}: a token span lies outside its text (0..{len} characters)"
+                    )
+                },
+            )?;
+            rs.extend(ts[a..b].iter().map(|s| s + base));
+            re.extend(te[a..b].iter().map(|e| e + base));
+            base += len + 1;
+        }
+        self.update(ids, (&rs, &re), (&ws, &we), offsets)
     }
 
     /// Count `ids`, all below `max`.
@@ -347,6 +389,52 @@ fn parity(target: &[u32], reference: &[u32]) -> f64 {
     }
 }
 
+fn check_offsets(offsets: &[i64], n: usize) -> Result<()> {
+    ensure_shape(
+        !offsets.is_empty()
+            && offsets[0] == 0
+            && *offsets.last().unwrap() == n as i64
+            && offsets.windows(2).all(|w| w[0] <= w[1]),
+        || format!("sentence offsets must rise from 0 to the number of tokens ({n})"),
+    )
+}
+
+/// A word character: a letter, combining mark or number (Unicode general
+/// categories L, M, N; the regex `[\p{L}\p{M}\p{N}]`).
+pub fn is_word_char(c: char) -> bool {
+    if c.is_ascii() {
+        return c.is_ascii_alphanumeric();
+    }
+    // Alphabetic is L, Nl and Other_Alphabetic; the latter's only members outside
+    // M are the enclosed letters (category So)
+    let enclosed = matches!(c as u32, 0x24B6..=0x24E9 | 0x1F130..=0x1F149 | 0x1F150..=0x1F169 | 0x1F170..=0x1F189);
+    (c.is_alphabetic() && !enclosed) || c.is_numeric() || is_combining_mark(c)
+}
+
+/// Push the `[start, end)` character spans (offset by `base`) of the words of
+/// `text`, maximal runs of [`is_word_char`]; returns its length in characters.
+pub fn word_spans(text: &str, base: i64, starts: &mut Vec<i64>, ends: &mut Vec<i64>) -> i64 {
+    let mut open = None;
+    let mut i = base;
+    for c in text.chars() {
+        match (is_word_char(c), open) {
+            (true, None) => open = Some(i),
+            (false, Some(s)) => {
+                starts.push(s);
+                ends.push(i);
+                open = None;
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    if let Some(s) = open {
+        starts.push(s);
+        ends.push(i);
+    }
+    i - base
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -405,5 +493,23 @@ mod tests {
         assert_eq!(c.fertility(), 2.0);
         assert_eq!(c.single_token_rate(), 0.0);
         assert!(c.update(&[1], (&[0], &[1]), (&[], &[]), &[0, 2]).is_err());
+    }
+
+    #[test]
+    fn texts_find_words_and_rebase_spans() {
+        // "ab cd" and "é!": tokens "a","b"," c","d" | "é","!" → words ab, cd, é
+        let mut c = TokenCounts::new(0).unwrap();
+        let texts = ["ab cd", "e\u{301}!"];
+        let (s, e) = ([0, 1, 2, 4, 0, 2], [1, 2, 4, 5, 2, 3]);
+        c.update_texts(&texts, &[1, 2, 3, 4, 5, 6], (&s, &e), &[0, 4, 6])
+            .unwrap();
+        assert_eq!((c.words(), c.sentences(), c.tokens()), (3, 2, 6));
+        assert!((c.fertility() - 5.0 / 3.0).abs() < 1e-12);
+        assert!((c.single_token_rate() - 1.0 / 3.0).abs() < 1e-12);
+        let bad = c.update_texts(&["ab"], &[1], (&[0], &[3]), &[0, 1]);
+        assert!(matches!(bad, Err(Error::Data(_))));
+        assert!(c
+            .update_texts(&["ab"], &[1], (&[0], &[1]), &[0, 1, 1])
+            .is_err());
     }
 }

@@ -41,6 +41,26 @@ impl TokenCounts {
         py.detach(|| inner.update(a, (ts, te), (ws, we), so)).py()
     }
 
+    /// Add a chunk of sentences: `texts`, token ids (uint32) with character
+    /// spans relative to each sentence's text (int64), sentence offsets into the
+    /// token array; words are found in the texts.
+    fn update_texts(
+        &mut self,
+        py: Python<'_>,
+        texts: Vec<PyBackedStr>,
+        ids: PyReadonlyArray1<'_, u32>,
+        token_starts: PyReadonlyArray1<'_, i64>,
+        token_ends: PyReadonlyArray1<'_, i64>,
+        sentence_offsets: PyReadonlyArray1<'_, i64>,
+    ) -> PyResult<()> {
+        let a = ids.as_slice()?;
+        let (ts, te) = (token_starts.as_slice()?, token_ends.as_slice()?);
+        let so = sentence_offsets.as_slice()?;
+        let inner = &mut self.0;
+        py.detach(|| inner.update_texts(&texts, a, (ts, te), so))
+            .py()
+    }
+
     /// Add another accumulator's counts.
     fn merge(&mut self, other: PyRef<'_, TokenCounts>) {
         self.0.merge(&other.0)
@@ -131,6 +151,15 @@ fn transliterate(py: Python<'_>, texts: Vec<String>, consonants_only: bool) -> V
     py.detach(|| texts.iter().map(|t| f(t)).collect())
 }
 
+/// Character spans (starts, ends) of the words of `text`: maximal runs of
+/// letters, combining marks and numbers (Unicode L, M, N).
+#[pyfunction]
+fn word_spans(text: &str) -> (Vec<i64>, Vec<i64>) {
+    let (mut s, mut e) = (Vec::new(), Vec::new());
+    xlt_core::overlap::word_spans(text, 0, &mut s, &mut e);
+    (s, e)
+}
+
 /// Pooled and per-aligned-sentence containment of target items in the reference.
 #[pyfunction]
 fn containment(
@@ -146,5 +175,6 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(roots_of, m)?)?;
     m.add_function(wrap_pyfunction!(transliterate, m)?)?;
     m.add_function(wrap_pyfunction!(containment, m)?)?;
+    m.add_function(wrap_pyfunction!(word_spans, m)?)?;
     Ok(())
 }
