@@ -19,6 +19,13 @@ const MC_PANELS: usize = 4;
 
 /// `kc` rows of an A panel (`MR`-wide) times a B panel (`NR`-wide), added to
 /// the `rows × cols` corner of the column-major f64 tile at `c` (stride `ldc`).
+///
+/// # Safety
+/// `a` points to `kc·MR` readable floats (an A panel) and `b` to `kc·NR` (a
+/// B panel); `c` is the corner of a column-major f64 tile of stride `ldc`
+/// whose first `rows ≤ MR` rows of `cols ≤ NR` columns are valid for reads and
+/// writes and touched by no other thread during the call; the CPU has the
+/// kernel's target features (see [`kernels`]).
 type Kernel = unsafe fn(usize, *const f32, *const f32, *mut f64, usize, usize, usize);
 
 /// A C-ordered (r × cols) f32 row block packed once for either side of a
@@ -222,6 +229,10 @@ fn kernels() -> Vec<Kernel> {
 }
 
 /// Add an f32 tile (`MR` rows per column) to the f64 tile at `c`.
+///
+/// # Safety
+/// The first `rows` rows of `cols` columns at `c` (stride `ldc`) are valid
+/// for reads and writes and touched by no other thread during the call.
 #[inline(always)]
 unsafe fn store(acc: &[[f32; MR]; NR], c: *mut f64, ldc: usize, rows: usize, cols: usize) {
     for (j, col) in acc.iter().enumerate().take(cols) {
@@ -235,6 +246,9 @@ unsafe fn store(acc: &[[f32; MR]; NR], c: *mut f64, ldc: usize, rows: usize, col
 /// The tile in four 16 × 6 quarters, each summed over all `kc` rows: twelve
 /// 8-lane accumulators fit the sixteen AVX2 registers without spilling.
 /// `FMA`: fused multiply-adds (a library call on targets without them).
+///
+/// # Safety
+/// As for [`Kernel`] (no target features needed).
 #[inline(always)]
 unsafe fn generic<const FMA: bool>(
     kc: usize,
@@ -270,6 +284,10 @@ unsafe fn generic<const FMA: bool>(
     store(&tile, c, ldc, rows, cols);
 }
 
+/// [`generic`] without FMA, for any CPU.
+///
+/// # Safety
+/// As for [`Kernel`].
 unsafe fn portable(
     kc: usize,
     a: *const f32,
@@ -287,6 +305,10 @@ mod x86 {
     use super::{generic, store, MR, NR};
     use std::arch::x86_64::*;
 
+    /// [`generic`] with FMA, compiled for AVX2.
+    ///
+    /// # Safety
+    /// As for [`Kernel`]; the CPU has AVX2 and FMA.
     #[target_feature(enable = "avx2,fma")]
     pub(super) unsafe fn avx2(
         kc: usize,
@@ -300,6 +322,11 @@ mod x86 {
         generic::<true>(kc, a, b, c, ldc, rows, cols)
     }
 
+    /// Two AVX-512 vectors of A times `NR` broadcasts of B per row, with the
+    /// tile's f64 columns prefetched while the sums run.
+    ///
+    /// # Safety
+    /// As for [`Kernel`]; the CPU has AVX-512F.
     #[target_feature(enable = "avx512f")]
     pub(super) unsafe fn avx512(
         kc: usize,

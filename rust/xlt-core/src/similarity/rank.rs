@@ -59,11 +59,19 @@ impl Buckets {
 
 /// A pointer for disjoint parallel writes.
 struct Shared(*mut u32);
+// SAFETY: `Shared` only hands out element pointers through `at`, whose
+// callers write disjoint elements, each from one task; the buffer outlives them.
 unsafe impl Send for Shared {}
+// SAFETY: as for `Send`: no two tasks touch the same element.
 unsafe impl Sync for Shared {}
 impl Shared {
-    fn at(&self, i: usize) -> *mut u32 {
-        // SAFETY (callers): `i` is in bounds and written by one task only.
+    /// Pointer to element `i`.
+    ///
+    /// # Safety
+    /// `i` is within the buffer, and element `i` is accessed by one task only
+    /// while the pointer is in use.
+    unsafe fn at(&self, i: usize) -> *mut u32 {
+        // SAFETY: in bounds (the caller's promise), so the offset stays in the allocation.
         unsafe { self.0.add(i) }
     }
 }
