@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-import harness  # noqa: E402, I001  (first: prepares the environment)
+import harness  # noqa: E402, F401, I001  (first: prepares the environment)
 from harness import Row, stat, timings  # noqa: E402
 
 import argparse  # noqa: E402
@@ -69,9 +69,13 @@ def contenders(arch: str, n: int, head: bool = False) -> tuple[dict, list[str]]:
                 enc = tok(texts[i : i + BATCH], padding=True, padding_side="right", return_tensors="pt")
                 body(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"], use_cache=False)
 
-    def cap():
-        with tempfile.TemporaryDirectory() as tmp:
-            xlt.capture(model, {"x": texts}, store=Path(tmp) / "d", batch_size=BATCH, progress=False)
+    tmp = tempfile.TemporaryDirectory(prefix="xlt-bench-capture-")  # removed with `fns`
+    runs = iter(range(1 << 30))
+
+    def cap():  # a fresh dump each call; deleting it is not capture's cost
+        path = Path(tmp.name) / f"d{next(runs)}"
+        xlt.capture(model, {"x": texts}, store=path, batch_size=BATCH, progress=False)
+        return tmp
 
     fns = {"capture": cap, "forward_no_head": lambda: plain(model.hf.model)}
     if head:
@@ -177,21 +181,54 @@ def run(size: str = "ci", limits: dict | None = None) -> list[Row]:
     return rows + [rss_row(small, large)]
 
 
-def profile(size: str, arch: str = "qwen3_moe", top: int = 30) -> None:
-    """cProfile of capture over the timed batches: where the time beyond the forward goes."""
+def profile(size: str, arch: str = "qwen3_moe", top: int = 20) -> None:
+    """Where capture's time beyond the plain forward goes: the same batches through (a) the
+    plain body forward, (b) an nnsight trace that only stops after the final norm, (c) a
+    trace that also reads and mean-pools every layer's output, (d) `xlt.capture` (routing
+    and the dump besides); medians of interleaved runs, then cProfile of (d)."""
     import cProfile
     import pstats
 
-    fns, _ = contenders(arch, SIZES[size][0])
-    fns["capture"]()  # warm-up
-    fwd = harness.best_of(fns["forward_no_head"], 3)
+    import torch
+
+    n, repeat, _ = SIZES[size]
+    fns, texts = contenders(arch, n)
+    model = bench_model(arch)
+    nn, tok = model.nn, model.tokenizer
+
+    def traced(read: bool):
+        with torch.inference_mode():
+            for i in range(0, len(texts), BATCH):
+                enc = tok(texts[i : i + BATCH], padding=True, padding_side="right", return_tensors="pt")
+                keep = enc["attention_mask"].unsqueeze(-1).float()
+                inputs = {
+                    "input_ids": enc["input_ids"],
+                    "attention_mask": enc["attention_mask"],
+                    "use_cache": False,
+                }
+                with nn.trace(inputs) as tracer:
+                    if read:
+                        for layer in nn.model.layers:
+                            (
+                                (layer.output[0] if isinstance(layer.output, tuple) else layer.output) * keep
+                            ).sum(1)
+                    nn.model.norm.output.save()
+                    tracer.stop()
+
+    fns = {
+        "a forward": fns["forward_no_head"],
+        "b trace": lambda: traced(False),
+        "c trace+pool": lambda: traced(True),
+        "d capture": fns["capture"],
+    }
+    t = timings(fns, repeat=repeat, warmup=1)
+    med = {k: stat(v, "median") for k, v in t.items()}
+    base = med["a forward"]
+    for k, v in med.items():
+        print(f"{k:14} {v:8.4f} s  {v / base:5.2f}× the forward  (range {min(t[k]):.4f}–{max(t[k]):.4f})")
     prof = cProfile.Profile()
-    t = time.perf_counter()
-    prof.runcall(fns["capture"])
-    total = time.perf_counter() - t
-    print(f"capture {total:.3f} s (profiled) vs forward without head {fwd:.3f} s")
+    prof.runcall(fns["d capture"])
     pstats.Stats(prof).sort_stats("tottime").print_stats(top)
-    pstats.Stats(prof).sort_stats("cumulative").print_stats(top)
 
 
 def main() -> None:

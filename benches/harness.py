@@ -237,7 +237,7 @@ def machine_limits(size: str = "ci", out: Path | None = None) -> dict[str, float
     - `mem_read_gbs`: torch sum over a buffer far larger than the L3 (all threads);
     - `page_cache_read_gbs`: `preadv` of a cached file into memory (all threads);
     - `zstd_decode_gbs`, `crc32c_gbs`: the codecs of xlt dumps (zstd-compressed
-      labels, crc32c on every chunk; `xlt.dumps._codecs`), output bytes per second,
+      labels, crc32c on every chunk; `xlt.dumps.schema._codecs`), output bytes per second,
       one thread (zarr decodes a chunk on one thread).
     """
     pin_threads()
