@@ -1,64 +1,46 @@
-"""Benchmark xlt.similarity against numpy/scipy/torch baselines, side by side.
+"""xlt.similarity against the strongest plain numpy/torch/scipy baselines, side by side.
 
-Run from the repository root after a release build:
+Each row is timed with `harness.compare` (warm-up, interleaved runs, the same
+statistic for both, threads pinned) and states its share of the machine limit
+measured in the same run (f32 GEMM, or f32 SYRK for the all-pairs product).
 
-    cargo build --release -p xlt-py
-    cp target/release/lib_core.so python/xlt/_core.cpython-311-x86_64-linux-gnu.so
-    PYTHONPATH=python python3 benches/bench_similarity.py            # full sizes (the issue's)
-    PYTHONPATH=python python3 benches/bench_similarity.py --smoke    # seconds, for CI (or XLT_BENCH_SMOKE=1)
-
-Prints one line per comparison with both timings and the ratio (baseline / xlt),
-plus the machine's f32 GEMM rate (numpy) measured in the same run.
+    python benches/run.py --only similarity --size smoke   # seconds (CI)
+    python benches/bench_similarity.py --size full          # the issues' sizes, alone
 """
 
 from __future__ import annotations
 
-import argparse
-import os
-import resource
-import subprocess
 import sys
-import time
+from pathlib import Path
 
-import ml_dtypes
-import numpy as np
-import torch
-from scipy.stats import rankdata
+sys.path.insert(0, str(Path(__file__).parent))
+import harness  # noqa: E402, I001  (first: it prepares the environment before numpy loads)
+from harness import Row, compare  # noqa: E402
 
-from xlt import _core
-from xlt import similarity as sim
+import argparse  # noqa: E402
+import resource  # noqa: E402
+import subprocess  # noqa: E402
 
-FULL = dict(n_cka=20000, d_cka=1024, n_deb=10000, d_deb=1024, n_rsa=4000, d_rsa=1024)
-FULL.update(n_lay=10000, d_lay=512, layers=24)
-SMOKE = dict(n_cka=3000, d_cka=256, n_deb=1500, d_deb=256, n_rsa=600, d_rsa=128)
-SMOKE.update(n_lay=1500, d_lay=64, layers=6)
+import numpy as np  # noqa: E402
+from scipy.stats import rankdata  # noqa: E402
 
+from xlt import _core  # noqa: E402
+from xlt import similarity as sim  # noqa: E402
 
-def best(fn, reps=3):
-    """Best wall time of `reps` runs and the last result."""
-    times, out = [], None
-    for _ in range(reps):
-        t = time.perf_counter()
-        out = fn()
-        times.append(time.perf_counter() - t)
-    return min(times), out
-
-
-def report(name, base_name, t_base, t_xlt, extra=""):
-    ratio = t_base / t_xlt
-    print(f"{name:<40} {base_name:<27} {t_base:8.3f}s  xlt {t_xlt:7.3f}s  ratio {ratio:6.2f}x {extra}")
-
-
-def gemm_peak(size):
-    a = np.random.default_rng(0).standard_normal((size, size), dtype=np.float32)
-    t, _ = best(lambda: a @ a, reps=3)
-    return 2 * size**3 / t / 1e9
+SIZES = {
+    #         linear CKA    debiased      RSA         layers (n, d, L)   Gram route (n, d, L)
+    "smoke": ((3000, 256), (1500, 256), (600, 128), (1500, 64, 6), (300, 256, 4)),
+    "ci": ((8000, 512), (4000, 512), (2000, 256), (4000, 256, 12), (800, 512, 8)),
+    "full": ((20000, 1024), (10000, 1024), (4000, 1024), (10000, 512, 24), (1000, 1024, 8)),
+}
+REPEAT = {"smoke": 3, "ci": 3, "full": 3}
 
 
 # ------------------------------------------------------------------ baselines
 
 
 def np_linear_cka(x, y):
+    """Feature-space linear CKA as a competent numpy user writes it (f32 GEMMs)."""
     x = x - x.mean(0)
     y = y - y.mean(0)
     return np.linalg.norm(x.T @ y) ** 2 / (np.linalg.norm(x.T @ x) * np.linalg.norm(y.T @ y))
@@ -67,13 +49,15 @@ def np_linear_cka(x, y):
 def torch_linear_cka(x, y):
     x = x - x.mean(0)
     y = y - y.mean(0)
-    return float(torch.linalg.norm(x.T @ y) ** 2 / (torch.linalg.norm(x.T @ x) * torch.linalg.norm(y.T @ y)))
+    return float((x.T @ y).norm() ** 2 / ((x.T @ x).norm() * (y.T @ y).norm()))
 
 
 def np_debiased_feature(x, y):
-    """Kornblith et al.'s feature-space debiased CKA, in numpy."""
-    x = x - x.mean(0)
-    y = y - y.mean(0)
+    """Kornblith et al.'s feature-space debiased CKA in float64 (xlt's precision)."""
+    x = x.astype(np.float64)
+    y = y.astype(np.float64)
+    x -= x.mean(0)
+    y -= y.mean(0)
     n = len(x)
 
     def h(a, b, ab):
@@ -84,23 +68,6 @@ def np_debiased_feature(x, y):
     xx = np.linalg.norm(x.T @ x) ** 2
     yy = np.linalg.norm(y.T @ y) ** 2
     return h(x, y, xy) / np.sqrt(h(x, x, xx) * h(y, y, yy))
-
-
-def np_debiased_gram(x, y):
-    """Gram-space unbiased HSIC (Song et al. 2012) with n × n matrices."""
-    n = len(x)
-
-    def hsic(k, g):
-        one_k, one_g = k.sum(0), g.sum(0)
-        return (
-            np.vdot(k, g) + one_k.sum() * one_g.sum() / ((n - 1) * (n - 2)) - 2 / (n - 2) * one_k.dot(one_g)
-        ) / (n * (n - 3))
-
-    k = x @ x.T
-    np.fill_diagonal(k, 0)
-    g = y @ y.T
-    np.fill_diagonal(g, 0)
-    return hsic(k, g) / np.sqrt(hsic(k, k) * hsic(g, g))
 
 
 def np_rsa(x, y):
@@ -115,7 +82,19 @@ def np_rsa(x, y):
     return np.corrcoef(ranks(x), ranks(y))[0, 1]
 
 
-# ------------------------------------------------------------------ sections
+def np_cached_pairs(mats):
+    """All-pairs linear CKA the way a careful numpy user writes it: every matrix
+    centred once, self-terms ‖X̄ᵀX̄‖ once, then one GEMM per pair p < q."""
+    cen = [m - m.mean(0) for m in mats]
+    self_norm = [np.linalg.norm(c.T @ c) for c in cen]
+    out = np.eye(len(mats))
+    for p in range(len(mats)):
+        for q in range(p):
+            out[p, q] = out[q, p] = np.linalg.norm(cen[p].T @ cen[q]) ** 2 / (self_norm[p] * self_norm[q])
+    return out
+
+
+# ------------------------------------------------------------------ rows
 
 
 def _related(x, rng):
@@ -124,30 +103,72 @@ def _related(x, rng):
     return x @ mix * 0.1 + rng.standard_normal((n, d), dtype=np.float32)
 
 
-def bench_linear(cfg, peak):
+def _layers(n, d, layers, seed):
+    rng = np.random.default_rng(seed)
+    base = rng.standard_normal((n, d), dtype=np.float32)
+    reps = np.empty((n, layers, d), dtype=np.float32)
+    for i in range(layers):
+        reps[:, i] = base + (0.2 * i) * rng.standard_normal((n, d), dtype=np.float32)
+    return [reps[:, i] for i in range(layers)]
+
+
+def linear_rows(n, d, repeat):
+    import ml_dtypes
+    import torch
+
     rng = np.random.default_rng(1)
-    n, d = cfg["n_cka"], cfg["d_cka"]
     x = rng.standard_normal((n, d), dtype=np.float32)
     y = _related(x, rng)
-    t_np, v_np = best(lambda: float(np_linear_cka(x, y)))
-    t_x, v_x = best(lambda: sim.linear_cka(x, y))
-    done = 4 * n * d * d  # xlt's flops: XᵀY plus the lower halves of XᵀX and YᵀY
-    nominal = 6 * n * d * d  # the formula's three full GEMMs
-    eff = f"[{done / t_x / 1e9:.0f} GF/s = {100 * done / t_x / 1e9 / peak:.0f}% of peak; "
-    eff += f"nominal {100 * nominal / t_x / 1e9 / peak:.0f}%; |diff| {abs(v_np - v_x):.1e}]"
-    report(f"linear CKA f32 n={n} d={d}", "numpy feature-space", t_np, t_x, eff)
-    for name, conv in (("bf16", ml_dtypes.bfloat16), ("f16", np.float16)):
-        xh, yh = x.astype(conv), y.astype(conv)
-        t_np, _ = best(lambda xh=xh, yh=yh: np_linear_cka(xh.astype(np.float32), yh.astype(np.float32)))
-        tx, ty = (torch.from_numpy(x).to(torch.bfloat16 if name == "bf16" else torch.float16) for x in (x, y))
-        t_t, _ = best(lambda tx=tx, ty=ty: torch_linear_cka(tx.float(), ty.float()))
-        t_x, _ = best(lambda xh=xh, yh=yh: sim.linear_cka(xh, yh))
-        report(f"linear CKA {name} n={n} d={d}", "numpy (convert first)", t_np, t_x)
-        report(f"linear CKA {name} n={n} d={d}", "torch (convert first)", t_t, t_x)
+    diff = abs(float(np_linear_cka(x, y)) - sim.linear_cka(x, y))
+    t_x, t_np = compare(lambda: sim.linear_cka(x, y), lambda: np_linear_cka(x, y), repeat)
+    shape = f"n={n} d={d}"
+    rows = [
+        Row(
+            "similarity",
+            "linear CKA f32",
+            t_x,
+            "numpy feature-space f32",
+            t_np,
+            shape=shape,
+            limit="gemm_f32_gflops",
+            work=4 * n * d * d / 1e9,
+            min_ratio=1.0,
+            min_share=0.75,
+            note=f"work 4nd² (XᵀY + two triangles; numpy does 6nd²); |diff| {diff:.1e}",
+        )
+    ]
+    for name, np_t, torch_t in (
+        ("bf16", ml_dtypes.bfloat16, torch.bfloat16),
+        ("f16", np.float16, torch.float16),
+    ):
+        xh, yh = x.astype(np_t), y.astype(np_t)
+        tx, ty = torch.from_numpy(x).to(torch_t), torch.from_numpy(y).to(torch_t)
+        t = harness.timings(
+            {
+                "xlt": lambda xh=xh, yh=yh: sim.linear_cka(xh, yh),
+                "numpy": lambda xh=xh, yh=yh: np_linear_cka(xh.astype(np.float32), yh.astype(np.float32)),
+                "torch": lambda tx=tx, ty=ty: torch_linear_cka(tx.float(), ty.float()),
+            },
+            repeat,
+        )
+        for base in ("numpy", "torch"):
+            rows.append(
+                Row(
+                    "similarity",
+                    f"linear CKA {name}",
+                    min(t["xlt"]),
+                    f"{base} (convert to f32 first)",
+                    min(t[base]),
+                    shape=shape,
+                    limit="gemm_f32_gflops",
+                    work=4 * n * d * d / 1e9,
+                )
+            )
+    return rows
 
 
 def _rss_child(n, d):
-    """Peak extra memory of one debiased CKA call, in a fresh process."""
+    """Peak extra memory of one debiased CKA call, in a fresh process (MiB)."""
     code = (
         "import numpy as np, resource, xlt.similarity as s\n"
         f"r=np.random.default_rng(2); x=r.standard_normal(({n},{d}),dtype=np.float32); "
@@ -156,77 +177,119 @@ def _rss_child(n, d):
         "s.debiased_cka(x,y); print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss-a)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    return int(out.stdout) / 1024  # MiB
+    return int(out.stdout) / 1024
 
 
-def bench_debiased(cfg):
+def debiased_rows(n, d, repeat):
     rng = np.random.default_rng(2)
-    n, d = cfg["n_deb"], cfg["d_deb"]
     x = rng.standard_normal((n, d), dtype=np.float32)
     y = _related(x, rng)
-    t_x, v_x = best(lambda: sim.debiased_cka(x, y))
-    t_g, v_g = best(lambda: np_debiased_gram(x, y), reps=1)
-    t_f, v_f = best(lambda: np_debiased_feature(x, y))
+    diff = abs(float(np_debiased_feature(x, y)) - sim.debiased_cka(x, y))
+    t_x, t_np = compare(lambda: sim.debiased_cka(x, y), lambda: np_debiased_feature(x, y), repeat)
     mem = _rss_child(n, d)
-    report(f"debiased CKA f32 n={n} d={d}", "numpy Gram-space", t_g, t_x, f"[xlt peak extra {mem:.0f} MiB]")
-    report(f"debiased CKA f32 n={n} d={d}", "numpy feature-space", t_f, t_x, f"[|diff| {abs(v_f - v_x):.1e}]")
+    return [
+        Row(
+            "similarity",
+            "debiased CKA",
+            t_x,
+            "numpy feature-space f64",
+            t_np,
+            shape=f"n={n} d={d}",
+            limit="gemm_f32_gflops",
+            work=4 * n * d * d / 1e9,
+            min_ratio=1.0,
+            goal="parity 1e-6",
+            ok=diff < 1e-6,
+            note=f"products in f64 (xlt and numpy); |diff| {diff:.1e}; xlt peak extra {mem:.0f} MiB",
+        )
+    ]
 
 
-def bench_rsa(cfg):
+def rsa_rows(n, d, repeat):
     rng = np.random.default_rng(3)
-    n, d = cfg["n_rsa"], cfg["d_rsa"]
     x = rng.standard_normal((n, d), dtype=np.float32)
     y = x + rng.standard_normal((n, d), dtype=np.float32)
-    t_b, v_b = best(lambda: np_rsa(x, y), reps=1)
-    t_x, v_x = best(lambda: sim.rsa(x, y))
-    diff = f"[|diff| {abs(v_b - v_x):.1e}]"
-    report(f"RSA corr/spearman n={n} d={d}", "numpy + scipy rankdata", t_b, t_x, diff)
+    diff = abs(np_rsa(x, y) - sim.rsa(x, y))
+    t_x, t_b = compare(lambda: sim.rsa(x, y), lambda: np_rsa(x, y), max(1, repeat - 2))
+    return [
+        Row(
+            "similarity",
+            "RSA correlation/spearman",
+            t_x,
+            "numpy RDMs + scipy rankdata",
+            t_b,
+            shape=f"n={n} d={d}",
+            note=f"|diff| {diff:.1e}",
+        )
+    ]
 
 
-def bench_layers(cfg, sample=12):
-    rng = np.random.default_rng(4)
-    n, d, L = cfg["n_lay"], cfg["d_lay"], cfg["layers"]
-    base = rng.standard_normal((n, d), dtype=np.float32)
-    reps = np.empty((n, L, d), dtype=np.float32)
-    for i in range(L):
-        reps[:, i] = base + (0.2 * i) * rng.standard_normal((n, d), dtype=np.float32)
-    mats = [reps[:, i] for i in range(L)]
-    t_x, out = best(lambda: _core.cka_pairwise(mats), reps=1)
-    pairs = [(p, q) for p in range(L) for q in range(L)]
-    pick = [pairs[k] for k in np.random.default_rng(0).choice(len(pairs), sample, replace=False)]
-    t0 = time.perf_counter()
-    for p, q in pick:
-        v = np_linear_cka(mats[p], mats[q])
-    t_loop = (time.perf_counter() - t0) / sample * len(pairs)
-    assert abs(v - out[p, q]) < 1e-5
-    t0 = time.perf_counter()
-    cen = [m - m.mean(0) for m in mats]
-    self_norm = [np.linalg.norm(c.T @ c) for c in cen]
-    t_cache0 = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    for p, q in pick:
-        np.linalg.norm(cen[p].T @ cen[q]) ** 2 / (self_norm[p] * self_norm[q])
-    t_cache = t_cache0 + (time.perf_counter() - t0) / sample * len(pairs)
-    name = f"CKA {L}x{L} layers n={n} d={d}"
-    report(name, f"numpy per-pair loop (~{sample})", t_loop, t_x)
-    report(name, "numpy cached self-terms (~)", t_cache, t_x)
+def layer_rows(n, d, layers, repeat):
+    """All pairs of L layers: one symmetric product (feature route) vs the cached loop."""
+    mats = _layers(n, d, layers, 4)
+    ours = _core.cka_pairwise(mats)
+    diff = float(np.abs(ours - np_cached_pairs(mats)).max())
+    t_x, t_np = compare(lambda: _core.cka_pairwise(mats), lambda: np_cached_pairs(mats), repeat)
+    wide = layers * d
+    return [
+        Row(
+            "similarity",
+            f"CKA all pairs, {layers}×{layers} layers",
+            t_x,
+            f"numpy loop over {layers * (layers - 1) // 2} pairs, centring + self-terms cached",
+            t_np,
+            shape=f"n={n} d={d}",
+            limit="syrk_f32_gflops",
+            work=n * wide * (wide + 1) / 1e9,
+            min_ratio=2.5,
+            min_share=0.6,
+            note=f"work = the {wide}-wide SYRK; the loop does the same multiply-adds; max |diff| {diff:.1e}",
+        )
+    ]
 
 
-def main():
+def gram_rows(n, d, layers, repeat):
+    """Few rows against the width: the automatic (Gram) route vs the feature route."""
+    mats = _layers(n, d, layers, 5)
+    auto = _core.cka_pairwise(mats)
+    diff = float(np.abs(auto - _core.cka_pairwise(mats, route="feature")).max())
+    t_auto, t_feat = compare(
+        lambda: _core.cka_pairwise(mats), lambda: _core.cka_pairwise(mats, route="feature"), repeat
+    )
+    return [
+        Row(
+            "similarity",
+            f"CKA all pairs, {layers} layers, few rows",
+            t_auto,
+            "xlt feature route",
+            t_feat,
+            shape=f"n={n} d={d}",
+            min_ratio=1.0,
+            note=f"route chosen by shape (Gram here); max |diff| {diff:.1e}",
+        )
+    ]
+
+
+def run(size: str = "ci", limits: dict | None = None) -> list[Row]:
+    (nl, dl), (nd, dd), (nr, dr), lay, gram = SIZES[size]
+    repeat = REPEAT[size]
+    rows = linear_rows(nl, dl, repeat)
+    rows += debiased_rows(nd, dd, repeat)
+    rows += rsa_rows(nr, dr, repeat)
+    rows += layer_rows(*lay, repeat=2 if size == "full" else repeat)
+    rows += gram_rows(*gram, repeat=repeat)
+    return rows
+
+
+def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--smoke", action="store_true", help="small sizes (seconds), for CI")
+    ap.add_argument("--size", choices=tuple(SIZES), default="ci")
     args = ap.parse_args()
-    smoke = args.smoke or os.environ.get("XLT_BENCH_SMOKE") == "1"
-    cfg = SMOKE if smoke else FULL
-    info = _core.build_info()
-    peak = gemm_peak(1024 if smoke else 4096)
-    mode = "smoke" if smoke else "full"
-    print(f"xlt similarity bench ({mode}); release={info['release']} threads={info['threads']}")
-    print(f"numpy f32 GEMM peak (same run): {peak:.0f} GFLOP/s; torch threads {torch.get_num_threads()}")
-    bench_linear(cfg, peak)
-    bench_debiased(cfg)
-    bench_rsa(cfg)
-    bench_layers(cfg)
+    env = harness.environment()
+    limits = harness.machine_limits(args.size)
+    print(harness.header(limits, env), flush=True)
+    rows = run(args.size, limits)
+    print(harness.table(rows, limits))
     print(f"max RSS of this process: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")
 
 

@@ -1,13 +1,18 @@
 //! The feature route of [`super::pairwise_stats`]: `X̄_pᵀX̄_q` for every pair
 //! summed over row blocks by [`Sums`], in batches of pairs whose sums fit
-//! [`FEATURE_BYTES`].
+//! [`feature_bytes`].
 use super::{all_pairs, CkaStats, Precision, Sums};
 use crate::error::{Error, Result};
 use crate::matrix::Mat;
 use crate::similarity::blocks::BLOCK_ROWS;
 
-/// Memory the feature route may hold in cross-product sums at once.
-const FEATURE_BYTES: usize = 512 << 20;
+/// Memory the feature route may hold in cross-product sums at once: a
+/// sixteenth of physical memory, at least 512 MiB (24 layers of width 512
+/// then run in one pass over the rows, with every matrix packed once).
+fn feature_bytes() -> usize {
+    let sixteenth = crate::limits::physical_memory() / 16;
+    usize::try_from(sixteenth).unwrap_or(usize::MAX).max(512 << 20)
+}
 
 pub(super) fn stats(
     mats: &[Mat],
@@ -17,10 +22,10 @@ pub(super) fn stats(
     prec: Precision,
 ) -> Result<CkaStats> {
     let mut batches: Vec<Vec<(usize, usize)>> = vec![vec![]];
-    let mut bytes = 0;
+    let (mut bytes, limit) = (0, feature_bytes());
     for pair in all_pairs(dims.len()) {
         let b = dims[pair.0] * dims[pair.1] * 8;
-        if bytes + b > FEATURE_BYTES && !batches.last().unwrap().is_empty() {
+        if bytes + b > limit && !batches.last().unwrap().is_empty() {
             batches.push(vec![]);
             bytes = 0;
         }
