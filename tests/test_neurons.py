@@ -6,7 +6,7 @@ import pytest
 import xarray as xr
 
 import xlt
-from xlt import neurons
+from xlt import dumps, neurons
 
 LANGS = np.array(["arb_Arab", "heb_Hebr", "jpn_Jpan"])
 
@@ -120,8 +120,9 @@ def test_raw_dump_is_mapped_and_matches_numpy(tmp_path, monkeypatch, block):
     _, x, lang = _bf16_dump(path)
     import zarr
 
-    files = neurons._chunk_files(zarr.open_array(str(path / "hidden")), len(lang), bf16=True)
-    assert files["file_tokens"] == 256 and files["chunk_tokens"] == 32 and len(files["paths"]) == 3
+    files = dumps.chunk_files(zarr.open_array(str(path / "hidden")), len(lang))
+    assert files["file_rows"] == 256 and files["chunk_rows"] == 32 and len(files["paths"]) == 3
+    assert files["dtype"] == "bfloat16" and files["codec"] == "raw"
     got = neurons.lape(path)
     labels, mean, var, rate, ent = reference(x, lang)
     for name, ref in [("mean", mean), ("var", var), ("positive_rate", rate), ("lape", ent)]:
@@ -140,7 +141,9 @@ def test_raw_f16_and_f32_dumps_match_in_memory(tmp_path, dtype):
     )
 
 
-def test_compressed_dump_is_read_through_zarr(tmp_path):
+@pytest.mark.parametrize("codec", ["zstd", "gzip"])
+def test_compressed_dumps_match_in_memory(tmp_path, codec):
+    """zstd chunks are decoded by the Rust dump reader, other codecs read through zarr."""
     import zarr
 
     path = tmp_path / "d.zarr"
@@ -151,12 +154,13 @@ def test_compressed_dump_is_read_through_zarr(tmp_path):
         "hidden",
         data=old[:],
         chunks=(64, *old.shape[1:]),
-        compressors=zarr.codecs.ZstdCodec(),
+        compressors=zarr.codecs.ZstdCodec() if codec == "zstd" else zarr.codecs.GzipCodec(),
         dimension_names=old.metadata.dimension_names,
         attributes=dict(old.attrs),
         overwrite=True,
     )
-    assert neurons._chunk_files(group["hidden"], ds.sizes["token"], bf16=True) is None
+    spec = dumps.chunk_files(group["hidden"], ds.sizes["token"])
+    assert (spec["codec"] == "zstd") if codec == "zstd" else spec is None
     xr.testing.assert_allclose(
         neurons.statistics(path).drop_vars("layer", errors="ignore"),
         neurons.statistics(ds).drop_vars("layer", errors="ignore"),
@@ -189,7 +193,10 @@ def _index(shard):
             "inner chunk 1 is missing",
         ),
         (lambda s: _set_index(s, _index(s) + [[0, 2]]), "inner chunk 0 has 3078 bytes"),
-        (lambda s: s.write_bytes(bytes([s.read_bytes()[0] ^ 1]) + s.read_bytes()[1:]), "inner chunk 0 fails its crc32c"),
+        (
+            lambda s: s.write_bytes(bytes([s.read_bytes()[0] ^ 1]) + s.read_bytes()[1:]),
+            "inner chunk 0 fails its crc32c",
+        ),
         (lambda s: _set_index(s, _index(s) + [[10**6, 0]]), "inner chunk 0 .* lies outside"),
     ],
 )

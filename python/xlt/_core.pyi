@@ -22,17 +22,9 @@ class NeuronAccumulator:
         """ConfigError when the (group, layer, hidden) tables overflow or exceed physical memory."""
     def update(self, x: npt.NDArray[Any], group: npt.NDArray[np.int32]) -> None: ...
     def update_files(
-        self,
-        paths: list[str],
-        dtype: str,
-        file_tokens: int,
-        group: npt.NDArray[np.int32],
-        chunk_tokens: int | None = None,
-        index: str = "end",
-        first_token: int = 0,
-        checksum: bool = False,
+        self, spec: dict[str, Any], dtype: str, group: npt.NDArray[np.int32], first_token: int = 0
     ) -> None:
-        """``checksum``: each chunk ends in zarr's crc32c of its payload, verified (DataError on a mismatch)."""
+        """``spec``: chunk files as ``xlt.dumps.chunk_files`` describes them (raw or zstd; checksums verified)."""
     def merge(self, other: NeuronAccumulator) -> None: ...
     def state(self) -> dict[str, npt.NDArray[Any]]: ...
     @staticmethod
@@ -49,6 +41,10 @@ class NeuronAccumulator:
     def count(self) -> npt.NDArray[np.uint64]: ...
 
 def lape(rate: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]: ...
+
+# --- dump (dump.rs) ---
+def dump_read(spec: dict[str, Any], start: int, stop: int, dtype: str) -> npt.NDArray[Any]:
+    """Rows start:stop of the array ``spec`` describes, flat; dtype "bfloat16" decodes to float32."""
 def lape_specific(
     rate: npt.NDArray[np.float64], lape: npt.NDArray[np.float64], top: float, min_rate: float
 ) -> npt.NDArray[np.bool_]: ...
@@ -154,6 +150,17 @@ class RoutingAccumulator:
         group: Any,
         prob: Any | None = None,
         item: Any | None = None,
+    ) -> None: ...
+    def update_files(
+        self,
+        idx: tuple[dict[str, Any], str],
+        weight: tuple[dict[str, Any], str],
+        token_item: dict[str, Any],
+        item_group: npt.NDArray[np.int32],
+        tokens: int,
+        prob: tuple[dict[str, Any], str] | None = None,
+        item_key: npt.NDArray[np.int64] | None = None,
+        block: int = 65536,
     ) -> None: ...
     def merge(self, other: RoutingAccumulator) -> None: ...
     @property

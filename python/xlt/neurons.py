@@ -10,7 +10,6 @@ reduced chunk-wise (partial sums per chunk, tree-summed), so it runs on a
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -94,45 +93,6 @@ def _partial(block: np.ndarray, ids: np.ndarray, n_groups: int, bf16: bool, wher
     return acc
 
 
-def _chunk_files(arr, n_tokens: int, bf16: bool) -> dict | None:
-    """Arguments for `NeuronAccumulator.update_files` when zarr keeps the array `arr` as
-    raw little-endian values in local files, chunked along `token` only (codec `bytes`,
-    optionally with `crc32c`, alone or inside `sharding_indexed` with a `bytes` + `crc32c`
-    index: what DumpWriter writes); the Rust reader then maps the files itself and checks
-    every checksum. None for anything else."""
-    from zarr.codecs import BytesCodec, Crc32cCodec, ShardingCodec
-    from zarr.storage import LocalStore
-
-    meta = arr.metadata
-    names = {"uint16": "bfloat16" if bf16 else None, "float16": "float16", "float32": "float32"}
-    dtype = names.get(str(arr.dtype))
-    grid = getattr(meta.chunk_grid, "chunk_shape", None)
-    if dtype is None or grid is None or tuple(grid[1:]) != arr.shape[1:] or sys.byteorder != "little":
-        return None
-    if not isinstance(arr.store_path.store, LocalStore) or not hasattr(arr.store_path.store, "root"):
-        return None
-    raw = (BytesCodec(endian="little"),)
-    layouts = {raw: False, (*raw, Crc32cCodec()): True}  # codecs → checksum after each chunk
-    codecs = tuple(meta.codecs)
-    if codecs in layouts:
-        shard = {"checksum": layouts[codecs]}
-    elif (
-        len(codecs) == 1
-        and isinstance(codecs[0], ShardingCodec)
-        and tuple(codecs[0].codecs) in layouts
-        and codecs[0].index_codecs == (*raw, Crc32cCodec())
-        and tuple(codecs[0].chunk_shape[1:]) == arr.shape[1:]
-    ):
-        c = codecs[0]
-        shard = {"chunk_tokens": c.chunk_shape[0], "index": c.index_location.value, "checksum": layouts[tuple(c.codecs)]}
-    else:
-        return None
-    root = Path(arr.store_path.store.root) / arr.store_path.path
-    n_files = -(-n_tokens // grid[0])
-    paths = [str(root / meta.encode_chunk_key((i,) + (0,) * (arr.ndim - 1))) for i in range(n_files)]
-    return {"paths": paths, "dtype": dtype, "file_tokens": grid[0], **shard}
-
-
 def _stream(acc, read, ids, n: int, bf16: bool, chunk: int) -> None:
     """Feed tokens 0:n to `acc` in blocks of `chunk`, read by `read(start, stop)`, grouped by
     `ids(start, stop)`."""
@@ -154,12 +114,13 @@ def _stream(acc, read, ids, n: int, bf16: bool, chunk: int) -> None:
 
 
 def _from_dump(path: Path, by: str, chunk: int):
-    """Statistics of a dump path, read with zarr alone (no dataset, no task graph): raw
-    chunk files through the Rust reader, other codecs through zarr in chunk-aligned blocks.
+    """Statistics of a dump path (no dataset, no task graph): chunk files in the layouts
+    the Rust dump reader reads (raw or zstd; see `xlt.dumps.chunk_files`) go to the kernel
+    from Rust, other layouts through zarr in chunk-aligned blocks.
     The dump is checked on opening and every read (labels and indices validated, chunk
     checksums verified). Returns the accumulator, the group labels and the layer
     coordinate (or None)."""
-    from xlt.dumps import GROWING, open_group, read_rows
+    from xlt.dumps import GROWING, chunk_files, is_bf16, open_group, read_rows
 
     group, attrs = open_group(path)
     rows = attrs["xlt_rows"]
@@ -185,15 +146,15 @@ def _from_dump(path: Path, by: str, chunk: int):
         _not_tokens(dims.get("hidden", "no 'hidden' variable"))
     hidden, n = group["hidden"], rows["token"]
     labels, ids = _groups(dims, values, by, n)
-    bf16 = hidden.attrs.get("xlt_dtype") == "bfloat16"
+    bf16 = is_bf16(hidden.attrs)
     acc = _core.NeuronAccumulator(len(labels), *hidden.shape[1:])
-    files = _chunk_files(hidden, n, bf16)
-    if files is not None:  # up to BLOCK tokens a call
-        per, paths = files.pop("file_tokens"), files.pop("paths")
+    spec = chunk_files(hidden, n)
+    if spec is not None and spec["dtype"] in ("bfloat16", "float16", "float32"):  # up to BLOCK tokens a call
+        per, paths = spec["file_rows"], spec["paths"]
         k = max(1, BLOCK // per)
         for i in range(0, len(paths), k):
             a, b = i * per, min((i + k) * per, n)
-            acc.update_files(paths[i : i + k], file_tokens=per, group=ids(a, b), first_token=a, **files)
+            acc.update_files({**spec, "paths": paths[i : i + k]}, spec["dtype"], ids(a, b), first_token=a)
     else:
         align = hidden.chunks[0]
         read = lambda a, b: read_rows(hidden, "hidden", a, b, rows)  # noqa: E731
@@ -202,7 +163,9 @@ def _from_dump(path: Path, by: str, chunk: int):
 
 
 def _is_bf16(var: xr.DataArray) -> bool:
-    return var.attrs.get("xlt_dtype") == "bfloat16"
+    from xlt.dumps import is_bf16
+
+    return is_bf16(var.attrs)
 
 
 def _dask(var: xr.DataArray, ids: np.ndarray, n_groups: int):
@@ -238,8 +201,8 @@ def statistics(
 
     `data` is a dump path or a Dataset (in memory or dask-backed) with
     token-level `hidden`; `by` names a per-token coordinate. A dump whose
-    hidden states are stored raw (as `DumpWriter` stores them) is read by the
-    Rust kernel file by file, memory-mapped from the page cache; other dumps
+    hidden states are stored raw (as `DumpWriter` stores them) or zstd-compressed is
+    read by the Rust dump reader file by file, memory-mapped from the page cache; other dumps
     and in-memory Datasets stream in blocks of `chunk_tokens` tokens.
     Dask-backed input is reduced chunk-wise on the active dask scheduler.
     """

@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -49,7 +50,17 @@ from xlt import _core
 from xlt._arrays import aligned
 from xlt.errors import ConfigError, DataError, ShapeError
 
-__all__ = ["profile", "accumulate", "shift", "partial", "plot_usage", "plot_divergence"]
+__all__ = ["profile", "accumulate", "shift", "partial", "plot_usage", "plot_divergence"]  # noqa: F822 (lazy)
+
+
+def __getattr__(name: str) -> Any:
+    """The plotting functions live in :mod:`xlt.routing_plots` (imported on first use)."""
+    if name in ("plot_usage", "plot_divergence"):
+        from xlt import routing_plots
+
+        return getattr(routing_plots, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 _ROUTING_DIMS = ("token", "moe_layer", "k")
 
@@ -121,30 +132,134 @@ def accumulate(
     accumulators over disjoint parts of a dump (same labels) combine with
     ``a.merge(b)``; accumulators pickle, so dask workers can reduce them.
     """
+    if isinstance(dump, str | os.PathLike):
+        fast = _from_files(Path(dump), by, groups, item, chunk_tokens)
+        if fast is not None:
+            return fast
     ds = _open(dump)
     n_tokens, n_layers, k = _check_schema(ds)
     n_experts = _n_experts(ds)
     bounds = list(_chunks(ds, n_tokens, chunk_tokens))
-    label_vars, label_of = _labeller(ds, by)
-    labels = _group_labels(ds[label_vars], label_of, bounds, groups)
-    code = {g: i for i, g in enumerate(labels)}
+    label_vars, labels, ids = _grouping(ds, by, bounds, groups)
     item_vars, item_of = _item_keys(ds, item)
     routing_vars = [v for v in ("routing_idx", "routing_weight", "router_prob") if v in ds.variables]
     # only what the pass reads, loaded chunk by chunk (one dask compute each)
     sub = ds[list(dict.fromkeys(routing_vars + label_vars + item_vars))]
-    acc = _core.RoutingAccumulator(len(labels), n_layers, n_experts, k, items=item_of is not None)
+    acc = _accumulator(len(labels), n_layers, n_experts, k, item_of is not None)
     for a, b in bounds:
         part = sub.isel(token=slice(a, b)).compute()
-        uniq, inv = np.unique(label_of(part), return_inverse=True)
-        group = np.array([code.get(str(u), -1) for u in uniq], dtype=np.int32)[inv.reshape(-1)]
         acc.update(
             _indices(part["routing_idx"].values),
             _floats(part["routing_weight"], "routing_weight"),
-            group,
+            ids(part),
             prob=_floats(part["router_prob"], "router_prob") if "router_prob" in part else None,
             item=item_of(part) if item_of is not None else None,
         )
     return acc, labels
+
+
+def _accumulator(
+    n_groups: int, n_layers: int, n_experts: int, k: int, items: bool
+) -> _core.RoutingAccumulator:
+    """An accumulator sized by a dump's counts: counts that do not fit each other (k above
+    n_experts) are damaged data, not a setting."""
+    try:
+        return _core.RoutingAccumulator(n_groups, n_layers, n_experts, k, items=items)
+    except ConfigError as e:
+        raise DataError(f"the dump's routing sizes do not fit: {e}") from None
+
+
+def _from_files(path: Path, by: str, groups, item: str | None, chunk_tokens: int):
+    """(accumulator, labels) of a dump path read by the Rust dump reader, or None where it
+    cannot be (a layout it does not read, a per-token grouping, another item variable):
+    the caller then reads the dump through xarray. Groups are per item (``by`` per item, or
+    script/family of the per-item ``language``) and looked up through ``token_item`` in
+    Rust, so nothing per token passes through Python."""
+    from xlt import dumps
+
+    if chunk_tokens < 1:
+        raise ConfigError(f"chunk_tokens must be positive, got {chunk_tokens}")
+    group, attrs = dumps.open_group(path)
+    dims, rows = attrs["xlt_dims"], attrs["xlt_rows"]
+    n = rows["token"]
+    names = ["routing_idx", "routing_weight"] + (["router_prob"] if "router_prob" in dims else [])
+    per_item = dims.get(by) == ["item"] or (by in ("script", "family") and by not in dims)
+    if n == 0 or not per_item or dims.get("token_item") != ["token"] or item not in (None, "token_item"):
+        return None
+    if any(
+        dims.get(v) != list(d) for v, d in [("routing_idx", _ROUTING_DIMS), ("routing_weight", _ROUTING_DIMS)]
+    ):
+        return None
+    if item is not None and dims.get("item_id") != ["item"]:
+        return None
+    specs = {v: dumps.chunk_files(group[v], n) for v in names + ["token_item"]}
+    kinds = {"routing_idx": ("int16", "int32"), "token_item": ("int32", "int64")}
+    floats = ("float16", "float32", "bfloat16")
+    if any(sp is None or sp["dtype"] not in kinds.get(v, floats) for v, sp in specs.items()):
+        return None
+    if group["routing_idx"].shape[1:] != group["routing_weight"].shape[1:]:
+        return None
+    n_items = rows["item"]
+    read = lambda v: dumps.read_rows(group[v], v, 0, n_items, rows)  # noqa: E731
+    lang = "language" if by in ("script", "family") else by
+    if dims.get(lang) != ["item"]:
+        return None
+    item_labels = _as_str(read(lang))
+    if lang != by:
+        item_labels = _derive(item_labels, by)
+    n_experts = _n_experts_of(attrs, group["router_prob"].shape[2] if "router_prob" in names else None)
+    _, n_layers, k = group["routing_idx"].shape
+    labels = _chosen(groups, np.unique(item_labels).tolist())
+    item_group = _codes(labels, item_labels)
+    key = None
+    if item is not None:
+        key = np.unique(np.asarray(read("item_id")), return_inverse=True)[1].reshape(-1).astype(np.int64)
+    acc = _accumulator(len(labels), n_layers, n_experts, k, key is not None)
+    pair = lambda v: (specs[v], specs[v]["dtype"])  # noqa: E731
+    acc.update_files(
+        pair("routing_idx"),
+        pair("routing_weight"),
+        specs["token_item"],
+        item_group,
+        n,
+        prob=pair("router_prob") if "router_prob" in names else None,
+        item_key=key,
+        block=chunk_tokens,
+    )
+    if groups is None:  # labels of items without tokens: not groups of this dump
+        acc, labels = _without_empty(acc, labels)
+    return acc, labels
+
+
+def _without_empty(acc: _core.RoutingAccumulator, labels: list[str]):
+    """The accumulator and labels without the groups that got no token."""
+    parts = acc.parts()
+    keep = parts["tokens"] > 0
+    if keep.all():
+        return acc, labels
+    new = np.cumsum(keep) - 1
+    for name in ("tokens", "prob_tokens", "counts", "mass", "entropy"):
+        parts[name] = np.ascontiguousarray(parts[name][keep])
+    parts["item_groups"] = new[parts["item_groups"]].astype(np.uint32)
+    acc = _core.RoutingAccumulator.from_parts(acc.n_layers, acc.n_experts, acc.k, acc.items, parts)
+    return acc, [g for g, kept in zip(labels, keep, strict=True) if kept]
+
+
+def _chosen(groups, seen: list[str]) -> list[str]:
+    """The group labels: ``groups`` as given (checked), else those seen, sorted."""
+    if groups is None:
+        return sorted(seen)
+    labels = [str(g) for g in groups]
+    if len(set(labels)) != len(labels) or not labels:
+        raise ConfigError(f"groups must be distinct and non-empty, got {labels}")
+    return labels
+
+
+def _codes(labels: list[str], values: np.ndarray) -> np.ndarray:
+    """Index of each value among ``labels`` (int32; -1 for values not among them)."""
+    import pandas as pd
+
+    return pd.Index(labels).get_indexer(np.asarray(values)).astype(np.int32)
 
 
 def shift(base: xr.Dataset, tuned: xr.Dataset, *, source: str | None = None) -> xr.Dataset:
@@ -158,9 +273,9 @@ def shift(base: xr.Dataset, tuned: xr.Dataset, *, source: str | None = None) -> 
     (Δ = tuned − base; a falling JS / rising overlap means routing moved
     towards the source language).
     """
-    by = _by_of(base)
-    if _by_of(tuned) != by:
-        raise ConfigError(f"profiles group by {by!r} and {_by_of(tuned)!r}; profile both the same way")
+    by = grouping_of(base)
+    if grouping_of(tuned) != by:
+        raise ConfigError(f"profiles group by {by!r} and {grouping_of(tuned)!r}; profile both the same way")
     for dim in (by, "moe_layer", "expert"):
         if not np.array_equal(base[dim].values, tuned[dim].values):
             raise ShapeError(f"base and tuned profiles differ along {dim!r}; profile the same groups/layers")
@@ -201,7 +316,7 @@ def partial(prof: xr.Dataset, similarity: xr.DataArray, target: xr.DataArray | N
     """
     from scipy import stats
 
-    by = _by_of(prof)
+    by = grouping_of(prof)
     if "js_to_reference" not in prof:
         raise ConfigError("the profile has no js_to_reference: call profile(..., reference=...)")
     ref = prof.attrs["reference"]
@@ -233,47 +348,6 @@ def partial(prof: xr.Dataset, similarity: xr.DataArray, target: xr.DataArray | N
         out["partial_r"] = ("moe_layer", r["r_xy_z"])
         out["partial_p"] = ("moe_layer", 2 * stats.t.sf(np.abs(t), df))
     return out
-
-
-def plot_usage(prof: xr.Dataset, group: str | None = None, *, ax: Any = None) -> tuple[Any, Any]:
-    """Heatmap of expert usage (MoE layer × expert) for one group, or one panel per group."""
-    import matplotlib.pyplot as plt
-
-    by = _by_of(prof)
-    names = [group] if group is not None else [str(g) for g in prof[by].values]
-    if ax is None:
-        fig, axes = plt.subplots(1, len(names), figsize=(4 * len(names), 3.5), squeeze=False)
-        ax = axes[0] if len(names) > 1 else axes[0, 0]
-    else:
-        fig = np.ravel(ax)[0].figure
-    vmax = float(prof["usage"].max())
-    for a, name in zip(np.ravel(ax), names, strict=True):
-        u = prof["usage"].sel({by: name})
-        im = a.imshow(u.values, aspect="auto", origin="lower", vmin=0, vmax=vmax, cmap="viridis")
-        a.set(title=name, xlabel="expert", ylabel="MoE layer")
-        a.set_yticks(range(u.sizes["moe_layer"]), [str(v) for v in u["moe_layer"].values])
-    fig.colorbar(im, ax=ax, label="usage share")
-    return fig, ax
-
-
-def plot_divergence(prof: xr.Dataset, moe_layer: int | None = None, *, ax: Any = None) -> tuple[Any, Any]:
-    """Heatmap of ``js`` between groups at one MoE layer (default: mean over layers)."""
-    import matplotlib.pyplot as plt
-
-    by = _by_of(prof)
-    js = prof["js"].mean("moe_layer") if moe_layer is None else prof["js"].sel(moe_layer=moe_layer)
-    if ax is None:
-        fig, ax = plt.subplots(figsize=(5, 4.5))
-    else:
-        fig = ax.figure
-    labels = [str(v) for v in prof[by].values]
-    im = ax.imshow(js.values, vmin=0, vmax=1, cmap="magma_r")
-    ax.set_xticks(range(len(labels)), labels, rotation=90)
-    ax.set_yticks(range(len(labels)), labels)
-    where = "mean over MoE layers" if moe_layer is None else f"MoE layer {moe_layer}"
-    ax.set_title(f"routing JS divergence ({where})")
-    fig.colorbar(im, ax=ax, label="JS / ln 2")
-    return fig, ax
 
 
 # --- helpers ---------------------------------------------------------------
@@ -312,9 +386,14 @@ MAX_EXPERTS = 1 << 15  # routing_idx is int16 in a dump
 
 
 def _n_experts(ds: xr.Dataset) -> int:
+    prob = ds["router_prob"].sizes["expert"] if "router_prob" in ds.variables else None
+    return _n_experts_of(ds.attrs, prob)
+
+
+def _n_experts_of(attrs: dict, prob_experts: int | None) -> int:
     """The dump's expert count, checked before anything is sized by it: an integer in
     1..2**15 (what int16 expert ids can name), equal to router_prob's expert axis."""
-    n = ds.attrs.get("n_experts")
+    n = attrs.get("n_experts")
     if n is None:
         raise DataError("the dump has no n_experts attribute; set ds.attrs['n_experts'] to the model's count")
     if isinstance(n, bool) or not isinstance(n, int | np.integer) or not 1 <= n <= MAX_EXPERTS:
@@ -322,8 +401,8 @@ def _n_experts(ds: xr.Dataset) -> int:
             f"the dump's n_experts attribute is {n!r}, not an expert count in 1..{MAX_EXPERTS}; "
             "the dump's attributes are damaged — set ds.attrs['n_experts'] to the model's count or recapture"
         )
-    if "router_prob" in ds.variables and ds["router_prob"].sizes["expert"] != n:
-        raise DataError(f"n_experts is {n} but router_prob has {ds['router_prob'].sizes['expert']} experts")
+    if prob_experts is not None and prob_experts != n:
+        raise DataError(f"n_experts is {n} but router_prob has {prob_experts} experts")
     return int(n)
 
 
@@ -340,48 +419,68 @@ def _chunks(ds: xr.Dataset, n: int, size: int) -> Iterator[tuple[int, int]]:
             start = int(e)
 
 
-def _labeller(ds: xr.Dataset, by: str):
-    """(per-token variables it reads, function part → group label (str) of each token)."""
-    if by in ds.variables:
-        var = ds[by]
-        if var.dims == ("token",):
-            return [by], lambda part: _as_str(part[by].values)
-        if var.dims == ("item",):
-            if "token_item" not in ds.variables:
-                raise DataError(f"{by} is per item but the dump has no token_item to map tokens to items")
-            per_item = _as_str(var.values)
-            return ["token_item"], lambda part: per_item[_item_rows(part, len(per_item))]
-        raise ShapeError(f"{by} has dims {var.dims}; group by a per-token or per-item variable")
-    if by in ("script", "family") and "language" in ds.variables:
-        from xlt import languages
+def _grouping(ds: xr.Dataset, by: str, bounds, groups):
+    """(per-token variables read, group labels, function part → int32 group index of each
+    token, -1 for tokens of other groups). Labels are factorised once per item (a per-item
+    grouping is then one integer gather per chunk) or once per chunk's distinct values (a
+    per-token one): no sorting of per-token strings."""
+    import pandas as pd
 
-        names, lang = _labeller(ds, "language")
+    source = by if by in ds.variables else "language" if by in ("script", "family") else None
+    if source is None or source not in ds.variables:
+        per_token = [n for n, v in ds.variables.items() if v.dims == ("token",)]
+        raise DataError(f"cannot group by {by!r}: not in the dump; per-token variables are {per_token}")
+    var = ds[source]
+    if var.dims == ("item",):
+        if "token_item" not in ds.variables:
+            raise DataError(f"{source} is per item but the dump has no token_item to map tokens to items")
+        item_labels = _as_str(var.values)
+        item_labels = _derive(item_labels, by) if source != by else item_labels
+        n = len(item_labels)
+        if groups is None:  # the labels of items that have tokens
+            seen = np.zeros(n, bool)
+            for a, b in bounds:
+                seen[_item_rows(ds[["token_item"]].isel(token=slice(a, b)).compute(), n)] = True
+            labels = sorted(np.unique(item_labels[seen]).tolist())
+        else:
+            labels = _chosen(groups, [])
+        code = _codes(labels, item_labels)
+        return ["token_item"], labels, lambda part: code[_item_rows(part, n)]
+    if var.dims != ("token",):
+        raise ShapeError(f"{source} has dims {var.dims}; group by a per-token or per-item variable")
 
-        def derived(part: xr.Dataset) -> np.ndarray:
-            uniq, inv = np.unique(lang(part), return_inverse=True)
-            return np.array([getattr(languages.get(c), by) for c in uniq], dtype=str)[inv.reshape(-1)]
+    def factorize(part: xr.Dataset) -> tuple[np.ndarray, np.ndarray]:
+        codes, uniq = pd.factorize(np.asarray(part[source].values), use_na_sentinel=False)
+        uniq = _as_str(np.asarray(uniq))
+        return codes, _derive(uniq, by) if source != by else uniq
 
-        return names, derived
-    per_token = [n for n, v in ds.variables.items() if v.dims == ("token",)]
-    raise DataError(f"cannot group by {by!r}: not in the dump; per-token variables are {per_token}")
+    if groups is None:
+        seen: set[str] = set()
+        for a, b in bounds:
+            seen.update(factorize(ds[[source]].isel(token=slice(a, b)).compute())[1].tolist())
+        labels = sorted(seen)
+    else:
+        labels = _chosen(groups, [])
+
+    def ids(part: xr.Dataset) -> np.ndarray:
+        codes, uniq = factorize(part)
+        return _codes(labels, uniq)[codes]
+
+    return [source], labels, ids
+
+
+def _derive(language: np.ndarray, by: str) -> np.ndarray:
+    """``script`` or ``family`` of each language code (:mod:`xlt.languages`)."""
+    from xlt import languages
+
+    uniq, inv = np.unique(language, return_inverse=True)
+    return np.array([getattr(languages.get(c), by) for c in uniq], dtype=str)[inv.reshape(-1)]
 
 
 def _as_str(values: Any) -> np.ndarray:
     """Labels as a fixed-width str array (dumps may hold numpy's variable-width StringDType)."""
     a = np.asarray(values)
     return a if a.dtype.kind == "U" else a.astype(object).astype(str)
-
-
-def _group_labels(sub: xr.Dataset, label_of, bounds, groups) -> list[str]:
-    if groups is not None:
-        labels = [str(g) for g in groups]
-        if len(set(labels)) != len(labels) or not labels:
-            raise ConfigError(f"groups must be distinct and non-empty, got {labels}")
-        return labels
-    seen: set[str] = set()
-    for a, b in bounds:
-        seen.update(np.unique(label_of(sub.isel(token=slice(a, b)).compute())).tolist())
-    return sorted(seen)
 
 
 def _item_keys(ds: xr.Dataset, item: str | None):
@@ -407,7 +506,9 @@ def _item_rows(part: xr.Dataset, n: int, name: str = "token_item") -> np.ndarray
     rows = np.asarray(part[name].values)
     bad = np.flatnonzero((rows < 0) | (rows >= n))
     if len(bad):
-        raise DataError(f"{name} holds {rows[bad[0]]} at a token, not an item row in 0..{n - 1}; check the dump")
+        raise DataError(
+            f"{name} holds {rows[bad[0]]} at a token, not an item row in 0..{n - 1}; check the dump"
+        )
     return rows
 
 
@@ -422,14 +523,18 @@ def _indices(a: np.ndarray) -> np.ndarray:
 
 
 def _floats(var: xr.DataArray, name: str) -> np.ndarray:
-    a = np.asarray(var.values)
-    if a.dtype == np.uint16 and var.attrs.get("xlt_dtype") == "bfloat16":
-        import ml_dtypes
+    """Weights or probabilities as the core takes them: f16/f32 as they are, bf16 as its
+    uint16 bits (decoded in Rust), other floats as f32."""
+    from xlt.dumps import is_bf16, to_bits
 
-        a = a.view(ml_dtypes.bfloat16)
+    a = np.asarray(var.values)
+    if a.dtype == np.uint16 and is_bf16(var.attrs):
+        return aligned(a)
+    if a.dtype.name == "bfloat16":
+        return aligned(to_bits(a))
     if a.dtype in (np.float16, np.float32):
         return aligned(a)
-    if a.dtype.kind != "f" and a.dtype.name != "bfloat16":
+    if a.dtype.kind != "f":
         raise DataError(f"{name} must hold floats, got dtype {a.dtype}")
     return np.ascontiguousarray(a, dtype=np.float32)
 
@@ -473,7 +578,8 @@ def _label(p: dict, ds: xr.Dataset, by: str, labels: list[str], reference, acc, 
     return xr.Dataset(data, coords=coords, attrs=attrs)
 
 
-def _by_of(prof: xr.Dataset) -> str:
+def grouping_of(prof: xr.Dataset) -> str:
+    """The grouping (``by``) of a :func:`profile` result."""
     by = prof.attrs.get("by")
     if not by or by not in prof.dims:
         raise ConfigError("not a routing profile (no 'by' attribute); pass the result of xlt.routing.profile")

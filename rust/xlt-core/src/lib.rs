@@ -1,6 +1,7 @@
 //! xlt-core: the numeric kernels of xlt, in pure Rust (no Python).
 //!
 //! One module per concept; the `xlt-py` crate binds them as `xlt._core`.
+pub mod dump;
 pub mod error;
 pub mod limits;
 pub mod matrix;

@@ -4,6 +4,7 @@ use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
 mod arrays;
+mod dump;
 mod errors;
 mod linguistic;
 mod neurons;
@@ -28,5 +29,6 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     routing::register(m)?;
     m.add_function(wrap_pyfunction!(build_info, m)?)?;
     neurons::register(m)?;
+    dump::register(m)?;
     Ok(())
 }

@@ -3,11 +3,11 @@
 use numpy::{IntoPyArray, PyArray1, PyArray3, PyReadonlyArray1, PyReadonlyArray3, ToPyArray};
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
-use std::path::PathBuf;
-use xlt_core::neurons::{self, ChunkFiles, Dtype, IndexAt, NeuronStats};
+use xlt_core::neurons::{self, Dtype, NeuronStats};
 use xlt_core::Error;
 
 use crate::arrays::PyBlock3;
+use crate::dump::array_files;
 use crate::errors::IntoPyResult;
 
 /// Per group × layer × neuron sums over token blocks; mergeable.
@@ -37,25 +37,18 @@ impl NeuronAccumulator {
         py.detach(|| inner.update(v, g)).py()
     }
 
-    /// Add `len(group)` tokens of a (token, layer, hidden) array stored as raw
-    /// little-endian chunk files: `paths` in token order, `file_tokens` tokens
-    /// each, the first file starting at token `first_token` of the array;
-    /// sharded files also give `chunk_tokens` (per inner chunk) and `index`
-    /// ("start" or "end"); `checksum`: each chunk ends with its crc32c, which is
-    /// verified. Files are memory-mapped, GIL released.
-    #[pyo3(signature = (paths, dtype, file_tokens, group, chunk_tokens=None, index="end", first_token=0, checksum=false))]
-    #[allow(clippy::too_many_arguments)]
+    /// Add `len(group)` tokens of a (token, layer, hidden) array read from its
+    /// chunk files (`spec`: see `xlt.dumps.chunk_files`; raw or zstd, plain or
+    /// sharded, checksums verified), the first file starting at token
+    /// `first_token`; `dtype`: bfloat16, float16 or float32. GIL released.
+    #[pyo3(signature = (spec, dtype, group, first_token=0))]
     fn update_files(
         &mut self,
         py: Python<'_>,
-        paths: Vec<PathBuf>,
+        spec: &Bound<'_, PyDict>,
         dtype: &str,
-        file_tokens: usize,
         group: PyReadonlyArray1<'_, i32>,
-        chunk_tokens: Option<usize>,
-        index: &str,
         first_token: usize,
-        checksum: bool,
     ) -> PyResult<()> {
         let dtype = match dtype {
             "bfloat16" => Dtype::BF16,
@@ -63,32 +56,15 @@ impl NeuronAccumulator {
             "float32" => Dtype::F32,
             other => {
                 return Err(Error::Config(format!(
-                    "dtype {other:?} cannot be read raw; use bfloat16, float16 or float32"
+                    "dtype {other:?} cannot be read from chunk files; use bfloat16, float16 or float32"
                 )))
                 .py()
             }
         };
-        let at = match index {
-            "end" => IndexAt::End,
-            "start" => IndexAt::Start,
-            other => {
-                return Err(Error::Config(format!(
-                    "shard index location {other:?} is neither 'start' nor 'end'"
-                )))
-                .py()
-            }
-        };
-        let files = ChunkFiles {
-            dtype,
-            paths,
-            first_token,
-            file_tokens,
-            shard: chunk_tokens.map(|c| (c, at)),
-            checksum,
-        };
+        let files = array_files(spec, first_token)?;
         let group = group.as_array().to_vec();
         let inner = &mut self.inner;
-        py.detach(|| inner.update_files(&files, &group)).py()
+        py.detach(|| inner.update_array(dtype, &files, &group)).py()
     }
 
     /// Add another accumulator's partial statistics.

@@ -9,10 +9,11 @@ use numpy::{
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyTuple};
 use xlt_core::routing::{
-    js_divergence, partial_correlation, Chunk, Indices, Parts, RoutingAccumulator, Thresholds,
+    js_rows, partial_rows, Chunk, Indices, Parts, RoutingAccumulator, RoutingFiles, Thresholds,
     Values,
 };
 
+use crate::dump::array_files;
 use crate::errors::{DataError, IntoPyResult, ShapeError};
 
 enum Idx<'py> {
@@ -23,6 +24,8 @@ enum Idx<'py> {
 enum Vals<'py> {
     F16(PyReadonlyArray3<'py, f16>),
     F32(PyReadonlyArray3<'py, f32>),
+    /// bfloat16 bit patterns (Python declares them; `xlt.routing` passes uint16 views).
+    BF16(PyReadonlyArray3<'py, u16>),
 }
 
 fn describe(obj: &Bound<'_, PyAny>) -> String {
@@ -91,8 +94,11 @@ impl<'py> Vals<'py> {
         if let Ok(a) = obj.extract() {
             return Ok(Vals::F32(a));
         }
+        if let Ok(a) = obj.extract() {
+            return Ok(Vals::BF16(a));
+        }
         Err(ShapeError::new_err(format!(
-            "{name} must be a 3-D float16 or float32 array ({dims}), got {}",
+            "{name} must be a 3-D float16, float32 or bfloat16 (uint16 bits) array ({dims}), got {}",
             describe(obj)
         )))
     }
@@ -100,12 +106,14 @@ impl<'py> Vals<'py> {
         match self {
             Vals::F16(a) => a.shape(),
             Vals::F32(a) => a.shape(),
+            Vals::BF16(a) => a.shape(),
         }
     }
     fn view(&self, name: &str) -> PyResult<Values<'_>> {
         Ok(match self {
             Vals::F16(a) => Values::F16(contiguous(a, name)?),
             Vals::F32(a) => Values::F32(contiguous(a, name)?),
+            Vals::BF16(a) => Values::BF16(contiguous(a, name)?),
         })
     }
 }
@@ -231,6 +239,42 @@ impl PyRoutingAccumulator {
         };
         let inner = &mut self.inner;
         py.detach(|| inner.update(&chunk)).py()
+    }
+
+    /// Add the first `tokens` tokens of a dump's routing arrays read from
+    /// their chunk files: `idx`, `weight` (and `prob`) are `(spec, dtype)`
+    /// pairs (spec: see `xlt.dumps.chunk_files`), `token_item` a spec of the
+    /// int32 item row of each token; `item_group` (int32, negative = leave
+    /// out) and `item_key` (int64, when tracking items) are per item row.
+    #[pyo3(signature = (idx, weight, token_item, item_group, tokens, prob = None, item_key = None, block = 65536))]
+    #[allow(clippy::too_many_arguments)]
+    fn update_files(
+        &mut self,
+        py: Python<'_>,
+        idx: (Bound<'_, PyDict>, String),
+        weight: (Bound<'_, PyDict>, String),
+        token_item: &Bound<'_, PyDict>,
+        item_group: PyReadonlyArray1<'_, i32>,
+        tokens: usize,
+        prob: Option<(Bound<'_, PyDict>, String)>,
+        item_key: Option<PyReadonlyArray1<'_, i64>>,
+        block: usize,
+    ) -> PyResult<()> {
+        let stored = |(spec, dtype): &(Bound<'_, PyDict>, String)| -> PyResult<_> {
+            Ok((array_files(spec, 0)?, dtype.parse().py()?))
+        };
+        let files = RoutingFiles {
+            idx: stored(&idx)?,
+            weight: stored(&weight)?,
+            prob: prob.as_ref().map(stored).transpose()?,
+            token_item: array_files(token_item, 0)?,
+            item_group: item_group.as_array().to_vec(),
+            item_key: item_key.map(|k| k.as_array().to_vec()),
+            tokens,
+            block,
+        };
+        let inner = &mut self.inner;
+        py.detach(|| inner.update_files(&files)).py()
     }
 
     /// Add the counts of another accumulator over other tokens.
@@ -375,35 +419,17 @@ fn routing_js_rows<'py>(
     p: PyReadonlyArray2<'py, f64>,
     q: PyReadonlyArray2<'py, f64>,
 ) -> PyResult<Bound<'py, PyArray1<f64>>> {
-    let (p, q) = (p.as_array(), q.as_array());
-    if p.dim() != q.dim() {
+    if p.shape() != q.shape() {
         return Err(ShapeError::new_err(format!(
             "distributions to compare have shapes {:?} and {:?}; they must match",
-            p.dim(),
-            q.dim()
+            p.shape(),
+            q.shape()
         )));
     }
-    for (name, a) in [("first", &p), ("second", &q)] {
-        for (i, row) in a.rows().into_iter().enumerate() {
-            let s: f64 = row.sum();
-            if !(row.iter().all(|v| v.is_finite() && *v >= 0.0) && (s - 1.0).abs() < 1e-6) {
-                return Err(DataError::new_err(format!(
-                    "row {i} of the {name} distributions is not a distribution (sum {s}); \
-                     pass non-negative rows summing to 1"
-                )));
-            }
-        }
-    }
-    let out: Vec<f64> = p
-        .rows()
-        .into_iter()
-        .zip(q.rows())
-        .map(|(a, b)| {
-            let (a, b): (Vec<f64>, Vec<f64>) = (a.to_vec(), b.to_vec());
-            js_divergence(&a, &b) / std::f64::consts::LN_2
-        })
-        .collect();
-    Ok(out.into_pyarray(py))
+    let e = p.shape()[1];
+    let (p, q) = (p.as_array().to_owned(), q.as_array().to_owned());
+    let (p, q) = (p.as_slice().expect("owned"), q.as_slice().expect("owned"));
+    Ok(js_rows(p, q, e.max(1)).py()?.into_pyarray(py))
 }
 
 /// Per row (layer) of (layers, groups) float64 arrays: Pearson r_xy, r_xz,
@@ -415,33 +441,23 @@ fn routing_partial<'py>(
     y: PyReadonlyArray2<'py, f64>,
     z: PyReadonlyArray2<'py, f64>,
 ) -> PyResult<Bound<'py, PyDict>> {
-    let (x, y, z) = (x.as_array(), y.as_array(), z.as_array());
-    if x.dim() != y.dim() || x.dim() != z.dim() {
+    if x.shape() != y.shape() || x.shape() != z.shape() {
         return Err(ShapeError::new_err(format!(
             "x, y, z must share their (layer, group) shape, got {:?}, {:?}, {:?}",
-            x.dim(),
-            y.dim(),
-            z.dim()
+            x.shape(),
+            y.shape(),
+            z.shape()
         )));
     }
-    let (n_l, n_g) = x.dim();
-    let mut cols: [Vec<f64>; 4] = Default::default();
-    let mut resid = Vec::with_capacity(n_l * n_g);
-    for l in 0..n_l {
-        let row = |a: &ndarray::ArrayView2<f64>| a.row(l).to_vec();
-        let p = partial_correlation(&row(&x), &row(&y), &row(&z)).py()?;
-        for (c, v) in cols.iter_mut().zip([p.r_xy, p.r_xz, p.r_yz, p.r_xy_z]) {
-            c.push(v);
-        }
-        resid.extend(p.x_resid);
-    }
+    let (n_l, n_g) = (x.shape()[0], x.shape()[1]);
+    let flat = |a: &PyReadonlyArray2<'py, f64>| a.as_array().iter().copied().collect::<Vec<f64>>();
+    let r = partial_rows(&flat(&x), &flat(&y), &flat(&z), n_g.max(1)).py()?;
     let d = PyDict::new(py);
-    let [r_xy, r_xz, r_yz, r_xy_z] = cols;
-    d.set_item("r_xy", r_xy.into_pyarray(py))?;
-    d.set_item("r_xz", r_xz.into_pyarray(py))?;
-    d.set_item("r_yz", r_yz.into_pyarray(py))?;
-    d.set_item("r_xy_z", r_xy_z.into_pyarray(py))?;
-    d.set_item("x_resid", shaped(py, resid, &[n_l, n_g])?)?;
+    d.set_item("r_xy", r.r_xy.into_pyarray(py))?;
+    d.set_item("r_xz", r.r_xz.into_pyarray(py))?;
+    d.set_item("r_yz", r.r_yz.into_pyarray(py))?;
+    d.set_item("r_xy_z", r.r_xy_z.into_pyarray(py))?;
+    d.set_item("x_resid", shaped(py, r.x_resid, &[n_l, n_g])?)?;
     Ok(d)
 }
 

@@ -45,6 +45,7 @@ impl Dtype {
 pub(crate) struct Row(pub *const u8);
 // SAFETY: rows are only read, during a call whose caller keeps them alive.
 unsafe impl Send for Row {}
+// SAFETY: as for Send: shared rows are only read.
 unsafe impl Sync for Row {}
 
 /// The accumulators of columns `start..start + width`, group-major
@@ -222,6 +223,8 @@ struct Bf16Bits;
 
 impl Elem for Bf16Bits {
     const DTYPE: Dtype = Dtype::BF16;
+    /// # Safety
+    /// `p` points at a readable value of this type (any alignment).
     unsafe fn load(p: *const u8) -> f32 {
         f32::from_bits((p.cast::<u16>().read_unaligned() as u32) << 16)
     }
@@ -229,6 +232,8 @@ impl Elem for Bf16Bits {
 
 impl Elem for f16 {
     const DTYPE: Dtype = Dtype::F16;
+    /// # Safety
+    /// `p` points at a readable value of this type (any alignment).
     unsafe fn load(p: *const u8) -> f32 {
         p.cast::<f16>().read_unaligned().to_f32()
     }
@@ -236,6 +241,8 @@ impl Elem for f16 {
 
 impl Elem for f32 {
     const DTYPE: Dtype = Dtype::F32;
+    /// # Safety
+    /// `p` points at a readable value of this type (any alignment).
     unsafe fn load(p: *const u8) -> f32 {
         p.cast::<f32>().read_unaligned()
     }
@@ -244,6 +251,9 @@ impl Elem for f32 {
 /// The columns `col..col + width` of a run of tokens, summed in registers
 /// (here: stack arrays) and added once into the group's accumulators. Returns
 /// false when a sum is not finite.
+///
+/// # Safety
+/// Every row of `rows` named by `tokens` must point at readable values of `E` up to column `col + width`, and `sum`/`sumsq`/`positive` hold at least `width` values from `col`'s offset.
 #[inline(always)]
 unsafe fn tile_portable<E: Elem>(
     rows: &[Row],
@@ -283,6 +293,9 @@ fn slices(p: &mut Part, group: usize, cols: Range<usize>) -> (&mut [f64], &mut [
 }
 
 /// The first (token, column) of a run's tile that is NaN or inf.
+///
+/// # Safety
+/// Every row named by `tokens` must point at readable values of `dtype` up to column `col + width`.
 unsafe fn find_bad(
     dtype: Dtype,
     rows: &[Row],
@@ -300,6 +313,8 @@ unsafe fn find_bad(
     bad.find(|&(t, c)| !load(rows[t].0.add(c * dtype.size())).is_finite())
 }
 
+/// # Safety
+/// Every row must point at readable values of `E` up to the end of part `p`'s columns (as [`accumulate`]).
 #[inline(always)]
 unsafe fn portable<E: Elem>(rows: &[Row], plan: &Plan, p: &mut Part) -> Option<(usize, usize)> {
     for step in &plan.steps {
@@ -332,6 +347,9 @@ mod x86 {
     }
 
     /// 32 values from `x` as two vectors of 16 f32, and (16-bit types) their raw bits.
+    ///
+    /// # Safety
+    /// `x` points at 32 readable values of the type `K` names (any alignment), and the CPU has AVX-512 F/BW/DQ/VL.
     #[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl")]
     #[inline]
     unsafe fn load32<const K: u8>(x: *const u8) -> (__m512i, __m512, __m512) {
@@ -363,6 +381,9 @@ mod x86 {
     }
 
     /// f32 lanes 0–7 and 8–15 as two vectors of 8 f64.
+    ///
+    /// # Safety
+    /// The CPU has AVX-512 F/BW/DQ/VL.
     #[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl")]
     #[inline]
     unsafe fn widen(v: __m512) -> (__m512d, __m512d) {
@@ -374,6 +395,8 @@ mod x86 {
         )
     }
 
+    /// # Safety
+    /// `p` points at 8 writable f64 (any alignment); the CPU has AVX-512 F/BW/DQ/VL.
     #[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl")]
     #[inline]
     unsafe fn add_pd(p: *mut f64, v: __m512d) {
@@ -381,6 +404,9 @@ mod x86 {
     }
 
     /// Add 16 i32 counts into 16 u64.
+    ///
+    /// # Safety
+    /// `p` points at 16 writable u64 (any alignment); the CPU has AVX-512 F/BW/DQ/VL.
     #[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl")]
     #[inline]
     unsafe fn add_counts(p: *mut u64, n: __m512i) {
@@ -392,6 +418,9 @@ mod x86 {
     }
 
     /// Add 32 i16 counts into 32 u64.
+    ///
+    /// # Safety
+    /// `p` points at 32 writable u64 (any alignment); the CPU has AVX-512 F/BW/DQ/VL.
     #[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl")]
     #[inline]
     unsafe fn add_counts16(p: *mut u64, n: __m512i) {
@@ -410,6 +439,8 @@ mod x86 {
         );
     }
 
+    /// # Safety
+    /// `p` points at 8 writable u64 (any alignment); the CPU has AVX-512 F/BW/DQ/VL.
     #[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl")]
     #[inline]
     unsafe fn add_u64(p: *mut u64, v: __m512i) {
@@ -419,6 +450,9 @@ mod x86 {
 
     /// [`tile_portable`] for a full tile: 4 + 4 f64 vectors of sums and sums
     /// of squares and 2 × 16 positive counts stay in registers over the run.
+    ///
+    /// # Safety
+    /// As [`tile_portable`] for a full tile of 32 columns of the type `K` names; the CPU has AVX-512 F/BW/DQ/VL.
     #[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl")]
     #[inline]
     unsafe fn tile<const K: u8>(
@@ -474,6 +508,9 @@ mod x86 {
     }
 
     /// The portable kernel, vectorised by the compiler for AVX2 + FMA.
+    ///
+    /// # Safety
+    /// As [`portable`]; the CPU has AVX2 and FMA.
     #[target_feature(enable = "avx2,fma")]
     pub unsafe fn part_avx2<E: Elem>(
         rows: &[Row],
@@ -483,6 +520,8 @@ mod x86 {
         portable::<E>(rows, plan, p)
     }
 
+    /// # Safety
+    /// As [`portable`] for the type `K` names; the CPU has AVX-512 F/BW/DQ/VL.
     #[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl")]
     pub unsafe fn part<const K: u8>(
         rows: &[Row],

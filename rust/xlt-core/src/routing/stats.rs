@@ -3,7 +3,7 @@
 use rayon::prelude::*;
 
 use super::RoutingAccumulator;
-use crate::error::{ensure_data, Error, Result};
+use crate::error::{ensure_data, ensure_shape, Error, Result};
 
 /// Thresholds for [`Profile::specialised`].
 #[derive(Clone, Copy, Debug)]
@@ -361,4 +361,70 @@ pub fn partial_correlation(x: &[f64], y: &[f64], z: &[f64]) -> Result<Partial> {
         r_xy_z,
         x_resid,
     })
+}
+
+/// Row-wise Jensen–Shannon divergence / ln 2 of `p` and `q`, each `n` rows of
+/// `e` values that must be distributions (finite, non-negative, summing to 1
+/// within 1e-6): what `xlt.routing.shift` compares.
+pub fn js_rows(p: &[f64], q: &[f64], e: usize) -> Result<Vec<f64>> {
+    ensure_shape(e > 0 && p.len() == q.len() && p.len() % e == 0, || {
+        format!(
+            "distributions to compare have {} and {} values in rows of {e}; they must match",
+            p.len(),
+            q.len()
+        )
+    })?;
+    for (name, a) in [("first", p), ("second", q)] {
+        for (i, row) in a.chunks(e).enumerate() {
+            let s: f64 = row.iter().sum();
+            ensure_data(
+                row.iter().all(|v| v.is_finite() && *v >= 0.0) && (s - 1.0).abs() < 1e-6,
+                || {
+                    format!(
+                        "row {i} of the {name} distributions is not a distribution (sum {s}); \
+                         pass non-negative rows summing to 1"
+                    )
+                },
+            )?;
+        }
+    }
+    Ok(p.chunks(e)
+        .zip(q.chunks(e))
+        .map(|(a, b)| js_divergence(a, b) / std::f64::consts::LN_2)
+        .collect())
+}
+
+/// [`partial_correlation`] of every row (layer) of row-major (rows, groups)
+/// `x`, `y`, `z`: each statistic per row, and the residuals (rows, groups).
+#[derive(Clone, Debug, Default)]
+pub struct PartialRows {
+    pub r_xy: Vec<f64>,
+    pub r_xz: Vec<f64>,
+    pub r_yz: Vec<f64>,
+    pub r_xy_z: Vec<f64>,
+    pub x_resid: Vec<f64>,
+}
+
+pub fn partial_rows(x: &[f64], y: &[f64], z: &[f64], groups: usize) -> Result<PartialRows> {
+    ensure_shape(
+        groups > 0 && x.len() % groups == 0 && y.len() == x.len() && z.len() == x.len(),
+        || {
+            format!(
+                "x, y, z must share their (layer, group) shape, got {}, {}, {} values in rows of {groups}",
+                x.len(),
+                y.len(),
+                z.len()
+            )
+        },
+    )?;
+    let mut out = PartialRows::default();
+    for ((a, b), c) in x.chunks(groups).zip(y.chunks(groups)).zip(z.chunks(groups)) {
+        let p = partial_correlation(a, b, c)?;
+        out.r_xy.push(p.r_xy);
+        out.r_xz.push(p.r_xz);
+        out.r_yz.push(p.r_yz);
+        out.r_xy_z.push(p.r_xy_z);
+        out.x_resid.extend(p.x_resid);
+    }
+    Ok(out)
 }
