@@ -101,8 +101,7 @@ def profile(
         ``xarray.Dataset`` with dims ``by``, ``{by}_other``, ``moe_layer``,
         ``expert`` and the variables described in the module docstring.
     """
-    ds = _open(dump)
-    acc, labels = accumulate(ds, by, groups=groups, item=item, chunk_tokens=chunk_tokens)
+    acc, labels = accumulate(dump, by, groups=groups, item=item, chunk_tokens=chunk_tokens)
     ref = None
     if reference is not None:
         if reference not in labels:
@@ -115,7 +114,8 @@ def profile(
     n_experts = acc.n_experts
     usage_floor = 1.0 / n_experts if min_usage is None else min_usage
     p = acc.profile(ref, min_lift=min_lift, min_usage=usage_floor, min_specificity=min_specificity)
-    return _label(p, ds, by, labels, reference, acc, (min_lift, usage_floor, min_specificity))
+    attrs, layers = _layers_and_attrs(dump)
+    return _label(p, attrs, layers, by, labels, reference, acc, (min_lift, usage_floor, min_specificity))
 
 
 def accumulate(
@@ -539,9 +539,21 @@ def _floats(var: xr.DataArray, name: str) -> np.ndarray:
     return np.ascontiguousarray(a, dtype=np.float32)
 
 
-def _label(p: dict, ds: xr.Dataset, by: str, labels: list[str], reference, acc, thresholds) -> xr.Dataset:
+def _layers_and_attrs(dump: Any) -> tuple[dict, np.ndarray | None]:
+    """The attributes and the ``moe_layer`` coordinate (or None) of a dump or Dataset."""
+    if isinstance(dump, xr.Dataset):
+        return dump.attrs, dump["moe_layer"].values if "moe_layer" in dump.coords else None
+    from xlt import dumps
+
+    group, attrs = dumps.open_group(dump)
+    return attrs, (group["moe_layer"][:] if "moe_layer" in group.array_keys() else None)
+
+
+def _label(
+    p: dict, attrs: dict, layers, by: str, labels: list[str], reference, acc, thresholds
+) -> xr.Dataset:
     other = f"{by}_other"
-    layers = ds["moe_layer"].values if "moe_layer" in ds.coords else np.arange(acc.n_layers)
+    layers = np.arange(acc.n_layers) if layers is None else layers
     gle, gl, ggl = (by, "moe_layer", "expert"), (by, "moe_layer"), (by, other, "moe_layer")
     dims = {
         "tokens": (by,),
@@ -564,7 +576,7 @@ def _label(p: dict, ds: xr.Dataset, by: str, labels: list[str], reference, acc, 
     if "parallel_items" in p:
         data["parallel_items"] = ((by, other), p["parallel_items"].astype(np.int64))
     coords = {by: labels, other: labels, "moe_layer": layers, "expert": np.arange(acc.n_experts)}
-    attrs = {k: v for k, v in ds.attrs.items() if isinstance(v, str | int | float)}
+    attrs = {k: v for k, v in attrs.items() if isinstance(v, str | int | float)}
     min_lift, min_usage, min_spec = thresholds
     attrs.update(
         by=by,
