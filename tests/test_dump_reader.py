@@ -131,6 +131,9 @@ def test_routing_from_a_compressed_dump_equals_in_memory(tmp_path):
     assert all(
         dumps.chunk_files(group[v], 900) is not None for v in ("routing_idx", "token_item", "router_prob")
     )
+    # the path is read by the Rust reader (a per-token grouping goes through xarray)
+    assert routing._from_files(path, "language", None, "token_item", 100) is not None
+    assert routing._from_files(path, "token_language", None, "token_item", 100) is None
     from_path = routing.profile(str(path), reference="heb_Hebr", chunk_tokens=100)
     in_memory = routing.profile(ds, reference="heb_Hebr")
     xr.testing.assert_allclose(from_path.drop_attrs(), in_memory.drop_attrs(), rtol=1e-12, atol=0)

@@ -181,16 +181,12 @@ def _from_files(path: Path, by: str, groups, item: str | None, chunk_tokens: int
         raise ConfigError(f"chunk_tokens must be positive, got {chunk_tokens}")
     group, attrs = dumps.open_group(path)
     dims, rows = attrs["xlt_dims"], attrs["xlt_rows"]
-    n = rows["token"]
+    n, lang = rows["token"], "language" if by in ("script", "family") and by not in dims else by
     names = ["routing_idx", "routing_weight"] + (["router_prob"] if "router_prob" in dims else [])
-    per_item = dims.get(by) == ["item"] or (by in ("script", "family") and by not in dims)
-    if n == 0 or not per_item or dims.get("token_item") != ["token"] or item not in (None, "token_item"):
-        return None
-    if any(
-        dims.get(v) != list(d) for v, d in [("routing_idx", _ROUTING_DIMS), ("routing_weight", _ROUTING_DIMS)]
-    ):
-        return None
-    if item is not None and dims.get("item_id") != ["item"]:
+    wanted = {"token_item": ["token"], lang: ["item"], **dict.fromkeys(names[:2], list(_ROUTING_DIMS))}
+    if item is not None:
+        wanted["item_id"] = ["item"]
+    if n == 0 or item not in (None, "token_item") or any(dims.get(v) != d for v, d in wanted.items()):
         return None
     specs = {v: dumps.chunk_files(group[v], n) for v in names + ["token_item"]}
     kinds = {"routing_idx": ("int16", "int32"), "token_item": ("int32", "int64")}
@@ -199,14 +195,9 @@ def _from_files(path: Path, by: str, groups, item: str | None, chunk_tokens: int
         return None
     if group["routing_idx"].shape[1:] != group["routing_weight"].shape[1:]:
         return None
-    n_items = rows["item"]
-    read = lambda v: dumps.read_rows(group[v], v, 0, n_items, rows)  # noqa: E731
-    lang = "language" if by in ("script", "family") else by
-    if dims.get(lang) != ["item"]:
-        return None
+    read = lambda v: dumps.read_rows(group[v], v, 0, rows["item"], rows)  # noqa: E731
     item_labels = _as_str(read(lang))
-    if lang != by:
-        item_labels = _derive(item_labels, by)
+    item_labels = _derive(item_labels, by) if lang != by else item_labels
     n_experts = _n_experts_of(attrs, group["router_prob"].shape[2] if "router_prob" in names else None)
     _, n_layers, k = group["routing_idx"].shape
     labels = _chosen(groups, np.unique(item_labels).tolist())

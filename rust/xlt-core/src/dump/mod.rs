@@ -135,7 +135,8 @@ impl ArrayFiles {
         // rows of file i that are asked for, and the chunks holding them
         let span = |i: usize| {
             let r = rows.start.max(i * per_file)..rows.end.min((i + 1) * per_file);
-            let c = (r.start - i * per_file) / per_chunk..(r.end - i * per_file).div_ceil(per_chunk);
+            let c =
+                (r.start - i * per_file) / per_chunk..(r.end - i * per_file).div_ceil(per_chunk);
             (r, c)
         };
         std::thread::scope(|s| {
@@ -150,7 +151,8 @@ impl ArrayFiles {
                         break;
                     }
                     let (r, c) = span(i);
-                    let loaded = self.load(i, &layout, c.clone(), i * per_file + c.start * per_chunk);
+                    let loaded =
+                        self.load(i, &layout, c.clone(), i * per_file + c.start * per_chunk);
                     let loaded = loaded.map_err(|what| self.fail(i, r, &what));
                     if ready.send(loaded).is_err() {
                         break;
@@ -189,12 +191,12 @@ impl ArrayFiles {
                 .enumerate()
                 .map(|(j, r)| {
                     let mut out = vec![0u8; layout.chunk_bytes];
-                    decode_into(Codec::Zstd, &bytes[r.clone()], &mut out).map_err(|e| {
-                        match layout.shard {
+                    decode_into(Codec::Zstd, &bytes[r.clone()], &mut out).map_err(
+                        |e| match layout.shard {
                             Some(_) => format!("inner chunk {}: {e}", c0 + j),
                             None => e,
-                        }
-                    })?;
+                        },
+                    )?;
                     Ok(out)
                 })
                 .collect::<std::result::Result<_, String>>()?,
@@ -259,12 +261,16 @@ impl ArrayFiles {
     pub fn read_vec<T: Plain>(&self, rows: Range<usize>) -> Result<Vec<T>> {
         let size = std::mem::size_of::<T>();
         ensure_shape(self.row_bytes % size == 0, || {
-            format!("rows of {} bytes do not hold whole {size}-byte values", self.row_bytes)
+            format!(
+                "rows of {} bytes do not hold whole {size}-byte values",
+                self.row_bytes
+            )
         })?;
         let mut v = vec![T::default(); rows.len() * (self.row_bytes / size)];
         // SAFETY: `T: Plain`, so any bytes written are a valid `T`; the byte
         // view covers exactly `v`'s initialised values.
-        let bytes = unsafe { std::slice::from_raw_parts_mut(v.as_mut_ptr().cast::<u8>(), v.len() * size) };
+        let bytes =
+            unsafe { std::slice::from_raw_parts_mut(v.as_mut_ptr().cast::<u8>(), v.len() * size) };
         self.read_into(rows, bytes)?;
         Ok(v)
     }

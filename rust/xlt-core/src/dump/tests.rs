@@ -41,7 +41,12 @@ fn array(zstd: bool, name: &str) -> (ArrayFiles, Vec<u8>, PathBuf) {
         .map(|i| {
             let p = dir.join(i.to_string());
             let end = ((i + 1) * per_file).min(n);
-            let bytes = shard(&raw[i * per_file * row..end * row], chunks, per_chunk * row, zstd);
+            let bytes = shard(
+                &raw[i * per_file * row..end * row],
+                chunks,
+                per_chunk * row,
+                zstd,
+            );
             std::fs::write(&p, bytes).unwrap();
             p
         })
@@ -100,7 +105,10 @@ fn damaged_zstd_chunks_are_named_data_errors() {
     // cut short: the index no longer checks out
     std::fs::write(path, &good[..len - 9]).unwrap();
     let err = files.read_into(0..45, &mut out).unwrap_err();
-    assert!(matches!(&err, Error::Data(m) if m.contains("checksum")), "{err:?}");
+    assert!(
+        matches!(&err, Error::Data(m) if m.contains("checksum")),
+        "{err:?}"
+    );
     // rows of the other files still read
     files.read_into(24..45, &mut out[..21 * 6]).unwrap();
     std::fs::remove_dir_all(dir).unwrap();
@@ -110,9 +118,15 @@ fn damaged_zstd_chunks_are_named_data_errors() {
 fn sizes_are_checked_before_reading() {
     let (mut files, _, dir) = array(false, "sizes");
     let err = files.read_into(0..50, &mut vec![0u8; 50 * 6]).unwrap_err();
-    assert!(matches!(&err, Error::Shape(m) if m.contains("chunk files")), "{err:?}");
+    assert!(
+        matches!(&err, Error::Shape(m) if m.contains("chunk files")),
+        "{err:?}"
+    );
     files.file_rows = 5;
     let err = files.read_into(0..4, &mut [0u8; 24]).unwrap_err();
-    assert!(matches!(&err, Error::Shape(m) if m.contains("positive multiple")), "{err:?}");
+    assert!(
+        matches!(&err, Error::Shape(m) if m.contains("positive multiple")),
+        "{err:?}"
+    );
     std::fs::remove_dir_all(dir).unwrap();
 }

@@ -6,8 +6,8 @@ use std::path::PathBuf;
 
 use super::kernel::{Dtype, Row};
 use super::NeuronStats;
-use crate::dump::{ArrayFiles, Codec};
 pub use crate::dump::IndexAt;
+use crate::dump::{ArrayFiles, Codec};
 use crate::error::{ensure_shape, Result};
 
 /// Raw chunk files of a C-ordered (token, layer, hidden) array chunked along

@@ -119,16 +119,17 @@ struct Block {
 
 impl RoutingFiles {
     fn check(&self, l: usize, k: usize, e: usize, items: bool) -> Result<()> {
-        let ok = |(f, s): &(ArrayFiles, Stored), ints: bool, width: usize, name: &str| {
-            let kind = matches!(s, Stored::I16 | Stored::I32) == ints;
-            ensure_shape(kind && f.row_bytes == width * s.size(), || {
-                format!(
+        let ok =
+            |(f, s): &(ArrayFiles, Stored), ints: bool, width: usize, name: &str| {
+                let kind = matches!(s, Stored::I16 | Stored::I32) == ints;
+                ensure_shape(kind && f.row_bytes == width * s.size(), || {
+                    format!(
                     "{name} is stored as {s:?} in rows of {} bytes; expected {} of {width} values",
                     f.row_bytes,
                     if ints { "int16 or int32" } else { "float16, float32 or bfloat16" }
                 )
-            })
-        };
+                })
+            };
         ok(&self.idx, true, l * k, "routing_idx")?;
         ok(&self.weight, false, l * k, "routing_weight")?;
         if let Some(p) = &self.prob {
@@ -173,7 +174,10 @@ impl RoutingFiles {
             idx: rows_of(&self.idx)?,
             weight: rows_of(&self.weight)?,
             prob: self.prob.as_ref().map(rows_of).transpose()?,
-            group: item_rows.iter().map(|&r| self.item_group[r as usize]).collect(),
+            group: item_rows
+                .iter()
+                .map(|&r| self.item_group[r as usize])
+                .collect(),
             item: self
                 .item_key
                 .as_ref()
