@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from harness import Row, machine_limits  # noqa: E402
+from harness import Row, compare, machine_limits  # noqa: E402
 from make_dump import make  # noqa: E402
 
 HERE = Path(__file__).parent
@@ -103,6 +103,7 @@ def run(size: str = "ci", limits: dict | None = None) -> list[Row]:
         rows.append(
             Row("dumps", f"routing profile, {gb:g} GB dump", r["s"], note=f"peak RSS {r['rss_mb']:.0f} MB")
         )
+    rows.append(_similarity_row(HERE / "out" / f"dump_{SIZES[size][0]:g}gb.zarr", size))
     rows.append(
         Row(
             "dumps",
@@ -113,6 +114,36 @@ def run(size: str = "ci", limits: dict | None = None) -> list[Row]:
         )
     )
     return rows
+
+
+def _similarity_row(path: Path, size: str) -> Row:
+    """`similarity.pairwise` over layers of the dump's first tokens, read by the Rust dump
+    reader (bf16 decoded in Rust) inside the timed call, against the same call on the same
+    values already in memory; side by side, interleaved."""
+    import xarray as xr
+
+    from xlt import dumps, similarity
+
+    n = {"smoke": 2048, "ci": 8192}.get(size, 16384)
+    dims = ("item", "layer", "hidden")
+
+    def from_dump():
+        reps = xr.DataArray(dumps.read(path, "hidden", 0, n), dims=dims)
+        return similarity.pairwise(reps, dim="layer")
+
+    mem = xr.DataArray(dumps.read(path, "hidden", 0, n), dims=dims)
+    ours, base = compare(from_dump, lambda: similarity.pairwise(mem, dim="layer"), repeat=3)
+    shape = "x".join(str(v) for v in mem.shape)
+    return Row(
+        "dumps",
+        "similarity.pairwise over a dump's hidden states",
+        ours,
+        "pairwise(same data in memory)",
+        base,
+        shape=shape,
+        min_ratio=0.8,
+        note="linear CKA over layers; the dump read (page cache) is inside the timed call",
+    )
 
 
 if __name__ == "__main__":

@@ -11,6 +11,15 @@
 
     python benches/bench_routing.py            # full: 2M × 48 × 8 over 128 experts
     python benches/bench_routing.py --smoke    # CI size
+
+3. ``run(size, limits)`` (the rows of ``benches/run.py``): a dump in the capture schema
+   (per-item ``language``, per-token ``token_item``, int16 indices, f16 weights) written by
+   ``DumpWriter``; side by side in one process, interleaved: ``routing.profile(path)`` from
+   the page cache against ``routing.profile`` of the same data already in memory (goal
+   ≥ 0.5×), and the whole in-memory call (labels grouped inside it) against numpy's usage
+   histogram (``np.bincount`` per layer, group codes given to it for free; goal ≥ 10×) and
+   a plain single-pass C loop over the same arrays (counts and weight mass, compiled with
+   the system ``cc`` at bench time; goal within 3×, skipped without a compiler).
 """
 
 from __future__ import annotations
@@ -173,6 +182,174 @@ def streaming(t, layers, k, e, groups, cap_mib, chunk, workdir):
         )
         res[mode] = {"s": out["s"], "peak_rss_mib": out["peak_rss_mib"], "grown_mib": grown}
     return res
+
+
+C_LOOP = r"""
+#include <stdint.h>
+/* one pass: per (layer, group, expert) selection counts and summed f16 weight */
+void hist(const int16_t *idx, const _Float16 *w, const int32_t *group, long t, int l, int k,
+          int e, int g, uint64_t *counts, double *mass) {
+    for (long i = 0; i < t; i++) {
+        long gi = group[i];
+        for (int li = 0; li < l; li++) {
+            const int16_t *id = idx + (i * l + li) * k;
+            const _Float16 *wv = w + (i * l + li) * k;
+            long row = ((long)li * g + gi) * e;
+            for (int j = 0; j < k; j++) {
+                counts[row + id[j]] += 1;
+                mass[row + id[j]] += (double)wv[j];
+            }
+        }
+    }
+}
+"""
+
+
+def _c_loop():
+    """The C loop as a ctypes function, or None where no C compiler is found."""
+    import ctypes
+    import shutil as sh
+
+    cc = sh.which("cc") or sh.which("gcc") or sh.which("clang")
+    if cc is None:
+        return None
+    work = Path(tempfile.mkdtemp(prefix="xlt-bench-cloop-"))
+    (work / "hist.c").write_text(C_LOOP)
+    r = subprocess.run(
+        [cc, "-O3", "-march=native", "-shared", "-fPIC", "-o", str(work / "hist.so"), str(work / "hist.c")],
+        capture_output=True,
+        text=True,
+    )
+    if r.returncode:
+        return None
+    lib = ctypes.CDLL(str(work / "hist.so"))
+    lib.hist.restype = None
+    return lib.hist
+
+
+SIZES = {"smoke": 200_000, "ci": 1_000_000, "full": 1_000_000}
+
+
+def _routing_dump(path, t, layers=8, k=8, e=64, langs=8, per_item=64):
+    """A routing-only dump in the capture schema through DumpWriter."""
+    from xlt.dumps import DumpWriter
+
+    idx, w, _, _ = synth(t, layers, k, e, 1)
+    n_items = -(-t // per_item)
+    item_lang = np.array([f"l{i % langs:02d}" for i in range(n_items)])
+    dims = {
+        "routing_idx": ("token", "moe_layer", "k"),
+        "routing_weight": ("token", "moe_layer", "k"),
+        "token_item": ("token",),
+        "language": ("item",),
+        "item_id": ("item",),
+    }
+    token_item = (np.arange(t) // per_item).astype(np.int32)
+    with DumpWriter(path, attrs={"n_experts": e}, dims=dims, overwrite=True) as wr:
+        wr.append(
+            {"language": item_lang, "item_id": np.arange(n_items) // langs},
+            {"routing_idx": idx, "routing_weight": w, "token_item": token_item},
+        )
+    return idx, w, token_item, item_lang
+
+
+def run(size="ci", limits=None):
+    """Rows: the dump path against memory, the whole call against numpy and a C loop."""
+    import ctypes
+
+    from harness import Row, compare
+
+    from xlt import dumps, routing
+
+    t = SIZES.get(size, SIZES["ci"])
+    work = Path(tempfile.mkdtemp(prefix="xlt-bench-routing-"))
+    rows = []
+    try:
+        path = work / "routing.zarr"
+        idx, w, token_item, item_lang = _routing_dump(path, t)
+        _, layers, k = idx.shape
+        e = 64
+        shape = f"{t:,} tokens x {layers} MoE layers x k={k}, {e} experts"
+        gb = (idx.nbytes + w.nbytes + token_item.nbytes) / 1e9
+        mem = dumps.open_dump(path).load()
+        routing.profile(path)  # into the page cache
+        ours, base = compare(lambda: routing.profile(path), lambda: routing.profile(mem), repeat=5)
+        rows.append(
+            Row(
+                "routing",
+                "profile(dump path) from page cache",
+                ours,
+                "profile(same data in memory)",
+                base,
+                shape=shape,
+                min_ratio=0.5,
+                limit="mem_read_gbs",
+                work=gb,
+                note="parallel items tracked (the default)",
+            )
+        )
+        codes = np.unique(item_lang, return_inverse=True)[1].astype(np.int32)
+        group = codes[token_item]
+        g = int(codes.max()) + 1
+
+        def histogram():
+            for li in range(layers):
+                key = (group[:, None].astype(np.int64) * e + idx[:, li, :]).ravel()
+                np.bincount(key, minlength=g * e)
+
+        whole = lambda: routing.profile(mem, item=None)  # noqa: E731
+        ours, base = compare(whole, histogram, repeat=5)
+        rows.append(
+            Row(
+                "routing",
+                "profile(in memory), whole call",
+                ours,
+                "np.bincount usage histogram",
+                base,
+                shape=shape,
+                min_ratio=10.0,
+                limit="mem_read_gbs",
+                work=gb,
+                note="labels grouped inside the call; numpy gets group codes for free; item=None",
+            )
+        )
+        hist = _c_loop()
+        if hist is None:
+            rows.append(
+                Row("routing", "profile vs plain C loop", float("nan"), note="skipped: no C compiler")
+            )
+            return rows
+        counts = np.zeros((layers, g, e), np.uint64)
+        mass = np.zeros((layers, g, e), np.float64)
+        ptr = lambda a: a.ctypes.data_as(ctypes.c_void_p)  # noqa: E731
+
+        def c_loop():
+            counts[:] = 0
+            mass[:] = 0
+            hist(ptr(idx), ptr(w), ptr(group), ctypes.c_long(t), layers, k, e, g, ptr(counts), ptr(mass))
+
+        c_loop()
+        want = routing.profile(mem, item=None)
+        usage = (counts / counts.sum(-1, keepdims=True)).transpose(1, 0, 2)
+        assert np.allclose(want["usage"].values, usage, rtol=1e-12), "C loop and xlt disagree"
+        ours, base = compare(whole, c_loop, repeat=5)
+        rows.append(
+            Row(
+                "routing",
+                "profile(in memory), whole call",
+                ours,
+                "plain C loop, one thread",
+                base,
+                shape=shape,
+                min_ratio=1 / 3,
+                limit="mem_read_gbs",
+                work=gb,
+                note="goal: within 3x of the C loop (cc -O3 -march=native; counts + f16 weight mass)",
+            )
+        )
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return rows
 
 
 def main():
