@@ -186,3 +186,27 @@ def test_debiased_cka_is_near_zero_for_independent_inputs(seed):
     # mean of 32 has sd 0.0042 and 0.025 is six of them (8 draws and 0.03 failed once: 4 sd).
     assert abs(deb.mean()) < 0.025
     assert lin.mean() > 0.25  # plain CKA is biased upwards when d is large against n
+
+
+def test_core_pairwise_and_sums_refuse_bad_arguments_with_clear_errors():
+    """The binding converts; the core checks: each refusal is the right XltError."""
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((40, 6)).astype(np.float32)
+    y = rng.standard_normal((40, 5)).astype(np.float32)
+    with pytest.raises(xlt.ConfigError, match='unknown route "fast"'):
+        xlt._core.cka_pairwise([x, y], route="fast")
+    with pytest.raises(xlt.ShapeError, match=r"reps\[1\] must be a 2-D .*float64"):
+        xlt._core.cka_pairwise([x, y.astype(np.float64)])
+    with pytest.raises(xlt.ShapeError, match=r"pair \(1, 0\)"):
+        xlt._core.CkaSums([6, 5], pairs=[(1, 0)])
+    with pytest.raises(xlt.ShapeError, match="shift widths"):
+        xlt._core.CkaSums([6, 5], shift=[np.zeros(6), np.zeros(6)])
+    with pytest.raises(xlt.ShapeError, match=r"\(2, 2\) for 2 matrices"):
+        xlt._core.cka_from_stats(40, np.ones((2, 2)), np.ones((3, 3)), [1.0, 1.0])
+    sums = xlt._core.CkaSums([6, 5], shift=[x.mean(0).astype(np.float64), y.mean(0).astype(np.float64)])
+    assert repr(sums) == "CkaSums(dims=[6, 5], pairs=3, shifted=true, debiased=false, n=0)"
+    sums.update([x, y])
+    n, hsic, kl, tr = sums.stats()
+    m = xlt._core.cka_from_stats(n, hsic, np.nan_to_num(kl), list(tr))
+    assert m[0, 1] == pytest.approx(ref_linear_cka(x, y), rel=1e-6)
+    assert np.allclose(np.diag(m), 1.0)
