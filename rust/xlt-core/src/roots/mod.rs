@@ -7,6 +7,7 @@ use rayon::prelude::*;
 
 pub mod arabic;
 mod arabic_closed;
+mod arabic_templates;
 mod attested;
 mod engine;
 pub mod geez;
