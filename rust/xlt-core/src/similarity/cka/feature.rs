@@ -11,7 +11,9 @@ use crate::similarity::blocks::BLOCK_ROWS;
 /// then run in one pass over the rows, with every matrix packed once).
 fn feature_bytes() -> usize {
     let sixteenth = crate::limits::physical_memory() / 16;
-    usize::try_from(sixteenth).unwrap_or(usize::MAX).max(512 << 20)
+    usize::try_from(sixteenth)
+        .unwrap_or(usize::MAX)
+        .max(512 << 20)
 }
 
 pub(super) fn stats(
