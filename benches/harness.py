@@ -181,7 +181,7 @@ class Row:
             self.bench,
             self.case,
             self.shape,
-            f"{self.ours_s:.4g}",
+            "" if self.ours_s != self.ours_s else f"{self.ours_s:.4g}",  # NaN: not a timing row
             self.baseline,
             f"{self.baseline_s:.4g}" if self.baseline else "",
             f"{self.ratio:.2f}×" if self.baseline else "",
@@ -194,7 +194,8 @@ class Row:
     def line(self, limits: dict[str, float] | None = None) -> str:
         c = self.cells(limits or {})
         base = f" | {c[4]} {c[5]} s → {c[6]}" if self.baseline else ""
-        return f"{c[0]:10} {c[1]} [{c[2]}] xlt {c[3]} s{base} | {c[7]} | goal {c[8] or '-'} {c[9]} | {c[10]}"
+        ours = f" xlt {c[3]} s" if c[3] else ""
+        return f"{c[0]:10} {c[1]} [{c[2]}]{ours}{base} | {c[7]} | goal {c[8] or '-'} {c[9]} | {c[10]}"
 
 
 COLUMNS = (
