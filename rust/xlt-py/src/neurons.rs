@@ -54,10 +54,12 @@ impl NeuronAccumulator {
             "bfloat16" => Dtype::BF16,
             "float16" => Dtype::F16,
             "float32" => Dtype::F32,
-            other => return Err(Error::Config(format!(
+            other => {
+                return Err(Error::Config(format!(
                 "dtype {other:?} cannot be read from chunk files; use bfloat16, float16 or float32"
             )))
-            .py(),
+                .py()
+            }
         };
         let files = array_files(spec, first_token)?;
         let group = group.as_array().to_vec();

@@ -77,7 +77,7 @@ pub fn chunk_payloads(
     let stored = layout.chunk_bytes + crc;
     let chunks = match layout.shard {
         None if (raw && bytes.len() == stored) || (!raw && bytes.len() >= crc) => {
-            vec![0..bytes.len()]
+            std::iter::once(0..bytes.len()).collect()
         }
         None => {
             return Err(format!(
@@ -276,7 +276,10 @@ mod tests {
         let mut file = payload.clone();
         file.extend_from_slice(&crc32c::crc32c(&payload).to_le_bytes());
         let layout = plain(Codec::Raw);
-        assert_eq!(chunk_payloads(&file, &layout, 0..1), Ok(vec![0..64]));
+        assert_eq!(
+            chunk_payloads(&file, &layout, 0..1),
+            Ok(std::iter::once(0..64).collect())
+        );
         file[3] ^= 0x40;
         assert_eq!(
             chunk_payloads(&file, &layout, 0..1),

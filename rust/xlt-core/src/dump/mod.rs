@@ -260,7 +260,7 @@ impl ArrayFiles {
     /// host is little-endian before choosing this reader).
     pub fn read_vec<T: Plain>(&self, rows: Range<usize>) -> Result<Vec<T>> {
         let size = std::mem::size_of::<T>();
-        ensure_shape(self.row_bytes % size == 0, || {
+        ensure_shape(self.row_bytes.is_multiple_of(size), || {
             format!(
                 "rows of {} bytes do not hold whole {size}-byte values",
                 self.row_bytes

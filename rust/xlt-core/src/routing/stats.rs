@@ -367,13 +367,16 @@ pub fn partial_correlation(x: &[f64], y: &[f64], z: &[f64]) -> Result<Partial> {
 /// `e` values that must be distributions (finite, non-negative, summing to 1
 /// within 1e-6): what `xlt.routing.shift` compares.
 pub fn js_rows(p: &[f64], q: &[f64], e: usize) -> Result<Vec<f64>> {
-    ensure_shape(e > 0 && p.len() == q.len() && p.len() % e == 0, || {
-        format!(
-            "distributions to compare have {} and {} values in rows of {e}; they must match",
-            p.len(),
-            q.len()
-        )
-    })?;
+    ensure_shape(
+        e > 0 && p.len() == q.len() && p.len().is_multiple_of(e),
+        || {
+            format!(
+                "distributions to compare have {} and {} values in rows of {e}; they must match",
+                p.len(),
+                q.len()
+            )
+        },
+    )?;
     for (name, a) in [("first", p), ("second", q)] {
         for (i, row) in a.chunks(e).enumerate() {
             let s: f64 = row.iter().sum();
@@ -407,7 +410,7 @@ pub struct PartialRows {
 
 pub fn partial_rows(x: &[f64], y: &[f64], z: &[f64], groups: usize) -> Result<PartialRows> {
     ensure_shape(
-        groups > 0 && x.len() % groups == 0 && y.len() == x.len() && z.len() == x.len(),
+        groups > 0 && x.len().is_multiple_of(groups) && y.len() == x.len() && z.len() == x.len(),
         || {
             format!(
                 "x, y, z must share their (layer, group) shape, got {}, {}, {} values in rows of {groups}",
