@@ -17,16 +17,20 @@ def run(
     output: str | Path | None = None,
     force: bool = False,
     log: Callable[[str], None] = print,
+    progress: Callable[[str, int, int], None] | None = None,
 ) -> Path:
     """Run a study (a YAML path, a `Study`, or None for the embedded default)
     and return its run directory; the report is `<run>/report/index.html`.
     Work whose settings and inputs are unchanged is reused, everything else re-runs, and
-    a killed run resumes; `<run>/manifest.json` says why each stage ran or was skipped."""
+    a killed run resumes; `<run>/manifest.json` says why each stage ran or was skipped.
+    `log` gets that reason line by line; `progress(stage, done, total)` counts each stage's units."""
     from xlt.study.runner import execute
     from xlt.study.stages import STAGES
 
     study = config if isinstance(config, Study) else load(config)
-    return execute(study, STAGES, root=Path(output) if output else None, force=force, log=log)
+    return execute(
+        study, STAGES, root=Path(output) if output else None, force=force, log=log, progress=progress
+    )
 
 
 def pending(

@@ -213,8 +213,11 @@ def execute(
     root: Path | None = None,
     force: bool = False,
     log: Callable[[str], None] = print,
+    progress: Callable[[str, int, int], None] | None = None,
 ) -> Path:
-    """Run `stages` in order for `study`; returns the run directory."""
+    """Run `stages` in order for `study`; returns the run directory. `log` gets a line per
+    stage (and unit) saying why it runs or is skipped; `progress(stage, done, total)` is
+    called when a stage starts (done = 0) and after each of its units that ran."""
     layout = RunLayout(Path(root or study.output))
     layout.root.mkdir(parents=True, exist_ok=True)
     layout.config.write_text(yaml.safe_dump(study.to_dict(), sort_keys=False, allow_unicode=True))
@@ -227,9 +230,13 @@ def execute(
             path = layout.root / rel
             shutil.rmtree(path) if path.is_dir() else path.unlink()
         t0 = time.perf_counter()
-        for step in plan.steps:
-            if step.why:
-                _run(ctx, step, log=len(plan.steps) > 1)
+        todo = [step for step in plan.steps if step.why]
+        if progress:
+            progress(name, 0, len(todo))
+        for i, step in enumerate(todo, 1):
+            _run(ctx, step, log=len(plan.steps) > 1)
+            if progress:
+                progress(name, i, len(todo))
         manifest["stages"][name] = {
             "reason": reason,
             "seconds": round(time.perf_counter() - t0, 2),

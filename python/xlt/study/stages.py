@@ -378,7 +378,31 @@ def decomposition(ctx: Context, out: Path) -> None:
     items.to_csv(out / "items.csv", index=False)
 
 
+def pooled_gain(
+    base: xr.Dataset, tuned: xr.Dataset, languages: list[str], *, n_boot: int = 2000, seed: int = 0
+) -> dict[str, float]:
+    """Base and tuned accuracy pooled over `languages` and the gain's 95% percentile
+    interval from resampling items: the languages are parallel (the same items translated),
+    so an item's correctness is averaged over them first and items are the independent units."""
+    b = base["correct"].sel(language=languages).values.astype(float).mean(0)
+    t = tuned["correct"].sel(language=languages).values.astype(float).mean(0)
+    diff = t - b
+    rng = np.random.default_rng(seed)
+    boot = diff[rng.integers(0, len(diff), (n_boot, len(diff)))].mean(1)
+    lo, hi = np.quantile(boot, [0.025, 0.975])
+    return {
+        "acc_base": float(b.mean()),
+        "acc_tuned": float(t.mean()),
+        "gain": float(diff.mean()),
+        "lo": float(lo),
+        "hi": float(hi),
+        "n": int(len(diff)),
+    }
+
+
 def report(ctx: Context, out: Path) -> None:
+    import json
+
     from xlt import decomposition
     from xlt import report as rp
 
@@ -394,10 +418,15 @@ def report(ctx: Context, out: Path) -> None:
             "a few minutes on FLORES text), not a real LLM: its numbers show the pipeline, not the answer. "
             "Point `models:` in the same config at real checkpoints (see examples/seed_study.yaml) to run the study."
         )
+    first = s.models[0]
+    pooled = {
+        arm: pooled_gain(_results(ctx, first, "base"), _results(ctx, first, arm), list(s.source), seed=s.seed)
+        for arm in _tuned_arms(s)
+    }
     inp = rp.Inputs(
         decomposition=dec,
         gains={
-            arm: xr.concat(ds, "model", data_vars="all").sel(language=list(s.targets + s.controls))
+            arm: xr.concat(ds, "model", data_vars="all").sel(language=list(s.languages))
             for arm, ds in gains.items()
         },
         similarity=xr.open_dataset(ctx.layout.similarity()),
@@ -406,8 +435,12 @@ def report(ctx: Context, out: Path) -> None:
         source=s.source[0],
         title=f"xlt study: {s.name}",
         notes=tuple(notes),
+        groups={"source varieties": s.source, "targets": s.targets, "controls": s.controls},
+        pooled=pooled,
     )
     rp.render(inp, ctx.layout.report())
+    headline = {"model": first.name, "source": list(s.source), "pooled": pooled}
+    (ctx.layout.report() / "headline.json").write_text(json.dumps(headline, indent=1))
 
 
 STAGES = [
