@@ -436,7 +436,10 @@ mod tests {
     fn form_iv_masdar_of_hamza_initial_roots() {
         // إيفال: the second hamza of إئفال written ي, for ء as for و roots
         for w in ["إيثار", "ايثار", "إيجار"] {
-            assert!(candidates(w, 1.0).iter().any(|(r, _)| r.starts_with('ء')), "{w}");
+            assert!(
+                candidates(w, 1.0).iter().any(|(r, _)| r.starts_with('ء')),
+                "{w}"
+            );
         }
         assert_eq!(root("إيثار").as_deref(), Some("ءثر"));
         assert_eq!(root("إيقاف").as_deref(), Some("وقف"));

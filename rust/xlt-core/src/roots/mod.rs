@@ -1,7 +1,8 @@
 //! Consonantal roots of Semitic words, rule- and pattern-based, one analyser
 //! per script: Arabic (`arabic`), Hebrew (`hebrew`), Ge'ez-script Amharic and
-//! Tigrinya (`geez`), Maltese (`maltese`). `inventory` maps every script's
-//! consonants onto one shared symbol set so roots compare across scripts;
+//! Tigrinya (`geez`), Maltese (`maltese`); Arabic's affix and template tables
+//! are `arabic_templates`, its closed classes `arabic_closed`. `inventory` maps
+//! every script's consonants onto one shared symbol set so roots compare across scripts;
 //! `attested` scores Arabic roots by how often unlabeled text attests them.
 use rayon::prelude::*;
 
