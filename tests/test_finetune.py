@@ -255,3 +255,43 @@ def test_cli_finetune_then_eval(tok, tmp_path):
     r = CliRunner().invoke(app, args + ["--adapter", str(tmp_path / "ad")])
     assert r.exit_code == 0, r.output
     assert "heb_Hebr" in r.output and len(list((tmp_path / "ev").glob("results_*.json"))) == 1
+
+
+def test_answer_tokens_train_only_the_answer_rows_and_reload(tok, sib, tmp_path):
+    """A model whose answer letters (" A".." G") never occurred in pre-training keeps their
+    random, small embeddings, and LoRA alone cannot lift them over the trained rows (the
+    demo's answer-token loss stalled near 10.5); answer_tokens trains exactly those rows."""
+    import torch
+
+    model = tiny("llama", tok)
+    answers = sorted(
+        {t for _, lab in finetune.examples(tok, sib, ["arb_Arab"], limit=20) for t in lab if t != -100}
+    )
+    assert len(answers) >= 2
+    ft = finetune.lora(
+        (model, tok),
+        sib,
+        ["arb_Arab"],
+        steps=3,
+        lr=0.05,
+        limit=20,
+        answer_tokens=True,
+        out=tmp_path,
+        progress=False,
+    )
+    meta = json.loads((tmp_path / "training.json").read_text())
+    assert meta["answer_tokens"] == sorted({t for t in meta["answer_tokens"]}) and set(
+        meta["answer_tokens"]
+    ) <= set(answers)
+    merged = ft.hf.merge_and_unload(safe_merge=True)
+    before = model.get_input_embeddings().weight
+    after = merged.get_input_embeddings().weight
+    changed = torch.nonzero((after - before).abs().sum(1) > 0).flatten().tolist()
+    assert changed == meta["answer_tokens"]  # those rows and no other
+    tuned = evaluate(ft, sib, limit=N_EVAL, progress=False)
+    reloaded = evaluate((tiny("llama", tok), tok), sib, adapter=tmp_path, limit=N_EVAL, progress=False)
+    np.testing.assert_allclose(reloaded.loglik.values, tuned.loglik.values, rtol=0, atol=1e-5)
+    with pytest.raises(xlt.ConfigError, match="answer_tokens"):
+        finetune.lora(
+            (model, tok), sib, ["arb_Arab"], arm="language-only", steps=1, limit=2, answer_tokens=True
+        )

@@ -364,6 +364,7 @@ def lora(
     rank: int = 8,
     alpha: float | None = None,
     targets: str | Sequence[str] = "attention",
+    answer_tokens: bool = False,
     seed: int = 0,
     out: str | Path | None = None,
     batch_size: int = 8,
@@ -380,6 +381,9 @@ def lora(
     epoch); AdamW at a constant ``lr`` (no schedule); LoRA rank ``rank`` and scale
     ``alpha`` (default 2·rank), dropout 0; ``targets``: ``"attention"``, ``"mlp"``,
     ``"experts"`` (fused MoE experts), ``"router"``, module names, or a list of these.
+    ``answer_tokens`` (task arms) also trains the embedding rows of the labelled answer
+    tokens (peft ``trainable_token_indices``; tied output rows with them): a small model
+    that never saw them in pre-training cannot raise their logits through LoRA alone.
     ``limit`` keeps the first items per language. Epoch ``e`` sees the examples in an
     order drawn from ``(seed, e)``; the RNG (dropout) is reseeded from ``(seed, step)``.
 
@@ -425,8 +429,12 @@ def lora(
     modules, params = resolve_targets(hf, targets)
     set_seed(seed)
     acc = Accelerator()
+    tokens = sorted({t for _, lab in exs for t in lab if t != -100}) if answer_tokens else None
+    if tokens is not None and arm == "language-only":
+        raise ConfigError("answer_tokens=True needs a task arm (language-only labels every token)")
     cfg = LoraConfig(
         r=rank,
+        trainable_token_indices=tokens,
         lora_alpha=alpha if alpha is not None else 2 * rank,
         lora_dropout=0.0,
         target_modules=modules or None,
@@ -463,6 +471,7 @@ def lora(
                 "alpha": cfg.lora_alpha,
                 "target_modules": modules,
                 "target_parameters": params,
+                "answer_tokens": tokens,
                 "seed": seed,
             }
         )

@@ -55,6 +55,7 @@ class FinetuneSpec:
     rank: int = 8
     targets: str = "attention"
     batch_size: int = 8
+    answer_tokens: bool = False  # also train the answer tokens' embedding rows (xlt.finetune.lora)
 
 
 @dataclass(frozen=True)

@@ -224,6 +224,7 @@ def finetune(ctx: Context, out: Path, *, spec: ModelSpec, arm: str) -> None:
         lr=f.lr,
         rank=f.rank,
         targets=f.targets,
+        answer_tokens=f.answer_tokens,
         seed=s.seed,
         out=out,
         batch_size=f.batch_size,
