@@ -194,8 +194,9 @@ def reads(array: str) -> set[str]:
     """The readers that read the values of `array`; the others only check that it is
     stored (every reader reads the small coordinate arrays whole when it opens a dump)."""
     out = {"open_dump"}
-    if array != "hidden":
-        out.add("routing")  # it loads every label through open_dump
+    # routing reads its arrays, the item labels and token_item (the Rust dump reader)
+    if array not in ("hidden", "token_pos", "token_id", "word_id", "token_language"):
+        out.add("routing")
     if array in ("hidden", "language", "token_item", "layer", "moe_layer", "k", "expert"):
         out.add("neurons")
     return out
