@@ -134,7 +134,7 @@ def linear_rows(n, d, repeat):
             work=4 * n * d * d / 1e9,
             min_ratio=1.0,
             min_share=0.75,
-            note=f"work 4nd² (XᵀY + two triangles; numpy does 6nd²); |diff| {diff:.1e}",
+            note=f"work 4nd² (XᵀY + two triangles; numpy does 6nd²); |diff| vs numpy f32 {diff:.1e}",
         )
     ]
     for name, np_t, torch_t in (
@@ -195,12 +195,10 @@ def debiased_rows(n, d, repeat):
             "numpy feature-space f64",
             t_np,
             shape=f"n={n} d={d}",
-            limit="gemm_f32_gflops",
-            work=4 * n * d * d / 1e9,
             min_ratio=1.0,
             goal="parity 1e-6",
             ok=diff < 1e-6,
-            note=f"products in f64 (xlt and numpy); |diff| {diff:.1e}; xlt peak extra {mem:.0f} MiB",
+            note=f"products in f64 (no f64 limit measured); |diff| {diff:.1e}; xlt peak extra {mem:.0f} MiB",
         )
     ]
 
