@@ -107,3 +107,31 @@ def test_dumps_module_does_not_import_torch():
 
     code = "import sys, xlt, xlt.dumps; assert 'torch' not in sys.modules, 'torch imported'"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_bf16_is_encoded_and_decoded_like_ml_dtypes():
+    x = np.random.default_rng(0).standard_normal(4096).astype(np.float32) * 1e3
+    x[:4] = [0.0, -0.0, np.inf, 1e-40]  # zeros, inf and a subnormal round-trip too
+    ref = x.astype(ml_dtypes.bfloat16)
+    b = xlt.dumps.encode_bf16(x)
+    np.testing.assert_array_equal(b.view(np.uint16), ref.view(np.uint16))
+    np.testing.assert_array_equal(xlt.dumps.decode_bf16(b.view(np.uint16)), ref.astype(np.float32))
+    assert xlt.dumps.as_bf16(b.view(np.int16)).dtype == ml_dtypes.bfloat16
+    with pytest.raises(TypeError):
+        xlt.dumps.as_bf16(np.zeros(3, np.int32))
+
+
+def test_capture_schema_names_every_variable_once():
+    dims = xlt.dumps.variables("tokens", routing=True, router_probs=True)
+    assert dims["hidden"] == ("token", "layer", "hidden")
+    assert dims["router_prob"] == ("token", "moe_layer", "expert")
+    assert xlt.dumps.variables("mean", routing=False, router_probs=False)["hidden"][0] == "item"
+    assert "routing_idx" not in xlt.dumps.variables(None, routing=False, router_probs=False)
+    coords = xlt.dumps.coordinates(hidden_layers=[0, 3], moe_layers=[1], top_k=2, n_experts=4)
+    assert {k: v.tolist() for k, v in coords.items()} == {
+        "layer": [0, 3],
+        "moe_layer": [1],
+        "k": [0, 1],
+        "expert": [0, 1, 2, 3],
+    }
+    assert all(v.dtype == np.int16 for v in coords.values())
