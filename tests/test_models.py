@@ -160,3 +160,28 @@ def test_load_variants(qwen_tok, tmp_path):
         load("tiny:llama", dtype="float7")
     with pytest.raises(xlt.ConfigError, match="no tiny config"):
         tiny("bert")
+
+
+def test_load_time_self_check_refuses_malformed_routing(qwen_tok, monkeypatch):
+    """The one-batch check at load: a router whose ids repeat an expert, or fall outside
+    the expert range, is refused rather than recorded."""
+    model = tiny("qwen3_moe", tokenizer=qwen_tok)
+    router = model.hf.model.layers[1].mlp.gate
+    forward = router.forward
+
+    def twice(x):
+        logits, w, idx = forward(x)
+        return logits, w, idx[:, :1].expand_as(idx).contiguous()
+
+    def outside(x):
+        logits, w, idx = forward(x)
+        return logits, w, idx + 100
+
+    for bad, match in ((twice, "picks one expert twice"), (outside, "outside 0..7")):
+        monkeypatch.setattr(router, "forward", bad)
+        _RESOLVED.pop(model.hf, None)
+        with pytest.raises(xlt.UnsupportedModelError, match=match):
+            resolve(model.hf)
+    monkeypatch.setattr(router, "forward", forward)
+    _RESOLVED.pop(model.hf, None)
+    assert resolve(model.hf).moe_layers == (0, 1)

@@ -1,10 +1,15 @@
-"""Architecture adapters as data: one row per model family says where the decoder
-layers, the final norm and the MoE routers live, which layers have a router, and how a
-router's output becomes (top-k expert ids, top-k weights, full probabilities).
+"""Architecture adapters: where a model's decoder layers, final norm and MoE routers are,
+which layers route, and how a router's output becomes (top-k expert ids, top-k weights).
 
-Rows are keyed by transformers' ``config.model_type``. A model whose type is not in the
-table gets a generic row found by shape (:func:`generic`), or an
-:class:`~xlt.errors.UnsupportedModelError` naming what was missing.
+:func:`resolve` finds the routers from transformers' own metadata first
+(``_can_record_outputs["router_logits"]``, see :mod:`xlt.models.routers`): the layer list,
+the final norm beside it and the MoE layers follow from where the router modules sit, and
+routing is read from what the routers return, checked on one batch. The table
+(:data:`TABLE`, keyed by ``config.model_type``) keeps what the metadata does not say: the
+rule for a router that returns logits alone, and the rows used for models without that
+metadata (remote code); a model in neither gets a row found by shape (:func:`generic`).
+``Resolved.source`` says which of the three was used; anything else is an
+:class:`~xlt.errors.UnsupportedModelError` naming the family and what was missing.
 
 Routing rules (``Arch.rule``), written once here and used on every router output:
 
@@ -158,7 +163,7 @@ def resolve(hf: Any) -> Resolved:
     return res
 
 
-_NORMS = ("norm", "final_layernorm", "ln_f", "norm_f", "final_norm", "final_layer_norm")
+_NORMS = ("norm", "final_layernorm", "ln_f", "norm_f", "final_norm", "final_layer_norm", "embedding_norm")
 
 
 def _final_norm(model: Any, mtype: str, layers: str) -> str:
@@ -178,6 +183,11 @@ def _hidden(config: Any) -> int:
 
 
 def _from_metadata(model: Any, mtype: str, recs: tuple[routers.Recorder, ...]) -> Resolved:
+    if getattr(model.config, "is_encoder_decoder", False):
+        raise UnsupportedModelError(
+            f"{mtype}: encoder-decoder MoE is not supported (routers in the encoder and the decoder); "
+            "xlt records one decoder stack"
+        )
     names = [c.__name__ for c in dict.fromkeys(r.cls for r in recs)]
     found = routers.find(model, recs)
     if not found:
@@ -190,7 +200,7 @@ def _from_metadata(model: Any, mtype: str, recs: tuple[routers.Recorder, ...]) -
     if len(lists) != 1 or any(w is None for w in where.values()):
         raise UnsupportedModelError(
             f"{mtype}: routers sit in {lists or 'no'} layer lists ({', '.join(list(where)[:4])}, ...); "
-            "xlt records one decoder stack (encoder-decoder MoE is not supported)"
+            "xlt records one stack of layers"
         )
     layers_path = lists[0]
     by_layer: dict[int, list[str]] = {}

@@ -35,38 +35,28 @@ CATALOG: dict[str, Entry] = {
 # xlt.models.tiny.TRANSFORMERS_MOE): route-exact on a tiny model with randomised routing
 # buffers, refused with an UnsupportedModelError matching the pattern, or not testable here.
 ROUTE_EXACT: tuple[str, ...] = (
-    "afmoe", "aria", "axk1", "axk2", "bailing_hybrid", "beam", "cohere2_moe", "deepseek_v2", "deepseek_v3",
-    "deepseek_v32", "deepseek_v4", "dots1", "ernie4_5_moe", "exaone_moe", "flex_olmo", "flint", "glm4_moe",
-    "glm4_moe_lite", "glm5_next", "glm_moe_dsa", "gpt_oss", "granitemoe", "granitemoe_swa", "granitemoeshared",
-    "hy_v3", "hy_v4", "hy_v4_vl", "inkling2", "inkling2_loop", "jamba", "kimi_linear", "kolibri1", "laguna",
-    "lara_mini", "llama4", "mellum", "mimo_v2_flash", "minimax", "minimax_m2", "minimax_m3_vl",
-    "mistral_large4", "mixtral", "muse_spark", "nemotron_h", "olmoe", "openai_privacy_filter", "phimoe",
-    "qwen2_moe", "qwen3_5_moe", "qwen3_moe", "qwen3_next", "qwen3_omni_moe", "qwen3_vl_moe", "solar_open",
-    "unlimited_ocr", "zaya",
+    "afmoe", "aria", "axk1", "axk2", "bailing_hybrid", "beam", "cohere2_moe", "dbrx", "deepseek_v2",
+    "deepseek_v3", "deepseek_v32", "deepseek_v4", "diffusion_gemma", "dots1", "ernie4_5_moe", "exaone_moe",
+    "flex_olmo", "flint", "gemma4", "glm4_moe", "glm4_moe_lite", "glm4v_moe", "glm5_next", "glm_moe_dsa",
+    "gpt_oss", "granitemoe", "granitemoe_swa", "granitemoehybrid", "granitemoeshared", "hunyuan_v1_moe",
+    "hy_v3", "hy_v4", "hy_v4_vl", "inkling", "inkling2", "inkling2_loop", "jamba", "kimi_linear",
+    "kolibri1", "laguna", "lara_mini", "lfm2_moe", "llama4", "longcat_flash", "mellum", "mimo_v2_flash",
+    "minimax", "minimax_m2", "minimax_m3_vl", "mistral4", "mistral_large4", "mixtral", "muse_spark",
+    "nemotron_h", "olmoe", "openai_privacy_filter", "phimoe", "qwen2_moe", "qwen3_5_moe", "qwen3_moe",
+    "qwen3_next", "qwen3_omni_moe", "qwen3_vl_moe", "solar_open", "step3p7", "unlimited_ocr", "zaya",
 )  # fmt: skip
 REFUSED: dict[str, str] = {
+    "doge": r"returns logits alone and xlt's adapter table has no routing rule",
     "jetmoe": r"layer 0 has 2 routers",
+    "nllb_moe": r"encoder-decoder MoE is not supported",
+    "qwen4_exp": r"no final norm",
     "switch_transformers": r"encoder-decoder MoE is not supported",
 }
 # model type → why no tiny model of it is built here
 UNTESTED: dict[str, str] = {
-    "dbrx": "tiny config: DbrxAttentionConfig lacks rope_theta when shrunk",
-    "deepseek_ocr2": "tiny config: text model needs vision inputs",
-    "diffusion_gemma": "tiny config: per-layer attribute config",
-    "doge": "tiny config: the default config builds no MoE layer",
-    "dots3_note": "tiny config: per-layer attribute config",
-    "ernie4_5_vl_moe": "tiny config: text model needs multimodal token types",
-    "gemma4": "tiny config: per-layer attribute config",
-    "glm4v_moe": "tiny config: rope sections do not fit a tiny head",
-    "granitemoehybrid": "tiny config: mamba layer kinds",
-    "hunyuan_v1_moe": "tiny config: rope scaling keys",
-    "inkling": "transformers registers no config for this model type",
-    "lfm2_moe": "final norm not found beside the layers",
-    "longcat_flash": "tiny config: MLA head sizes",
-    "mistral4": "tiny config: MLA head sizes",
-    "nllb_moe": "transformers registers no config for this model type",
-    "qwen4_exp": "tiny config: indexer sizes",
-    "step3p7": "tiny config: sliding window of the text config",
+    "deepseek_ocr2": "tiny config: its text model needs vision inputs",
+    "dots3_note": "tiny config: sizes are per-layer attributes",
+    "ernie4_5_vl_moe": "tiny config: its text model needs multimodal token types",
 }
 
 _READING = {
@@ -76,11 +66,14 @@ _READING = {
 }
 
 
-def families_table(markdown: bool = True, tokenizer: Any = None) -> str | list[dict[str, str]]:
+def families_table(
+    markdown: bool = True, tokenizer: Any = None, models: dict[str, Any] | None = None
+) -> str | list[dict[str, str]]:
     """The supported-family table, from the code: for each MoE model type transformers
     ships, how xlt finds its routers and reads its routing, its shared experts and LoRA
     targets (from a tiny model of it), and what tests/test_families.py checks. Builds
-    every tiny model (about a minute on a CPU). ``markdown=False`` gives the rows."""
+    every tiny model (about a minute on a CPU) unless ``models`` (family → Model) has it.
+    ``markdown=False`` gives the rows."""
     from xlt.errors import XltError
     from xlt.models.adapters import resolve
     from xlt.models.lora import lora_targets
@@ -94,7 +87,7 @@ def families_table(markdown: bool = True, tokenizer: Any = None) -> str | list[d
             rows.append(row)
             continue
         try:
-            model = tiny(family, tokenizer=tokenizer)
+            model = (models or {}).get(family) or tiny(family, tokenizer=tokenizer)
         except XltError as exc:
             row["tested"] = f"refused: {exc}"
             rows.append(row)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -96,22 +97,46 @@ def attached(hf: Any, adapter: str | Path | None) -> Iterator[Any]:
     yield with_adapter(hf, adapter).eval()
 
 
+# attention projections (query, key, value, output; low-rank MLA parts; fused qkv)
+_PROJ = re.compile(
+    r"^(q|k|v|o|qkv|q_a|q_b|kv_a|kv_b|kv_a_proj_with_mqa|query|key|value|out|wq|wk|wv|wo|wqkv)(_proj)?$", re.I
+)
+
+
+def _projection(rel: str) -> bool:
+    """An attention projection: ``self_attn.q_proj``, or its inner ``q_proj.linear``."""
+    parts = rel.split(".")
+    return bool(
+        _PROJ.match(parts[-1]) or (parts[-1] == "linear" and len(parts) > 1 and _PROJ.match(parts[-2]))
+    )
+
+
 def lora_targets(hf: Any) -> tuple[list[str], list[str]]:
-    """(target_modules, target_parameters) for peft's ``LoraConfig`` on this model: the
-    leaf names of the linear layers inside attention blocks, and the fused 3-D expert
-    weights (``mlp.experts.gate_up_proj`` and the like, relative to a decoder layer),
-    which peft adapts only through ``target_parameters``."""
+    """(target_modules, target_parameters) for peft's ``LoraConfig`` on this model, both
+    relative to a decoder layer (peft matches them as name suffixes): the linear layers of
+    the attention blocks (of the token mixers where a hybrid's tiny stack has no attention
+    layer), and the fused 3-D expert weights (``mlp.experts.gate_up_proj`` and the like),
+    which peft adapts only through ``target_parameters``. Routers are never targeted."""
     import torch
 
-    modules: set[str] = set()
-    params: set[str] = set()
-    for name, mod in hf.named_modules():
-        leaf = name.rsplit(".", 1)[-1]
-        if isinstance(mod, torch.nn.Linear) and any(a in name for a in ("attn.", "attention.")):
-            modules.add(leaf)
-        for pname, p in mod.named_parameters(recurse=False):
-            if p.dim() == 3 and "expert" in name:
-                parts = f"{name}.{pname}".split(".")
-                num = max((i for i, x in enumerate(parts) if x.isdigit()), default=-1)
-                params.add(".".join(parts[num + 1 :]))
+    def rel(name: str) -> str:
+        parts = name.split(".")
+        num = max((i for i, x in enumerate(parts) if x.isdigit()), default=-1)
+        return ".".join(parts[num + 1 :])
+
+    linear = [
+        (name, rel(name))
+        for name, mod in hf.named_modules()
+        if isinstance(mod, torch.nn.Linear) and "expert" not in name and not name.endswith(("gate", "router"))
+    ]
+    modules = {r for n, r in linear if any(a in n for a in ("attn.", "attention.")) and _projection(r)}
+    if not modules:  # a hybrid's token mixers: peft adapts a Mamba mixer's in_proj only
+        modules = {r for n, r in linear if "mixer." in n and r.endswith("in_proj")}
+    params = {
+        rel(f"{name}.{pname}")
+        for name, mod in hf.named_modules()
+        if "expert" in name
+        for pname, p in mod.named_parameters(recurse=False)
+        if p.dim() == 3
+    }
     return sorted(modules), sorted(params)

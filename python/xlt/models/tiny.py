@@ -32,7 +32,7 @@ _COMMON = dict(
 _MOE = dict(num_experts_per_tok=2, moe_intermediate_size=32)
 _MLA = dict(
     kv_lora_rank=16, q_lora_rank=32, qk_rope_head_dim=8, qk_nope_head_dim=8, v_head_dim=16, head_dim=8,
-    num_key_value_heads=4,
+    qk_head_dim=16, num_key_value_heads=4,
 )  # fmt: skip
 
 CONFIGS: dict[str, dict[str, Any]] = {
@@ -71,10 +71,13 @@ SIZES: dict[str, Any] = dict(
     num_experts_per_tok=2, moe_topk=2, moe_top_k=2, top_k=2, max_position_embeddings=512,
     n_group=4, topk_group=2, first_k_dense_replace=1, n_shared_experts=1, num_shared_experts=1,
     routed_scaling_factor=2.5, sliding_window=16, tie_word_embeddings=True,
+    linear_head_dim=16, linear_num_heads=4, linear_key_head_dim=16, linear_value_head_dim=16,
+    linear_num_key_heads=2, linear_num_value_heads=4, index_head_dim=16, index_n_heads=2, index_topk=16,
 )  # fmt: skip
 
 # keys some families leave None in their default config
 NEEDED = (
+    "head_dim",
     "num_experts_per_tok",
     "n_routed_experts",
     "n_shared_experts",
@@ -95,14 +98,41 @@ OVERRIDES: dict[str, dict[str, Any]] = {
         "layer_types": ["conv", "full_attention", "conv"],
         "num_hidden_layers": 3,
     },
+    "dbrx": {"attn_config.rope_theta": 10000.0, "attn_config.kv_n_heads": 2, "attn_config.clip_qkv": 8.0},
     "granitemoehybrid": {
-        "layer_types": ["mamba", "attention"],
+        "layer_types": ["linear_attention", "full_attention"],
         "mamba_n_heads": 8,
         "mamba_d_head": 16,
         "mamba_d_state": 16,
         "mamba_n_groups": 1,
     },
-    "qwen4_exp": {"indexer_n_heads": 2, "indexer_kv_heads": 1, "indexer_head_dim": 16},
+    "qwen4_exp": {
+        "indexer_n_heads": 2,
+        "indexer_kv_heads": 1,
+        "indexer_head_dim": 16,
+        "indexer_budget": 16,
+        "indexer_compress_ratio": 4,
+    },
+    "step3p7": {"sliding_window": 16},
+    "gemma4": {"enable_moe_block": True, "num_experts": 8, "top_k_experts": 2, "moe_intermediate_size": 32},
+    "diffusion_gemma": {
+        "enable_moe_block": True,
+        "num_experts": 8,
+        "top_k_experts": 2,
+        "moe_intermediate_size": 32,
+    },
+    "longcat_flash": {"zero_expert_num": 2, "num_layers": 2},
+    "mistral4": {"head_dim": 16},  # rope on half of it = qk_rope_head_dim
+    "glm4v_moe": {
+        "rope_parameters": {
+            "rope_type": "default",
+            "rope_theta": 10000.0,
+            "partial_rotary_factor": 0.5,
+            "mrope_section": [1, 1, 2],
+        }
+    },
+    "nllb_moe": {"pad_token_id": 1},  # its position table is indexed by the pad id
+    "doge": {"is_moe": True, "num_experts": 16},  # product-key experts: a square number
     "deepseek_v2": {"n_group": 4, "topk_group": 2, "topk_method": "group_limited_greedy"},
 }
 
@@ -139,6 +169,9 @@ def shrink(config: Any, layers: int = 2) -> Any:
         now = getattr(config, key, "absent")
         if (isinstance(now, (int, float)) and not isinstance(now, bool)) or (now is None and key in NEEDED):
             setattr(config, key, value)
+    for sub in ("attn_config", "ffn_config"):  # DBRX keeps sizes in sub-configs
+        if getattr(config, sub, None) is not None:
+            shrink(getattr(config, sub), layers)
     if getattr(config, "kv_lora_rank", None):
         for key, value in _MLA.items():
             if hasattr(config, key):
@@ -161,6 +194,31 @@ def shrink(config: Any, layers: int = 2) -> Any:
     if getattr(config, "num_hidden_layers", None):
         config.num_hidden_layers = n
     return config
+
+
+def _default_config(family: str) -> Any:
+    """transformers' default config of ``family``, from its registry or, for a type the
+    registry lacks, from the family's configuration module."""
+    import importlib
+
+    from transformers import AutoConfig, PretrainedConfig
+
+    try:
+        return AutoConfig.for_model(family)
+    except ValueError:
+        mod = importlib.import_module(f"transformers.models.{family}.configuration_{family}")
+        found = [
+            name
+            for name in dir(mod)
+            if isinstance(getattr(mod, name), type)
+            and issubclass(getattr(mod, name), PretrainedConfig)
+            and str(getattr(mod, name).model_type).replace("-", "_").startswith(family)
+        ]
+        if not found:
+            raise UnsupportedModelError(
+                f"{family}: transformers has no config class for this model type"
+            ) from None
+        return getattr(mod, min(found, key=len))()  # the family's own config, not a part's
 
 
 def model_class(family: str, config: Any) -> Any:
@@ -234,9 +292,15 @@ def tiny(arch: str, tokenizer: Any = None, seed: int = 0, **overrides: Any):  # 
         kwargs = {**_COMMON, **CONFIGS[arch], "vocab_size": len(tok), **ids, **overrides}
         config = AutoConfig.for_model(arch, **kwargs)
     else:
-        config = shrink(AutoConfig.for_model(arch).get_text_config())
+        config = _default_config(arch).get_text_config()
+        if hasattr(config, "allow_global_per_layer_attribute_access"):  # Gemma 4: sizes per layer
+            config.allow_global_per_layer_attribute_access = True
+        config = shrink(config)
         for key, value in {"vocab_size": len(tok), **ids, **OVERRIDES.get(arch, {}), **overrides}.items():
-            setattr(config, key, value)
+            *sub, last = key.split(".")  # "attn_config.rope_theta" sets a sub-config's key
+            setattr(getattr(config, sub[0]) if sub else config, last, value)
+        if hasattr(config, "tie_word_embeddings") and "tie_word_embeddings" not in overrides:
+            config.tie_word_embeddings = True  # one 151k-row matrix, not two
     torch.manual_seed(seed)
     cls = model_class(arch, config) if arch not in CONFIGS else None
     if cls is None:
