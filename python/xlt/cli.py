@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+from pathlib import Path
 
 import typer
 from rich.console import Console
@@ -274,6 +276,88 @@ def routing(
     console.print(f"routing profile of {n_groups} {by} groups x {n_layers} MoE layers -> {out}")
 
 
+@contextlib.contextmanager
+def _quiet(log_path: Path):
+    """Send everything but xlt's own console to `log_path`: Python warnings, logging
+    records, library progress bars and prints, and what native code writes to the
+    process's stdout/stderr (tokenizer chatter). Yields a console on the original stdout."""
+    import logging
+    import sys
+    import warnings
+
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    fh = open(log_path, "a", buffering=1, encoding="utf-8")  # noqa: SIM115 (closed below)
+    out = sys.stdout
+    saved: list[tuple[int, int]] = []
+    try:
+        if out.fileno() in (1, 2):  # a real terminal or pipe: keep a copy before fd 1/2 move
+            out = os.fdopen(os.dup(out.fileno()), "w", buffering=1, encoding="utf-8")
+    except (AttributeError, OSError, ValueError):
+        pass  # an in-memory stream (tests): it stays where it is
+    for fd in (1, 2):
+        try:
+            saved.append((fd, os.dup(fd)))
+            os.dup2(fh.fileno(), fd)
+        except OSError:
+            pass
+    handler = logging.FileHandler(log_path, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    old_level = root.level
+    root.addHandler(handler)
+    root.setLevel(logging.INFO)
+    logging.captureWarnings(True)
+    env = {"TOKENIZERS_PARALLELISM": "false", "TRANSFORMERS_VERBOSITY": "warning"}
+    old_env = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        with contextlib.redirect_stdout(fh), contextlib.redirect_stderr(fh), warnings.catch_warnings():
+            warnings.simplefilter("default")
+            yield Console(file=out, highlight=False)
+    finally:
+        logging.captureWarnings(False)
+        root.removeHandler(handler)
+        root.setLevel(old_level)
+        handler.close()
+        for k, v in old_env.items():
+            os.environ.pop(k, None) if v is None else os.environ.__setitem__(k, v)
+        fh.flush()
+        for fd, copy in saved:
+            os.dup2(copy, fd)
+            os.close(copy)
+        fh.close()
+        if out is not sys.stdout:
+            out.close()  # our copy of the original descriptor
+
+
+def _estimates(s) -> dict[str, float]:
+    """Rough seconds per stage from the dry-run plan (pre-training counts with base_eval)."""
+    from xlt.study import plan
+
+    est: dict[str, float] = {}
+    for step in plan(s):
+        stage = "base_eval" if step.stage == "pretrain" else step.stage
+        est[stage] = est.get(stage, 0.0) + step.seconds
+    return est
+
+
+def _headline(root: Path) -> str:
+    import json
+
+    try:
+        head = json.loads((root / "report" / "headline.json").read_text())
+    except (OSError, ValueError):
+        return ""
+    parts = [
+        f"{arm}: source varieties {g['acc_base']:.0%} → {g['acc_tuned']:.0%}, "
+        f"gain {g['gain']:+.1%} [95% CI {g['lo']:+.1%}, {g['hi']:+.1%}]"
+        for arm, g in head.get("pooled", {}).items()
+    ]
+    return "; ".join(parts)
+
+
 @app.command("run")
 def run_cmd(
     config: str = typer.Argument(None, help="Study YAML; omit for the embedded default demo study."),
@@ -283,19 +367,66 @@ def run_cmd(
     out: str = typer.Option(None, "--out", help="Run directory (default: the config's output)."),
     force: bool = typer.Option(False, "--force", help="Re-run stages even when complete."),
 ) -> None:
-    """Run a study: linguistic overlap → evaluation → fine-tuning → capture → similarity → routing → decomposition → report."""
+    """Run a study: linguistic overlap → evaluation → fine-tuning → capture → similarity → routing → decomposition → report.
+
+    Prints the plan, one progress bar per stage and a closing summary; everything else
+    (why each stage ran, library warnings and progress) goes to <run>/run.log."""
+    import time
+
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
     from xlt import study
 
     s = study.load(config)
+    root = Path(out or s.output)
+    pending = study.pending(s, output=out, force=force)
     if dry_run:
         console.print(study.describe(s))
         console.print("what a run would do now:")
-        for stage, why in study.pending(s, output=out, force=force).items():
+        for stage, why in pending.items():
             verb, _, reason = why.partition(": ")
             console.print(f"  {stage:<14} {'run' if verb == 'ran' else 'skip'}: {reason}")
         return
-    root = study.run(s, output=out, force=force, log=console.print)
-    console.print(f"report: {root / 'report' / 'index.html'}")
+    est = _estimates(s)
+    todo = [st for st, why in pending.items() if why.startswith("ran")]
+    total = sum(est.get(st, 0.0) for st in todo)
+    console.print(f"xlt run {s.name!r} → {root}  (log: {root / 'run.log'})", soft_wrap=True)
+    console.print(
+        f"plan: {len(todo)} of {len(pending)} stages to run, estimated ≈ {_dur(total)}: "
+        + " → ".join(f"{st}{'' if st in todo else ' (up to date)'}" for st in pending),
+        soft_wrap=True,
+    )
+    t0 = time.perf_counter()
+    with _quiet(root / "run.log") as con:
+        columns = (
+            TextColumn("{task.description:<14}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+        )
+        with Progress(*columns, console=con, transient=False) as bars:
+            tasks: dict[str, int] = {}
+
+            def progress(stage: str, done: int, n: int) -> None:
+                if stage not in tasks:
+                    tasks[stage] = bars.add_task(stage, total=max(n, 1), completed=0 if n else 1)
+                if n:
+                    bars.update(tasks[stage], completed=done)
+
+            def log(line: str) -> None:
+                print(line, flush=True)  # into run.log
+
+            run_root = study.run(s, output=out, force=force, log=log, progress=progress)
+    head = _headline(run_root)
+    took = _dur(time.perf_counter() - t0)
+    console.print(
+        f"done in {took}: report {run_root / 'report' / 'index.html'}" + (f" · {head}" if head else ""),
+        soft_wrap=True,
+    )
+
+
+def _dur(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.1f} min"
 
 
 if __name__ == "__main__":
