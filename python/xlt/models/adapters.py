@@ -32,9 +32,11 @@ from typing import Any
 
 from xlt.errors import UnsupportedModelError
 from xlt.models import routers
+from xlt.models.catalog import ROUTE_EXACT
 from xlt.models.routers import KINDS, Reading
 
 RULES = ("softmax_topk", "sigmoid_group_topk", "topk_softmax")
+METADATA = "(transformers metadata)"
 
 
 @dataclass(frozen=True)
@@ -88,6 +90,9 @@ TABLE: dict[str, Arch] = {
         Arch("olmo"),
     )
 }
+# every other family whose routers transformers declares and tests/test_families.py reads
+# route-exact: the metadata says where the routers are (``router`` is only a marker here)
+TABLE.update({f: Arch(f, router=METADATA) for f in ROUTE_EXACT if f not in TABLE})
 
 
 def get_path(root: Any, path: str) -> Any:
@@ -301,7 +306,9 @@ def _from_table(model: Any, mtype: str) -> Resolved:
     """Models without transformers' router metadata (remote code): the table row or a
     row found by shape."""
     config = model.config
-    arch = TABLE.get(mtype) or generic(model)
+    arch = TABLE.get(mtype)
+    if arch is None or arch.router == METADATA:  # e.g. remote code reusing a shipped type's name
+        arch = generic(model)
     layers = get_path(model, arch.layers)
     if layers is None or not hasattr(layers, "__len__"):
         raise UnsupportedModelError(f"{mtype}: no decoder layer list at {arch.layers!r}")
