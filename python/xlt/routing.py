@@ -48,6 +48,7 @@ import xarray as xr
 
 from xlt import _core
 from xlt._arrays import aligned
+from xlt.dumps.schema import ROUTER_PROB, ROUTING
 from xlt.errors import ConfigError, DataError, ShapeError
 
 __all__ = ["profile", "accumulate", "shift", "partial", "plot_usage", "plot_divergence"]  # noqa: F822 (lazy)
@@ -62,7 +63,7 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-_ROUTING_DIMS = ("token", "moe_layer", "k")
+_ROUTING_DIMS = ROUTING["routing_idx"]
 
 
 def profile(
@@ -364,7 +365,7 @@ def _check_schema(ds: xr.Dataset) -> tuple[int, int, int]:
         raise ShapeError(
             f"routing_idx {ds['routing_idx'].shape} and routing_weight {ds['routing_weight'].shape} differ"
         )
-    if "router_prob" in ds.variables and ds["router_prob"].dims != ("token", "moe_layer", "expert"):
+    if "router_prob" in ds.variables and ds["router_prob"].dims != ROUTER_PROB["router_prob"]:
         dims = ds["router_prob"].dims
         raise ShapeError(f"router_prob has dims {dims}, expected (token, moe_layer, expert)")
     t, layers, k = ds["routing_idx"].shape
@@ -373,7 +374,7 @@ def _check_schema(ds: xr.Dataset) -> tuple[int, int, int]:
     return t, layers, k
 
 
-MAX_EXPERTS = 1 << 15  # routing_idx is int16 in a dump
+MAX_EXPERTS = 1 << 15  # routing_idx is int16 in a dump (INDEX_DTYPE)
 
 
 def _n_experts(ds: xr.Dataset) -> int:
