@@ -54,7 +54,7 @@ print(json.dumps({"s": s, "rss_mb": hwm / 1024}))
 
 def _probe(path: Path, what: str) -> dict:
     out = subprocess.run(
-        [sys.executable, "-c", PROBE, str(path), what], capture_output=True, text=True, check=True
+        [sys.executable, "-c", PROBE, str(path), what], capture_output=True, text=True, check=True, timeout=600
     )
     return json.loads(out.stdout.strip().splitlines()[-1])
 
