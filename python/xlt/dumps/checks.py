@@ -21,7 +21,7 @@ from xlt.dumps.schema import (
 from xlt.errors import DataError
 
 
-def _metadata(path: Path) -> dict:
+def metadata(path: Path) -> dict:
     """The attributes of the dump at ``path``, checked: zarr.json readable, an xlt dump of a
     format this xlt reads, row counts and dimensions well-formed."""
     import json
@@ -59,14 +59,14 @@ def _count(v: Any) -> bool:
     return isinstance(v, int) and not isinstance(v, bool) and 0 <= v < 1 << 62
 
 
-def _open(zarr: Any, path: Path, mode: str) -> Any:  # -> zarr.Group
+def open_zarr(zarr: Any, path: Path, mode: str) -> Any:  # -> zarr.Group
     try:
         return zarr.open_group(str(path), mode=mode)
     except Exception as e:
         raise DataError(f"{path}/zarr.json cannot be opened ({type(e).__name__}: {e}); {DAMAGED}") from None
 
 
-def _check_arrays(path: Path, group: Any, attrs: dict, *, coords: bool = True) -> dict[str, Any]:
+def check_arrays(path: Path, group: Any, attrs: dict, *, coords: bool = True) -> dict[str, Any]:
     """Every array of the dump (``coords=False``: its variables only), opened and checked:
     metadata readable, dimensions as recorded, sizes bounded and consistent, every chunk
     holding committed rows stored."""
@@ -223,7 +223,7 @@ def check_labels(name: str, values: np.ndarray, rows: dict, start: int = 0) -> N
         )
 
 
-class _Checked:
+class CheckedArray:
     """A zarr array for dask: reads that fail raise a `DataError` naming the chunk."""
 
     def __init__(self, arr: Any, name: str) -> None:

@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from xlt.dumps.checks import _check_arrays, _Checked, _metadata, _open, read_rows
+from xlt.dumps.checks import CheckedArray, check_arrays, metadata, open_zarr, read_rows
 from xlt.dumps.schema import GROWING, decode_bf16, is_bf16
 from xlt.errors import DataError
 
@@ -31,9 +31,9 @@ def _checked(path: Path) -> tuple[Any, dict, dict[str, Any]]:
         raise DataError(
             f"no dump at {path} (zarr.json missing); pass the path of a dump written by xlt.capture"
         )
-    attrs = _metadata(path)
-    group = _open(zarr, path, "r")
-    return group, attrs, _check_arrays(path, group, attrs)
+    attrs = metadata(path)
+    group = open_zarr(zarr, path, "r")
+    return group, attrs, check_arrays(path, group, attrs)
 
 
 def open_dump(path: str | Path, *, decode: bool = True) -> Any:  # -> xarray.Dataset
@@ -69,7 +69,9 @@ def open_dump(path: str | Path, *, decode: bool = True) -> Any:  # -> xarray.Dat
                     source, chunks=(arr.chunks[0], *arr.shape[1:]), asarray=False, fancy=False
                 )
             else:
-                data = da.from_array(_Checked(arr, name), chunks=arr.chunks, asarray=False, fancy=False)[:n]
+                data = da.from_array(CheckedArray(arr, name), chunks=arr.chunks, asarray=False, fancy=False)[
+                    :n
+                ]
                 data = data.map_blocks(decode_bf16, dtype=np.float32) if bf16 else data
             if bf16:
                 del var_attrs["xlt_dtype"]

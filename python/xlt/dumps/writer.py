@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from xlt.dumps.checks import _check_arrays, _metadata, _open, read_rows
+from xlt.dumps.checks import check_arrays, metadata, open_zarr, read_rows
 from xlt.dumps.schema import (
     BF16,
     FORMAT,
@@ -69,8 +69,8 @@ class DumpWriter:
         if self.path.exists():
             if not (self.path / "zarr.json").is_file():
                 raise DataError(f"{self.path} exists but is not an xlt dump; choose another path")
-            old = _metadata(self.path)
-            self.group = _open(zarr, self.path, "r+")
+            old = metadata(self.path)
+            self.group = open_zarr(zarr, self.path, "r+")
             diff = sorted(
                 k
                 for k in set(old) | set(attrs)
@@ -87,7 +87,7 @@ class DumpWriter:
                     f"{self.path} holds variables {sorted(old.get('xlt_dims', {}))}, not {sorted(self.dims)}"
                 )
             self.rows = dict(old["xlt_rows"])
-            _check_arrays(self.path, self.group, old, coords=False)  # coordinates are rewritten
+            check_arrays(self.path, self.group, old, coords=False)  # coordinates are rewritten
             self._truncate()
         else:
             self.rows = {g: 0 for g in GROWING}
