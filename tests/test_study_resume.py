@@ -128,7 +128,8 @@ CASES = {
     "task.path": ("/data/sib200", MODEL_STAGES, EVAL | {"finetune"}),
     "arms": (["task", "cot"], {"base_eval", *ANALYSIS}, ANALYSIS),  # base_eval: a new cot unit
     "finetune.steps": (3, AFTER_FINETUNE, {"finetune"}),
-    "finetune.lr": (0.01, AFTER_FINETUNE, {"finetune"}),
+    "finetune.lr": (0.005, AFTER_FINETUNE, {"finetune"}),
+    "finetune.answer_tokens": (False, AFTER_FINETUNE, {"finetune"}),
     "finetune.rank": (4, AFTER_FINETUNE, {"finetune"}),
     "finetune.targets": ("experts", AFTER_FINETUNE, {"finetune"}),
     "finetune.batch_size": (2, AFTER_FINETUNE, {"finetune"}),
