@@ -114,6 +114,10 @@ OVERRIDES: dict[str, dict[str, Any]] = {
         "indexer_compress_ratio": 4,
     },
     "step3p7": {"sliding_window": 16},
+    "ernie4_5_vl_moe": {
+        "rope_parameters": {"rope_type": "default", "rope_theta": 5e5, "mrope_section": [3, 3, 2]}
+    },
+    "deepseek_ocr2": {"mlp_layer_types": ["dense", "sparse", "sparse"], "num_hidden_layers": 3},
     "gemma4": {"enable_moe_block": True, "num_experts": 8, "top_k_experts": 2, "moe_intermediate_size": 32},
     "diffusion_gemma": {
         "enable_moe_block": True,
