@@ -32,7 +32,6 @@ import traceback  # noqa: E402
 
 # scripts without run(), driven by their own flags: size → argv
 SCRIPTS = {
-    "similarity": {"smoke": ["--smoke"], "ci": ["--smoke"], "full": []},
     "routing": {"smoke": ["--smoke"], "ci": ["--smoke"], "full": []},
 }
 SIZES = ("smoke", "ci", "full", "20gb")

@@ -548,25 +548,15 @@ def _label(
     layers = np.arange(acc.n_layers) if layers is None else layers
     gle, gl, ggl = (by, "moe_layer", "expert"), (by, "moe_layer"), (by, other, "moe_layer")
     dims = {
+        **dict.fromkeys(("usage", "weight_mass", "lift", "specialised"), gle),
+        **dict.fromkeys(("token_entropy", "usage_entropy", "imbalance", "never_used", "js_to_reference"), gl),
+        **dict.fromkeys(("js", "parallel_overlap"), ggl),
         "tokens": (by,),
-        "usage": gle,
-        "weight_mass": gle,
-        "token_entropy": gl,
-        "usage_entropy": gl,
-        "imbalance": gl,
-        "never_used": gl,
-        "js": ggl,
-        "js_to_reference": gl,
-        "lift": gle,
-        "specificity": ("moe_layer", "expert"),
-        "specialised": gle,
-        "parallel_overlap": ggl,
         "parallel_items": (by, other),
+        "specificity": ("moe_layer", "expert"),
     }
-    data = {name: (dims[name], value) for name, value in p.items()}
-    data["tokens"] = ((by,), p["tokens"].astype(np.int64))
-    if "parallel_items" in p:
-        data["parallel_items"] = ((by, other), p["parallel_items"].astype(np.int64))
+    counts = ("tokens", "parallel_items")  # u64 in the core, int64 here
+    data = {name: (dims[name], v.astype(np.int64) if name in counts else v) for name, v in p.items()}
     coords = {by: labels, other: labels, "moe_layer": layers, "expert": np.arange(acc.n_experts)}
     attrs = {k: v for k, v in attrs.items() if isinstance(v, str | int | float)}
     min_lift, min_usage, min_spec = thresholds

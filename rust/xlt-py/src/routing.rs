@@ -4,7 +4,7 @@
 use half::f16;
 use numpy::{
     Element, IntoPyArray, PyArray1, PyArrayDyn, PyArrayMethods, PyReadonlyArray1, PyReadonlyArray2,
-    PyReadonlyArray3, PyReadonlyArrayDyn, PyUntypedArray, PyUntypedArrayMethods,
+    PyReadonlyArray3, PyReadonlyArrayDyn, PyUntypedArrayMethods,
 };
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyTuple};
@@ -13,6 +13,7 @@ use xlt_core::routing::{
     Values,
 };
 
+use crate::arrays::one_of;
 use crate::dump::array_files;
 use crate::errors::{DataError, IntoPyResult, ShapeError};
 
@@ -26,19 +27,6 @@ enum Vals<'py> {
     F32(PyReadonlyArray3<'py, f32>),
     /// bfloat16 bit patterns (Python declares them; `xlt.routing` passes uint16 views).
     BF16(PyReadonlyArray3<'py, u16>),
-}
-
-fn describe(obj: &Bound<'_, PyAny>) -> String {
-    match obj.cast::<PyUntypedArray>() {
-        Ok(a) => format!("a {}-D array of dtype {}", a.ndim(), a.dtype()),
-        Err(_) => format!(
-            "a {}",
-            obj.get_type()
-                .name()
-                .map(|n| n.to_string())
-                .unwrap_or_default()
-        ),
-    }
 }
 
 fn contiguous<'a, T: Element>(a: &'a PyReadonlyArray3<'_, T>, name: &str) -> PyResult<&'a [T]> {
@@ -61,16 +49,15 @@ fn check_dims(shape: &[usize], want: [usize; 3], name: &str, what: &str) -> PyRe
 
 impl<'py> Idx<'py> {
     fn extract(obj: &Bound<'py, PyAny>) -> PyResult<Self> {
-        if let Ok(a) = obj.extract() {
-            return Ok(Idx::I16(a));
-        }
-        if let Ok(a) = obj.extract() {
-            return Ok(Idx::I32(a));
-        }
-        Err(ShapeError::new_err(format!(
-            "routing_idx must be a 3-D int16 or int32 array (token, moe_layer, k), got {}",
-            describe(obj)
-        )))
+        one_of(
+            obj,
+            &[
+                |o| o.extract().ok().map(Idx::I16),
+                |o| o.extract().ok().map(Idx::I32),
+            ],
+            "routing_idx",
+            "a 3-D int16 or int32 array (token, moe_layer, k)",
+        )
     }
     fn shape(&self) -> &[usize] {
         match self {
@@ -88,19 +75,16 @@ impl<'py> Idx<'py> {
 
 impl<'py> Vals<'py> {
     fn extract(obj: &Bound<'py, PyAny>, name: &str, dims: &str) -> PyResult<Self> {
-        if let Ok(a) = obj.extract() {
-            return Ok(Vals::F16(a));
-        }
-        if let Ok(a) = obj.extract() {
-            return Ok(Vals::F32(a));
-        }
-        if let Ok(a) = obj.extract() {
-            return Ok(Vals::BF16(a));
-        }
-        Err(ShapeError::new_err(format!(
-            "{name} must be a 3-D float16, float32 or bfloat16 (uint16 bits) array ({dims}), got {}",
-            describe(obj)
-        )))
+        one_of(
+            obj,
+            &[
+                |o| o.extract().ok().map(Vals::F16),
+                |o| o.extract().ok().map(Vals::F32),
+                |o| o.extract().ok().map(Vals::BF16),
+            ],
+            name,
+            &format!("a 3-D float16, float32 or bfloat16 (uint16 bits) array ({dims})"),
+        )
     }
     fn shape(&self) -> &[usize] {
         match self {
@@ -118,17 +102,18 @@ impl<'py> Vals<'py> {
     }
 }
 
+/// `obj` (any shape) as a flat vector of `T`; `dtype` names `T` in messages.
 fn vector<'py, T: Element + Copy>(
     obj: &Bound<'py, PyAny>,
     name: &str,
     dtype: &str,
 ) -> PyResult<Vec<T>> {
-    let a: PyReadonlyArrayDyn<'py, T> = obj.extract().map_err(|_| {
-        ShapeError::new_err(format!(
-            "{name} must be a {dtype} array, got {}",
-            describe(obj)
-        ))
-    })?;
+    let a: PyReadonlyArrayDyn<'py, T> = one_of(
+        obj,
+        &[|o| o.extract().ok()],
+        name,
+        &format!("a {dtype} array"),
+    )?;
     Ok(a.as_array().iter().copied().collect())
 }
 
@@ -177,12 +162,8 @@ impl PyRoutingAccumulator {
         item: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<()> {
         let (_, l, e, k) = self.inner.dims();
-        let group: PyReadonlyArray1<i32> = group.extract().map_err(|_| {
-            ShapeError::new_err(format!(
-                "group must be a 1-D int32 array, got {}",
-                describe(group)
-            ))
-        })?;
+        let group: PyReadonlyArray1<i32> =
+            one_of(group, &[|o| o.extract().ok()], "group", "a 1-D int32 array")?;
         let t = group.len();
         let idx = Idx::extract(idx)?;
         check_dims(
@@ -211,14 +192,7 @@ impl PyRoutingAccumulator {
             )?;
         }
         let item: Option<PyReadonlyArray1<i64>> = item
-            .map(|i| {
-                i.extract().map_err(|_| {
-                    ShapeError::new_err(format!(
-                        "item must be a 1-D int64 array, got {}",
-                        describe(i)
-                    ))
-                })
-            })
+            .map(|i| one_of(i, &[|o| o.extract().ok()], "item", "a 1-D int64 array"))
             .transpose()?;
         let group_s = group
             .as_slice()
