@@ -19,6 +19,8 @@ from typing import Any
 
 import numpy as np
 
+from xlt.dumps import DumpWriter, as_bf16, coordinates, open_dump, variables
+from xlt.dumps.schema import LABEL_DTYPES
 from xlt.errors import ConfigError, DataError, UnsupportedModelError
 from xlt.models.adapters import RULES, probabilities
 from xlt.models.routers import read
@@ -60,7 +62,6 @@ def capture(
     """
     from rich.progress import Progress
 
-    from xlt.dumps import DumpWriter, open_dump
     from xlt.models.adapters import resolve
 
     if hidden not in POOLINGS:
@@ -211,27 +212,15 @@ def _attrs(model, res, hidden, hidden_layers, routing, router_probs, dtype, weig
 
 
 def _schema(res, hidden, hidden_layers, routing, router_probs) -> tuple[dict, dict]:
-    dims: dict[str, tuple[str, ...]] = {
-        "item_id": ("item",),
-        "language": ("item",),
-        "token_item": ("token",),
-        "token_pos": ("token",),
-        "token_id": ("token",),
-        "word_id": ("token",),
-        "token_language": ("token",),
-    }
-    coords: dict[str, Any] = {}
-    if hidden:
-        dims["hidden"] = ("token" if hidden == "tokens" else "item", "layer", "hidden")
-        coords["layer"] = np.asarray(hidden_layers, dtype=np.int16)
-    if routing:
-        dims["routing_idx"] = ("token", "moe_layer", "k")
-        dims["routing_weight"] = ("token", "moe_layer", "k")
-        coords["moe_layer"] = np.asarray(res.moe_layers, dtype=np.int16)
-        coords["k"] = np.arange(res.top_k, dtype=np.int16)
-        if router_probs:
-            dims["router_prob"] = ("token", "moe_layer", "expert")
-            coords["expert"] = np.arange(res.n_experts, dtype=np.int16)
+    """Dimensions and coordinates of the dump this capture writes (the format is the dump
+    layer's: `xlt.dumps.variables`, `xlt.dumps.coordinates`)."""
+    dims = variables(hidden, routing, router_probs)
+    coords = coordinates(
+        hidden_layers=hidden_layers if hidden else None,
+        moe_layers=res.moe_layers if routing else None,
+        top_k=res.top_k if routing else None,
+        n_experts=res.n_experts if routing and router_probs else None,
+    )
     return dims, coords
 
 
@@ -296,10 +285,10 @@ class _Plan:
         row = torch.arange(b).unsqueeze(1).expand(b, s)[keep]
         words = _word_ids(enc, b, s)[keep]
         tokens: dict[str, Any] = {
-            "token_item": (row + first_item).numpy().astype(np.int32),
-            "token_pos": pos.numpy().astype(np.int32),
-            "token_id": enc["input_ids"][keep].numpy().astype(np.int32),
-            "word_id": words.numpy().astype(np.int32),
+            "token_item": (row + first_item).numpy().astype(LABEL_DTYPES["token_item"]),
+            "token_pos": pos.numpy().astype(LABEL_DTYPES["token_pos"]),
+            "token_id": enc["input_ids"][keep].numpy().astype(LABEL_DTYPES["token_id"]),
+            "word_id": words.numpy().astype(LABEL_DTYPES["word_id"]),
             "token_language": np.asarray([batch[i][0] for i in row.tolist()]),
         }
         items: dict[str, Any] = {
@@ -380,8 +369,5 @@ def _numpy(t: Any, dtype: str) -> np.ndarray:
     import torch
 
     if dtype == "bfloat16":
-        import ml_dtypes
-
-        bits = t.to(torch.bfloat16).view(torch.int16).cpu().numpy()
-        return bits.view(ml_dtypes.bfloat16)
+        return as_bf16(t.to(torch.bfloat16).view(torch.int16).cpu().numpy())
     return t.to(getattr(torch, dtype)).cpu().numpy()
