@@ -127,6 +127,21 @@ def test_cli_capture_by_hub_id_offline(hub, tmp_path):
     assert ds.sizes["item"] == 2 and ds.routing_idx.shape[1:] == (2, 2)
 
 
+def test_study_config_by_hub_id_offline(hub):
+    """A study names the model by hub id alone: its family comes from the cached config.json;
+    a hub id that is not cached asks for ``family:``."""
+    cache, _ = hub
+    code = (
+        "import xlt\nfrom xlt.study.config import _model\n"
+        "print('family', _model('xlt-test/tiny-moe', 0).family)\n"
+        "try:\n    _model('xlt-test/not-cached', 0)\n"
+        "except xlt.ConfigError as e:\n    print('ConfigError', e)\n"
+    )
+    proc = _run(code, cache)
+    assert "family qwen3_moe" in proc.stdout, proc.stdout + proc.stderr[-2000:]
+    assert "ConfigError" in proc.stdout and "family" in proc.stdout.split("ConfigError", 1)[1]
+
+
 def test_belebele_from_the_datasets_cache_offline(tmp_path, data_dir):
     src = Path(__file__).resolve().parents[2] / "shared" / "data" / "belebele" / "flat" / "eng_Latn.jsonl"
     if not src.is_file():

@@ -109,6 +109,25 @@ def _section(raw: Any, cls: type, where: str) -> Any:
     return cls(**raw)
 
 
+def _model_type(path: str) -> str | None:
+    """``model_type`` of the config.json in a local folder, or in the Hugging Face cache for a
+    hub id (never downloaded here: a model not cached yet needs ``family:``)."""
+    import json
+
+    config = Path(path) / "config.json"
+    if not config.is_file():
+        from huggingface_hub import try_to_load_from_cache
+
+        try:
+            cached = try_to_load_from_cache(path, "config.json")
+        except ValueError:  # not a valid hub id either
+            return None
+        if not isinstance(cached, str):
+            return None
+        config = Path(cached)
+    return json.loads(config.read_text()).get("model_type")
+
+
 def _model(raw: Any, i: int) -> ModelSpec:
     from xlt.models.catalog import CATALOG
 
@@ -125,10 +144,8 @@ def _model(raw: Any, i: int) -> ModelSpec:
         family = family or spec.path.removeprefix("tiny:")
     elif family is None and spec.path in CATALOG:
         family = CATALOG[spec.path].family
-    elif family is None and (Path(spec.path) / "config.json").is_file():
-        import json
-
-        family = json.loads((Path(spec.path) / "config.json").read_text()).get("model_type")
+    elif family is None:
+        family = _model_type(spec.path)
     if family is None:
         raise ConfigError(f"{where}.family is unknown for {spec.path!r}; set it (one of {FAMILIES})")
     if family not in FAMILIES:
