@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import shutil
+from collections.abc import Coroutine
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -37,6 +39,10 @@ class DumpWriter:
     ``overwrite=True`` deletes an existing dump first. Blocks are buffered and written
     once about ``chunk_bytes`` (default ``CHUNK_BYTES``, 4 MiB) have gathered. Use as a
     context manager, or call :meth:`close` to flush the last buffered rows.
+
+    zarr runs its I/O on its own event-loop thread and each synchronous call is a blocking
+    round trip to it; the writer therefore goes through zarr's async API and makes one
+    round trip per flush (and one for the coordinates), all arrays written concurrently.
     """
 
     def __init__(
@@ -50,6 +56,7 @@ class DumpWriter:
         chunk_bytes: int | None = None,
     ) -> None:
         import zarr
+        from zarr.api.asynchronous import open_group
 
         self.path = Path(path)
         self.dims = dict(dims)
@@ -89,6 +96,7 @@ class DumpWriter:
             self.rows = dict(old["xlt_rows"])
             check_arrays(self.path, self.group, old, coords=False)  # coordinates are rewritten
             self._truncate()
+            self._agroup = _sync(open_group(store=str(self.path), mode="r+"))
         else:
             self.rows = {g: 0 for g in GROWING}
             meta = {
@@ -99,14 +107,23 @@ class DumpWriter:
                 "xlt_rows": self.rows,
             }
             # one atomic write of zarr.json: a dump either has its attributes or does not exist
-            self.group = zarr.open_group(str(self.path), mode="w-", zarr_format=3, attributes=meta)
-        for name, values in (coords or {}).items():
-            values = np.asarray(values)
-            if not _holds(self.group, name, values):
-                # written after the attributes: redone if a crash cut it off
-                self.group.create_array(
-                    name, data=values, dimension_names=(name,), overwrite=True, **_codecs(raw=False)
-                )
+            self._agroup = _sync(open_group(store=str(self.path), mode="w-", zarr_format=3, attributes=meta))
+        self.group = zarr.Group(self._agroup)
+        self._arrays: dict[str, Any] = {}  # name -> zarr AsyncArray, once opened or created
+        if coords:
+            # written after the attributes: redone if a crash cut it off
+            _sync(_all(self._coord(name, np.asarray(values)) for name, values in coords.items()))
+
+    async def _coord(self, name: str, values: np.ndarray) -> None:
+        """Write coordinate ``name`` unless the dump has an array that reads as ``values``."""
+        try:
+            if np.array_equal(await (await self._agroup.getitem(name)).getitem(slice(None)), values):
+                return
+        except Exception:  # missing or damaged: written anew
+            pass
+        await self._agroup.create_array(
+            name, data=values, dimension_names=(name,), overwrite=True, **_codecs(raw=False)
+        )
 
     # -- reading what is there ------------------------------------------------
 
@@ -172,14 +189,17 @@ class DumpWriter:
         if not self._buffer:
             return
         rows = dict(self.rows)
+        writes: list[Coroutine[Any, Any, None]] = []
         try:
             for gi, group in enumerate(GROWING):
                 for name in self._buffer[0][gi]:
                     data = np.concatenate([b[gi][name] for b in self._buffer])
-                    self._write(name, data, self.rows[group])
+                    writes.append(self._write(name, data, self.rows[group]))
                 rows[group] += self._pending[group]
-            self.group.attrs["xlt_rows"] = rows  # the commit: one atomic write of zarr.json
+            _sync(self._commit(writes, rows))
         except BaseException:
+            for w in writes:
+                w.close()  # any never started (a no-op on those that ran)
             self._failed = True  # never written again: a retry would append these rows twice
             raise
         finally:
@@ -188,23 +208,34 @@ class DumpWriter:
             self._buffered_bytes = 0
         self.rows = rows
 
-    def _write(self, name: str, data: np.ndarray, start: int) -> None:
+    async def _commit(self, writes: list[Coroutine[Any, Any, None]], rows: dict[str, int]) -> None:
+        """Run ``writes`` concurrently and wait for every one; only if all succeeded, commit
+        ``rows`` (one atomic write of zarr.json). Otherwise raise the first failure."""
+        await _all(writes)
+        await self._agroup.update_attributes({"xlt_rows": rows})
+
+    async def _write(self, name: str, data: np.ndarray, start: int) -> None:
+        """Write ``data`` as rows ``start:`` of array ``name``, creating the array first."""
         bf16 = data.dtype == bf16_dtype()
         if bf16:
             data = to_bits(data)
         elif data.dtype.kind in "OUT":
             data = data.astype(np.dtypes.StringDType())
-        if name not in self.group:
-            self._create(name, data, bf16)
-        arr = self.group[name]
+        arr = self._arrays.get(name)
+        if arr is None:
+            try:
+                arr = await self._agroup.getitem(name)
+            except KeyError:
+                arr = await self._create(name, data, bf16)
+            self._arrays[name] = arr
         if arr.shape[1:] != data.shape[1:]:
             raise DataError(f"{name!r} rows have shape {data.shape[1:]}, the dump has {arr.shape[1:]}")
         if arr.dtype != data.dtype:
             raise DataError(f"{name!r} is {data.dtype} now but {arr.dtype} in the dump")
-        arr.resize((start + data.shape[0], *arr.shape[1:]))
-        arr[start:] = data
+        await arr.resize((start + data.shape[0], *arr.shape[1:]))
+        await arr.setitem(slice(start, None), data)
 
-    def _create(self, name: str, data: np.ndarray, bf16: bool) -> None:
+    async def _create(self, name: str, data: np.ndarray, bf16: bool) -> Any:  # -> zarr AsyncArray
         if data.dtype.kind == "T":
             kw: dict[str, Any] = {"dtype": str, "chunks": (4096,), **_codecs(raw=False)}
         else:
@@ -218,7 +249,7 @@ class DumpWriter:
                 "fill_value": _missing(data.dtype, bf16),
                 **_codecs(raw=bf16 or data.dtype.kind == "f"),
             }
-        self.group.create_array(
+        return await self._agroup.create_array(
             name,
             shape=(self.rows[self.dims[name][0]], *data.shape[1:]),
             dimension_names=self.dims[name],
@@ -248,12 +279,18 @@ def _remove_unborn(path: Path) -> None:
         shutil.rmtree(path)
 
 
-def _holds(group: Any, name: str, values: np.ndarray) -> bool:
-    """Whether ``group`` has an array ``name`` that reads as ``values``."""
-    try:
-        return name in group and np.array_equal(group[name][:], values)
-    except Exception:  # damaged: written anew
-        return False
+def _sync(coro: Coroutine[Any, Any, Any]) -> Any:
+    """Run ``coro`` on zarr's event-loop thread and wait for it (one round trip)."""
+    from zarr.core.sync import sync
+
+    return sync(coro)
+
+
+async def _all(coros: Any) -> None:
+    """Await ``coros`` concurrently; raise the first failure once every one has ended."""
+    for result in await asyncio.gather(*coros, return_exceptions=True):
+        if isinstance(result, BaseException):
+            raise result
 
 
 def _default_chunk_bytes() -> int:
