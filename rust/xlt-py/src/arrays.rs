@@ -1,4 +1,5 @@
-//! numpy → core views, zero-copy, with one dtype dispatch for every binding.
+//! numpy → core views, zero-copy, with one dtype dispatch for every binding
+//! (by the array's dtype: [`one_of`]; by a dtype's name: [`by_name`]).
 //! Python's `xlt._arrays` has already turned torch tensors and ml_dtypes bf16
 //! into numpy views; bf16 arrives as uint16 bits (int16 views are re-viewed as
 //! uint16 there), f16 and f32 as themselves.
@@ -8,7 +9,7 @@ use pyo3::prelude::*;
 use xlt_core::matrix::Mat;
 use xlt_core::neurons::Block3;
 
-use crate::errors::ShapeError;
+use crate::errors::{ConfigError, ShapeError};
 
 /// One way to read `obj`: `Some` when its dtype and rank fit.
 pub type Try<'py, T> = fn(&Bound<'py, PyAny>) -> Option<T>;
@@ -27,6 +28,23 @@ pub fn one_of<'py, T>(
     Err(ShapeError::new_err(format!(
         "{name} must be {what}, got {}",
         describe(obj)
+    )))
+}
+
+/// The value that `table` pairs with the numpy dtype name `dtype`, else a
+/// `ConfigError` "{what} reads int16 or int32, not 'float64'".
+pub fn by_name<T: Copy>(dtype: &str, table: &[(&str, T)], what: &str) -> PyResult<T> {
+    if let Some(&(_, v)) = table.iter().find(|(n, _)| *n == dtype) {
+        return Ok(v);
+    }
+    let names: Vec<&str> = table.iter().map(|(n, _)| *n).collect();
+    let list = match names.split_last() {
+        Some((last, [])) => last.to_string(),
+        Some((last, rest)) => format!("{} or {last}", rest.join(", ")),
+        None => "nothing".into(),
+    };
+    Err(ConfigError::new_err(format!(
+        "{what} reads {list}, not {dtype:?}"
     )))
 }
 

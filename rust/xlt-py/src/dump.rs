@@ -3,14 +3,16 @@
 //! float32 in Rust), GIL released.
 use half::slice::{HalfBitsSliceExt, HalfFloatSliceExt};
 use half::{bf16, f16};
-use numpy::{IntoPyArray, PyArray1};
+use numpy::{Element, IntoPyArray};
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 use rayon::prelude::*;
+use std::ops::Range;
 use std::path::PathBuf;
-use xlt_core::dump::{ArrayFiles, Codec, IndexAt};
+use xlt_core::dump::{ArrayFiles, Codec, IndexAt, Plain};
 use xlt_core::Error;
 
+use crate::arrays::by_name;
 use crate::errors::IntoPyResult;
 
 /// The chunk files described by `spec`: paths, file_rows, row_bytes,
@@ -40,6 +42,38 @@ pub fn array_files(spec: &Bound<'_, PyDict>, first_row: usize) -> PyResult<Array
     })
 }
 
+/// Reads rows of chunk files into a flat numpy array, GIL released.
+type Reader = for<'py> fn(Python<'py>, &ArrayFiles, Range<usize>) -> PyResult<Bound<'py, PyAny>>;
+
+/// The rows as they are stored, values of `T`.
+fn read<'py, T: Plain + Element>(
+    py: Python<'py>,
+    files: &ArrayFiles,
+    rows: Range<usize>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let v = py.detach(|| files.read_vec::<T>(rows)).py()?;
+    Ok(v.into_pyarray(py).into_any())
+}
+
+/// The rows' stored bf16 bits decoded to float32.
+fn read_bf16<'py>(
+    py: Python<'py>,
+    files: &ArrayFiles,
+    rows: Range<usize>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let v = py
+        .detach(|| {
+            let bits = files.read_vec::<u16>(rows)?;
+            let mut out = vec![0f32; bits.len()];
+            out.par_chunks_mut(1 << 16)
+                .zip(bits.par_chunks(1 << 16))
+                .for_each(|(o, b)| b.reinterpret_cast::<bf16>().convert_to_f32_slice(o));
+            Ok::<_, Error>(out)
+        })
+        .py()?;
+    Ok(v.into_pyarray(py).into_any())
+}
+
 /// Rows `start:stop` of the array whose chunk files `spec` describes, as a
 /// flat array of `dtype` (int16, int32, int64, uint16, float16, float32), or
 /// with dtype "bfloat16" the stored bf16 bits decoded to float32.
@@ -51,40 +85,17 @@ fn dump_read<'py>(
     stop: usize,
     dtype: &str,
 ) -> PyResult<Bound<'py, PyAny>> {
-    let files = array_files(spec, 0)?;
-    let rows = start..stop.max(start);
-    macro_rules! read {
-        ($t:ty) => {{
-            let v = py.detach(|| files.read_vec::<$t>(rows)).py()?;
-            Ok(v.into_pyarray(py).into_any())
-        }};
-    }
-    match dtype {
-        "int16" => read!(i16),
-        "int32" => read!(i32),
-        "int64" => read!(i64),
-        "uint16" => read!(u16),
-        "float16" => read!(f16),
-        "float32" => read!(f32),
-        "bfloat16" => {
-            let v = py
-                .detach(|| {
-                    let bits = files.read_vec::<u16>(rows)?;
-                    let mut out = vec![0f32; bits.len()];
-                    out.par_chunks_mut(1 << 16)
-                        .zip(bits.par_chunks(1 << 16))
-                        .for_each(|(o, b)| b.reinterpret_cast::<bf16>().convert_to_f32_slice(o));
-                    Ok::<_, Error>(out)
-                })
-                .py()?;
-            let a: Bound<'py, PyArray1<f32>> = v.into_pyarray(py);
-            Ok(a.into_any())
-        }
-        other => Err(Error::Config(format!(
-            "dump_read reads int16, int32, int64, uint16, float16, float32 or bfloat16, not {other:?}"
-        )))
-        .py(),
-    }
+    let table: [(&str, Reader); 7] = [
+        ("int16", read::<i16>),
+        ("int32", read::<i32>),
+        ("int64", read::<i64>),
+        ("uint16", read::<u16>),
+        ("float16", read::<f16>),
+        ("float32", read::<f32>),
+        ("bfloat16", read_bf16),
+    ];
+    let reader = by_name(dtype, &table, "dump_read")?;
+    reader(py, &array_files(spec, 0)?, start..stop.max(start))
 }
 
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {

@@ -4,9 +4,8 @@ use numpy::{IntoPyArray, PyArray1, PyArray3, PyReadonlyArray1, PyReadonlyArray3,
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 use xlt_core::neurons::{self, Dtype, NeuronStats};
-use xlt_core::Error;
 
-use crate::arrays::PyBlock3;
+use crate::arrays::{by_name, PyBlock3};
 use crate::dump::array_files;
 use crate::errors::IntoPyResult;
 
@@ -50,17 +49,12 @@ impl NeuronAccumulator {
         group: PyReadonlyArray1<'_, i32>,
         first_token: usize,
     ) -> PyResult<()> {
-        let dtype = match dtype {
-            "bfloat16" => Dtype::BF16,
-            "float16" => Dtype::F16,
-            "float32" => Dtype::F32,
-            other => {
-                return Err(Error::Config(format!(
-                "dtype {other:?} cannot be read from chunk files; use bfloat16, float16 or float32"
-            )))
-                .py()
-            }
-        };
+        let table = [
+            ("bfloat16", Dtype::BF16),
+            ("float16", Dtype::F16),
+            ("float32", Dtype::F32),
+        ];
+        let dtype = by_name(dtype, &table, "NeuronAccumulator.update_files")?;
         let files = array_files(spec, first_token)?;
         let group = group.as_array().to_vec();
         let inner = &mut self.inner;
