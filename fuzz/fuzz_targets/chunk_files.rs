@@ -62,7 +62,7 @@ fuzz_target!(|inp: Input| {
             if let Some((bytes, fix_crc)) = f {
                 let mut bytes = bytes.clone();
                 if let (Some((per_chunk, at)), true) = (shard, *fix_crc) {
-                    fix_index(&mut bytes, inp.file_tokens as usize / per_chunk.max(1), at);
+                    common::fix_index(&mut bytes, inp.file_tokens as usize / per_chunk.max(1), at);
                 }
                 std::fs::write(&p, &bytes).unwrap();
             }
@@ -85,29 +85,3 @@ fuzz_target!(|inp: Input| {
     };
     let _ = stats.update_files(&files, &group);
 });
-
-/// Rewrite the crc32c of a shard index of `chunks` entries, where it would be.
-fn fix_index(bytes: &mut [u8], chunks: usize, at: IndexAt) {
-    let index_len = 16 * chunks + 4;
-    if bytes.len() < index_len {
-        return;
-    }
-    let start = match at {
-        IndexAt::Start => 0,
-        IndexAt::End => bytes.len() - index_len,
-    };
-    let crc = crc32c(&bytes[start..start + 16 * chunks]);
-    bytes[start + 16 * chunks..start + index_len].copy_from_slice(&crc.to_le_bytes());
-}
-
-/// CRC-32C (Castagnoli), bitwise: small inputs only.
-fn crc32c(data: &[u8]) -> u32 {
-    let mut crc = !0u32;
-    for &b in data {
-        crc ^= b as u32;
-        for _ in 0..8 {
-            crc = (crc >> 1) ^ (0x82F6_3B78 & 0u32.wrapping_sub(crc & 1));
-        }
-    }
-    !crc
-}

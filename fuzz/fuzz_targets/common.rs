@@ -12,3 +12,32 @@ pub fn one_thread() {
             .build_global();
     });
 }
+
+/// Rewrite the crc32c of a shard index of `chunks` entries, where it would be
+/// (chunk-file targets: lets the fuzzer get past the index checksum).
+#[allow(dead_code)]
+pub fn fix_index(bytes: &mut [u8], chunks: usize, at: xlt_core::dump::IndexAt) {
+    let index_len = 16 * chunks + 4;
+    if bytes.len() < index_len {
+        return;
+    }
+    let start = match at {
+        xlt_core::dump::IndexAt::Start => 0,
+        xlt_core::dump::IndexAt::End => bytes.len() - index_len,
+    };
+    let crc = crc32c(&bytes[start..start + 16 * chunks]);
+    bytes[start + 16 * chunks..start + index_len].copy_from_slice(&crc.to_le_bytes());
+}
+
+/// CRC-32C (Castagnoli), bitwise: small inputs only.
+#[allow(dead_code)]
+pub fn crc32c(data: &[u8]) -> u32 {
+    let mut crc = !0u32;
+    for &b in data {
+        crc ^= b as u32;
+        for _ in 0..8 {
+            crc = (crc >> 1) ^ (0x82F6_3B78 & 0u32.wrapping_sub(crc & 1));
+        }
+    }
+    !crc
+}
