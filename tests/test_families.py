@@ -130,7 +130,7 @@ def test_refused_families_name_what_is_missing(family, qwen_tok):
 
 def test_routing_buffers_are_randomised(qwen_tok):
     """A correction bias or router bias left at zero would let a wrong rule pass."""
-    for family in ("glm4_moe", "deepseek_v2", "afmoe", "gpt_oss"):
+    for family in ("glm4_moe", "deepseek_v2", "afmoe", "gpt_oss", "dots3_note"):
         res = xlt.models.adapters.resolve(_model(family, qwen_tok).hf)
         for path in res.routers:
             for name, t in _model(family, qwen_tok).hf.get_submodule(path).named_parameters():
@@ -138,6 +138,25 @@ def test_routing_buffers_are_randomised(qwen_tok):
             for name, t in _model(family, qwen_tok).hf.get_submodule(path).named_buffers():
                 if t.is_floating_point():
                     assert float(t.abs().sum()) > 0, (family, name)
+
+
+def test_dots3_note_per_layer_sizes_follow_each_layer_kind(qwen_tok):
+    """Dots3-Note's sliding layers have their own MLA sizes (per_layer_config): the tiny
+    model has both kinds, each built to its own sizes, and a dense first MLP."""
+    hf = _model("dots3_note", qwen_tok).hf
+    cfg = hf.config
+    assert cfg.layer_types == ["indexed_attention", "indexed_attention", "sliding_attention"]
+    assert cfg.mlp_layer_types == ["dense", "sparse", "sparse"]
+    for i, kind in enumerate(cfg.layer_types):
+        attn, want = hf.model.layers[i].self_attn, cfg.per_layer_config[i]
+        assert attn.num_heads == want.num_attention_heads
+        assert attn.kv_b_proj.weight.shape == (
+            want.num_attention_heads * (want.qk_nope_head_dim + want.v_head_dim), want.kv_lora_rank
+        )
+        rotary = cfg.rope_parameters[kind]["partial_rotary_factor"] * want.head_dim
+        assert rotary == want.qk_rope_head_dim
+    sliding, indexed = hf.model.layers[2].self_attn, hf.model.layers[0].self_attn
+    assert (sliding.num_heads, sliding.kv_lora_rank) != (indexed.num_heads, indexed.kv_lora_rank)
 
 
 def _lora_step(model, family, qwen_tok):

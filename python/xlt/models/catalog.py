@@ -36,7 +36,7 @@ CATALOG: dict[str, Entry] = {
 # buffers, refused with an UnsupportedModelError matching the pattern, or not testable here.
 ROUTE_EXACT: tuple[str, ...] = (
     "afmoe", "aria", "axk1", "axk2", "bailing_hybrid", "beam", "cohere2_moe", "dbrx", "deepseek_ocr2",
-    "deepseek_v2", "deepseek_v3", "deepseek_v32", "deepseek_v4", "diffusion_gemma", "dots1",
+    "deepseek_v2", "deepseek_v3", "deepseek_v32", "deepseek_v4", "diffusion_gemma", "dots1", "dots3_note",
     "ernie4_5_moe", "exaone_moe", "flex_olmo", "flint", "gemma4", "glm4_moe", "glm4_moe_lite", "glm4v_moe",
     "glm5_next", "glm_moe_dsa", "gpt_oss", "granitemoe", "granitemoe_swa", "granitemoehybrid",
     "granitemoeshared", "hunyuan_v1_moe", "hy_v3", "hy_v4", "hy_v4_vl", "inkling", "inkling2",
@@ -55,9 +55,7 @@ REFUSED: dict[str, str] = {
     "switch_transformers": r"encoder-decoder MoE is not supported",
 }
 # model type → why no tiny model of it is built here
-UNTESTED: dict[str, str] = {
-    "dots3_note": "tiny config: sizes are per-layer attributes",
-}
+UNTESTED: dict[str, str] = {}
 
 _READING = {
     "returned": "ids + weights the router returns",

@@ -5,7 +5,8 @@ The six original MoE families and the dense ones use fixed sizes (:data:`CONFIGS
 64, 2–3 layers, 8 experts top-2). Every other MoE family transformers ships
 (:data:`MOE_FAMILIES`) starts from transformers' default config for that model type, shrunk
 by :func:`shrink` (hidden 64, two layers of each kind, 8 experts top-2) plus the few keys a
-family needs (:data:`OVERRIDES`). Multimodal families keep only their text model.
+family needs (:data:`OVERRIDES`); a family whose config derives per-layer sizes is built
+from tiny keys instead (:data:`BUILT`). Multimodal families keep only their text model.
 
 Every routing buffer a trained model has non-zero is randomised (:func:`randomise`):
 router weights at a scale where logits are O(1), correction biases, router biases, expert
@@ -139,6 +140,25 @@ OVERRIDES: dict[str, dict[str, Any]] = {
     "doge": {"is_moe": True, "num_experts": 16},  # product-key experts: a square number
     "deepseek_v2": {"n_group": 4, "topk_group": 2, "topk_method": "group_limited_greedy"},
 }
+
+# families whose config derives per-layer sizes when it is built (Dots3-Note: its sliding
+# layers get their own MLA sizes in per_layer_config, and RoPE's rotary fraction follows
+# them): built from these keys in one go instead of shrunk in place. Three layers: two
+# indexed (DSA) and one sliding; the first MLP dense.
+BUILT: dict[str, dict[str, Any]] = {
+    "dots3_note": dict(
+        **{k: SIZES[k] for k in (
+            "hidden_size", "intermediate_size", "moe_intermediate_size", "n_routed_experts", "n_shared_experts",
+            "num_experts_per_tok", "n_group", "topk_group", "routed_scaling_factor", "sliding_window",
+            "max_position_embeddings", "index_head_dim", "index_n_heads", "index_topk",
+        )},
+        num_hidden_layers=3, first_k_dense_replace=1, shared_experts_intermediate_size=32,
+        num_attention_heads=4, num_key_value_heads=4, head_dim=16, q_lora_rank=32, kv_lora_rank=16,
+        qk_rope_head_dim=8, qk_nope_head_dim=8, v_head_dim=16,
+        swa_num_attention_heads=2, swa_num_key_value_heads=2, swa_head_dim=16, swa_q_lora_rank=24,
+        swa_kv_lora_rank=8, swa_qk_nope_head_dim=12, swa_v_head_dim=8, tie_word_embeddings=True,
+    ),
+}  # fmt: skip
 
 # every model type whose modeling file declares _can_record_outputs["router_logits"]
 # (transformers 5.24; tests/test_families.py checks this list against the installed release)
@@ -295,6 +315,9 @@ def tiny(arch: str, tokenizer: Any = None, seed: int = 0, **overrides: Any):  # 
     if arch in CONFIGS:
         kwargs = {**_COMMON, **CONFIGS[arch], "vocab_size": len(tok), **ids, **overrides}
         config = AutoConfig.for_model(arch, **kwargs)
+    elif arch in BUILT:
+        kwargs = {**BUILT[arch], "vocab_size": len(tok), **ids, **overrides}
+        config = type(_default_config(arch).get_text_config())(**kwargs)
     else:
         config = _default_config(arch).get_text_config()
         if hasattr(config, "allow_global_per_layer_attribute_access"):  # Gemma 4: sizes per layer
