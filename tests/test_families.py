@@ -151,7 +151,8 @@ def test_dots3_note_per_layer_sizes_follow_each_layer_kind(qwen_tok):
         attn, want = hf.model.layers[i].self_attn, cfg.per_layer_config[i]
         assert attn.num_heads == want.num_attention_heads
         assert attn.kv_b_proj.weight.shape == (
-            want.num_attention_heads * (want.qk_nope_head_dim + want.v_head_dim), want.kv_lora_rank
+            want.num_attention_heads * (want.qk_nope_head_dim + want.v_head_dim),
+            want.kv_lora_rank,
         )
         rotary = cfg.rope_parameters[kind]["partial_rotary_factor"] * want.head_dim
         assert rotary == want.qk_rope_head_dim
