@@ -221,21 +221,23 @@ class DumpWriter:
             data = to_bits(data)
         elif data.dtype.kind in "OUT":
             data = data.astype(np.dtypes.StringDType())
+        stop = start + data.shape[0]
         arr = self._arrays.get(name)
         if arr is None:
             try:
                 arr = await self._agroup.getitem(name)
             except KeyError:
-                arr = await self._create(name, data, bf16)
+                arr = await self._create(name, data, bf16, stop)  # already its new length
             self._arrays[name] = arr
         if arr.shape[1:] != data.shape[1:]:
             raise DataError(f"{name!r} rows have shape {data.shape[1:]}, the dump has {arr.shape[1:]}")
         if arr.dtype != data.dtype:
             raise DataError(f"{name!r} is {data.dtype} now but {arr.dtype} in the dump")
-        await arr.resize((start + data.shape[0], *arr.shape[1:]))
+        if arr.shape[0] != stop:
+            await arr.resize((stop, *arr.shape[1:]))
         await arr.setitem(slice(start, None), data)
 
-    async def _create(self, name: str, data: np.ndarray, bf16: bool) -> Any:  # -> zarr AsyncArray
+    async def _create(self, name: str, data: np.ndarray, bf16: bool, length: int) -> Any:  # -> AsyncArray
         if data.dtype.kind == "T":
             kw: dict[str, Any] = {"dtype": str, "chunks": (4096,), **_codecs(raw=False)}
         else:
@@ -251,7 +253,7 @@ class DumpWriter:
             }
         return await self._agroup.create_array(
             name,
-            shape=(self.rows[self.dims[name][0]], *data.shape[1:]),
+            shape=(length, *data.shape[1:]),
             dimension_names=self.dims[name],
             # in the one (atomic) metadata write: a crash cannot leave bf16 bits undeclared
             attributes={"xlt_dtype": BF16} if bf16 else None,
