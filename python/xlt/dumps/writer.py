@@ -42,7 +42,8 @@ class DumpWriter:
 
     zarr runs its I/O on its own event-loop thread and each synchronous call is a blocking
     round trip to it; the writer therefore goes through zarr's async API and makes one
-    round trip per flush (and one for the coordinates), all arrays written concurrently.
+    round trip per flush for all its arrays, written concurrently (and one for the
+    commit, one for the coordinates).
     """
 
     def __init__(
@@ -196,7 +197,10 @@ class DumpWriter:
                     data = np.concatenate([b[gi][name] for b in self._buffer])
                     writes.append(self._write(name, data, self.rows[group]))
                 rows[group] += self._pending[group]
-            _sync(self._commit(writes, rows))
+            _sync(_all(writes))  # every array concurrently; waits for all, raises the first failure
+            # the commit: one atomic write of zarr.json, in its own round trip, so that an
+            # interrupt while the arrays are written can never let it happen
+            _sync(self._agroup.update_attributes({"xlt_rows": rows}))
         except BaseException:
             for w in writes:
                 w.close()  # any never started (a no-op on those that ran)
@@ -207,12 +211,6 @@ class DumpWriter:
             self._pending = {g: 0 for g in GROWING}
             self._buffered_bytes = 0
         self.rows = rows
-
-    async def _commit(self, writes: list[Coroutine[Any, Any, None]], rows: dict[str, int]) -> None:
-        """Run ``writes`` concurrently and wait for every one; only if all succeeded, commit
-        ``rows`` (one atomic write of zarr.json). Otherwise raise the first failure."""
-        await _all(writes)
-        await self._agroup.update_attributes({"xlt_rows": rows})
 
     async def _write(self, name: str, data: np.ndarray, start: int) -> None:
         """Write ``data`` as rows ``start:`` of array ``name``, creating the array first."""
