@@ -3,12 +3,26 @@
 /// Runs rayon's work on this (libFuzzer's) thread: a one-thread global pool
 /// that includes the caller, so the many tiny parallel calls per input do not
 /// each wait for another thread to wake (24 runs/s before, under load).
+#[allow(dead_code)]
 pub fn one_thread() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
         let _ = rayon::ThreadPoolBuilder::new()
             .num_threads(1)
             .use_current_thread()
+            .build_global();
+    });
+}
+
+/// One rayon worker, but not libFuzzer's thread (unlike [`one_thread`]): the
+/// dump reader decodes zstd chunks with rayon on its mapping thread while the
+/// caller waits for them, so a pool made only of the caller never runs them.
+#[allow(dead_code)]
+pub fn one_worker() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let _ = rayon::ThreadPoolBuilder::new()
+            .num_threads(1)
             .build_global();
     });
 }

@@ -54,7 +54,7 @@ fn dir() -> &'static PathBuf {
 }
 
 fuzz_target!(|inp: Input| {
-    common::one_thread();
+    common::one_worker();
     let row_bytes = inp.row_bytes as usize % 16 + 1;
     let chunk_rows = inp.chunk_rows as usize % 4 + 1;
     let chunk_bytes = row_bytes * chunk_rows;
