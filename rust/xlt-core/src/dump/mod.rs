@@ -12,8 +12,6 @@ mod layout;
 use std::ops::Range;
 use std::path::PathBuf;
 
-use rayon::prelude::*;
-
 use crate::error::{ensure_shape, Error, Result};
 pub use layout::{chunk_payloads, Codec, IndexAt, Layout};
 use layout::{decode_into, map, Mapped};
@@ -186,10 +184,8 @@ impl ArrayFiles {
         let ranges = chunk_payloads(&bytes, layout, c)?;
         let decoded = match self.codec {
             Codec::Raw => Vec::new(),
-            Codec::Zstd => ranges
-                .par_iter()
-                .enumerate()
-                .map(|(j, r)| {
+            Codec::Zstd => {
+                let decode = |j: usize, r: &Range<usize>| {
                     let mut out = vec![0u8; layout.chunk_bytes];
                     decode_into(Codec::Zstd, &bytes[r.clone()], &mut out).map_err(
                         |e| match layout.shard {
@@ -197,9 +193,29 @@ impl ArrayFiles {
                             None => e,
                         },
                     )?;
-                    Ok(out)
-                })
-                .collect::<std::result::Result<_, String>>()?,
+                    Ok::<_, String>(out)
+                };
+                // Threads of our own, not rayon's pool: the caller may be a
+                // rayon worker blocked on this very file (a pool of one
+                // thread would never run the decoding).
+                let per = ranges.len().div_ceil(rayon::current_num_threads()).max(1);
+                let decode = &decode;
+                let parts = std::thread::scope(|s| {
+                    let handles: Vec<_> = (ranges.chunks(per).enumerate())
+                        .map(|(p, part)| {
+                            s.spawn(move || {
+                                (part.iter().enumerate())
+                                    .map(|(q, r)| decode(p * per + q, r))
+                                    .collect::<std::result::Result<Vec<_>, String>>()
+                            })
+                        })
+                        .collect();
+                    (handles.into_iter())
+                        .map(|h| h.join().expect("zstd decoding thread"))
+                        .collect::<std::result::Result<Vec<_>, String>>()
+                })?;
+                parts.into_iter().flatten().collect()
+            }
         };
         Ok(FileChunks {
             bytes,
