@@ -295,3 +295,34 @@ def test_answer_tokens_train_only_the_answer_rows_and_reload(tok, sib, tmp_path)
         finetune.lora(
             (model, tok), sib, ["arb_Arab"], arm="language-only", steps=1, limit=2, answer_tokens=True
         )
+
+
+def test_input_tokens_train_the_input_rows_too(tok, sib, tmp_path):
+    """input_tokens adds the embedding rows of every token of the training inputs to the
+    answer rows: exactly those rows change, and the settings record it."""
+    import torch
+
+    model = tiny("llama", tok)
+    exs = finetune.examples(tok, sib, ["arb_Arab"], limit=6)
+    answers = {t for _, lab in exs for t in lab if t != -100}
+    inputs = {t for ids, _ in exs for t in ids}
+    assert inputs - answers  # the inputs add rows
+    ft = finetune.lora(
+        (model, tok),
+        sib,
+        ["arb_Arab"],
+        steps=2,
+        lr=0.05,
+        limit=6,
+        answer_tokens=True,
+        input_tokens=True,
+        out=tmp_path,
+        progress=False,
+    )
+    meta = json.loads((tmp_path / "training.json").read_text())
+    assert meta["input_tokens"] is True and set(meta["answer_tokens"]) == answers
+    merged = ft.hf.merge_and_unload(safe_merge=True)
+    before = model.get_input_embeddings().weight
+    after = merged.get_input_embeddings().weight
+    changed = torch.nonzero((after - before).abs().sum(1) > 0).flatten().tolist()
+    assert changed == sorted(inputs | answers)

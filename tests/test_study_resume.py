@@ -130,6 +130,7 @@ CASES = {
     "finetune.steps": (3, AFTER_FINETUNE, {"finetune"}),
     "finetune.lr": (0.005, AFTER_FINETUNE, {"finetune"}),
     "finetune.answer_tokens": (False, AFTER_FINETUNE, {"finetune"}),
+    "finetune.input_tokens": (False, AFTER_FINETUNE, {"finetune"}),
     "finetune.rank": (4, AFTER_FINETUNE, {"finetune"}),
     "finetune.targets": ("experts", AFTER_FINETUNE, {"finetune"}),
     "finetune.batch_size": (2, AFTER_FINETUNE, {"finetune"}),

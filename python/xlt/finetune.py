@@ -365,6 +365,7 @@ def lora(
     alpha: float | None = None,
     targets: str | Sequence[str] = "attention",
     answer_tokens: bool = False,
+    input_tokens: bool = False,
     seed: int = 0,
     out: str | Path | None = None,
     batch_size: int = 8,
@@ -384,6 +385,9 @@ def lora(
     ``answer_tokens`` (task arms) also trains the embedding rows of the labelled answer
     tokens (peft ``trainable_token_indices``; tied output rows with them): a small model
     that never saw them in pre-training cannot raise their logits through LoRA alone.
+    ``input_tokens`` also trains the embedding rows of every token of the training inputs:
+    a small demo model whose pre-training barely moved its word embeddings carries too
+    little of a text's content in its frozen features for LoRA to classify it.
     ``limit`` keeps the first items per language. Epoch ``e`` sees the examples in an
     order drawn from ``(seed, e)``; the RNG (dropout) is reseeded from ``(seed, step)``.
 
@@ -429,9 +433,11 @@ def lora(
     modules, params = resolve_targets(hf, targets)
     set_seed(seed)
     acc = Accelerator()
-    tokens = sorted({t for _, lab in exs for t in lab if t != -100}) if answer_tokens else None
-    if tokens is not None and arm == "language-only":
+    answers = sorted({t for _, lab in exs for t in lab if t != -100}) if answer_tokens else None
+    if answers is not None and arm == "language-only":
         raise ConfigError("answer_tokens=True needs a task arm (language-only labels every token)")
+    rows = set(answers or ()) | ({t for ids, _ in exs for t in ids} if input_tokens else set())
+    tokens = sorted(rows) or None
     cfg = LoraConfig(
         r=rank,
         trainable_token_indices=tokens,
@@ -471,7 +477,8 @@ def lora(
                 "alpha": cfg.lora_alpha,
                 "target_modules": modules,
                 "target_parameters": params,
-                "answer_tokens": tokens,
+                "answer_tokens": answers,
+                "input_tokens": input_tokens,
                 "seed": seed,
             }
         )

@@ -56,6 +56,7 @@ class FinetuneSpec:
     targets: str = "attention"
     batch_size: int = 8
     answer_tokens: bool = False  # also train the answer tokens' embedding rows (xlt.finetune.lora)
+    input_tokens: bool = False  # also train the training inputs' token embedding rows
 
 
 @dataclass(frozen=True)

@@ -225,6 +225,7 @@ def finetune(ctx: Context, out: Path, *, spec: ModelSpec, arm: str) -> None:
         rank=f.rank,
         targets=f.targets,
         answer_tokens=f.answer_tokens,
+        input_tokens=f.input_tokens,
         seed=s.seed,
         out=out,
         batch_size=f.batch_size,
