@@ -10,24 +10,12 @@ import sys
 
 import pytest
 import yaml
-
-from xlt.study import config
+from conftest import micro_study
 
 
 @pytest.mark.slow
 def test_xlt_run_console_is_calm_and_the_log_keeps_the_rest(tmp_path):
-    raw = yaml.safe_load(config.default_text())
-    raw["models"][0]["pretrain_steps"] = 4
-    raw["languages"] = {
-        "source": ["arb_Arab"],
-        "targets": ["heb_Hebr", "mlt_Latn"],
-        "controls": ["fra_Latn", "jpn_Jpan"],
-    }
-    raw["arms"] = ["task"]
-    raw["task"]["n_test"] = 6
-    raw["finetune"].update(steps=2, batch_size=4)
-    raw["capture"].update(n_items=6, batch_size=6)
-    raw["analysis"] = {"similarity": "linear_cka", "n_boot": 20, "n_perm": 20}
+    raw = micro_study()
     raw["output"] = str(tmp_path / "run")
     cfg = tmp_path / "micro.yaml"
     cfg.write_text(yaml.safe_dump(raw))

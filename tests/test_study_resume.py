@@ -12,7 +12,7 @@ import shutil
 import numpy as np
 import pytest
 import xarray as xr
-import yaml
+from conftest import micro_study
 
 from xlt import study
 from xlt.study import config
@@ -38,19 +38,7 @@ ANALYSIS = {"decomposition", "report"}
 
 
 def _raw() -> dict:
-    raw = yaml.safe_load(config.default_text())
-    raw["models"][0]["pretrain_steps"] = 4  # the same demo model as test_study_run: built once
-    raw["languages"] = {
-        "source": ["arb_Arab"],
-        "targets": ["heb_Hebr", "mlt_Latn"],
-        "controls": ["fra_Latn", "jpn_Jpan"],
-    }
-    raw["arms"] = ["task"]
-    raw["task"]["n_test"] = 4
-    raw["finetune"].update(steps=2, batch_size=4)
-    raw["capture"].update(n_items=3, batch_size=8)
-    raw["analysis"] = {"similarity": "linear_cka", "n_boot": 10, "n_perm": 10}
-    return raw
+    return micro_study(n_test=4, n_items=3, capture_batch=8, n_boot=10)
 
 
 @pytest.fixture(scope="module", autouse=True)

@@ -6,7 +6,7 @@ import json
 
 import pytest
 import xarray as xr
-import yaml
+from conftest import micro_study
 
 from xlt import study
 from xlt.study import config
@@ -14,18 +14,7 @@ from xlt.study import config
 
 @pytest.fixture(scope="module")
 def micro(tmp_path_factory):
-    raw = yaml.safe_load(config.default_text())
-    raw["models"][0]["pretrain_steps"] = 4
-    raw["languages"] = {
-        "source": ["arb_Arab"],
-        "targets": ["heb_Hebr", "mlt_Latn"],
-        "controls": ["fra_Latn", "jpn_Jpan"],
-    }
-    raw["arms"] = ["task", "cot"]
-    raw["task"]["n_test"] = 6
-    raw["finetune"].update(steps=2, batch_size=4)
-    raw["capture"].update(n_items=6, batch_size=6)
-    raw["analysis"] = {"similarity": "linear_cka", "n_boot": 20, "n_perm": 20}
+    raw = micro_study(arms=("task", "cot"))
     root = tmp_path_factory.mktemp("run")
     raw["output"] = str(root)
     return config.parse(raw), root
