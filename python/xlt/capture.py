@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import gc
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -95,7 +96,7 @@ def capture(
             model, res, hidden, hidden_layers, routing, router_probs, dtype, weight_dtype, max_length
         )
         next_item = writer.rows["item"]
-        with Progress(transient=True, disable=not progress) as bar:
+        with Progress(transient=True, disable=not progress) as bar, _young_gc():
             task = bar.add_task("capture", total=len(items))
             # batches are cut from the whole corpus, so a resumed run forms the same ones
             for start in range(0, len(items), batch_size):
@@ -106,8 +107,20 @@ def capture(
                     next_item += len(batch)
                 bar.update(task, advance=min(batch_size, len(items) - start))
                 if start // batch_size % 16 == 15:
-                    gc.collect()
+                    gc.collect()  # the traces' reference cycles hold tensors
     return open_dump(store)
+
+
+@contextmanager
+def _young_gc() -> Iterator[None]:
+    """Freeze what exists before the batches, so that the periodic ``gc.collect()`` scans
+    only what they made: a full collection over torch's and transformers' objects took
+    0.2 s, a third of a 256-sentence capture's forward time."""
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
 
 
 def _layers(layers: str | list[int], n_layers: int) -> list[int]:

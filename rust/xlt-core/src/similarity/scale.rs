@@ -56,24 +56,25 @@ fn widened(a: &ArrayView2<f16>) -> f32 {
         .reduce(|| 0.0, f32::max)
 }
 
-/// Largest |f(v)| over `r`, or +inf for a NaN or inf: sixteen lanes, no
-/// branches, so it vectorises (a memory-bound pass).
+/// Largest |f(v)| over `r`, or +inf for a NaN or inf: sixteen lanes of
+/// maxima and of `v·0` (0 for finite values, NaN otherwise), no branches, so
+/// it vectorises (a memory-bound pass).
 fn slice_max<T: Copy>(r: &[T], f: &impl Fn(T) -> f32) -> f32 {
-    let (mut lanes, mut ok) = ([0.0f32; 16], true);
+    let (mut lanes, mut zero) = ([0.0f32; 16], [0.0f32; 16]);
     let mut it = r.chunks_exact(16);
     for c in &mut it {
-        for (l, &v) in lanes.iter_mut().zip(c) {
-            let a = f(v).abs();
-            ok &= a <= f32::MAX; // NaN fails too
-            *l = if a > *l { a } else { *l };
+        for ((l, z), &v) in lanes.iter_mut().zip(zero.iter_mut()).zip(c) {
+            let v = f(v);
+            *z += v * 0.0;
+            *l = l.max(v.abs());
         }
     }
     for &v in it.remainder() {
-        let a = f(v).abs();
-        ok &= a <= f32::MAX;
-        lanes[0] = if a > lanes[0] { a } else { lanes[0] };
+        let v = f(v);
+        zero[0] += v * 0.0;
+        lanes[0] = lanes[0].max(v.abs());
     }
-    if ok {
+    if zero.iter().all(|&z| z == 0.0) {
         lanes.iter().fold(0.0f32, |a, &b| a.max(b))
     } else {
         f32::INFINITY
