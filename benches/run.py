@@ -6,6 +6,7 @@ and results.md.
     python benches/run.py --size ci      # default
     python benches/run.py --size full    # the issues' sizes (tens of minutes; 4 and 40 GB dumps)
     python benches/run.py --size 20gb    # full sizes with 2 and 20 GB dumps (fits a 64 GB disk)
+    python benches/run.py --size full --dump-size ci   # full sizes, 0.25 and 1 GB dumps (~20 min)
     python benches/run.py --only routing,neurons
     python benches/run.py --size full --readme   # also regenerate benches/README.md's table
 
@@ -68,6 +69,7 @@ def readme(text: str, command: str) -> None:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--size", choices=SIZES, default="ci")
+    p.add_argument("--dump-size", choices=SIZES, help="the dumps bench's size (default: --size)")
     p.add_argument("--only", default="", help="comma-separated bench names (file stems without bench_)")
     p.add_argument("--out", type=Path, default=HERE / "out")
     p.add_argument("--readme", action="store_true", help="regenerate the table in benches/README.md")
@@ -92,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
             continue
         try:
             module = importlib.import_module(f"bench_{name}")
-            for row in module.run(args.size if name == "dumps" else base, limits):
+            for row in module.run((args.dump_size or args.size) if name == "dumps" else base, limits):
                 print(row.line(limits), flush=True)
                 rows.append(row)
         except Exception:  # one broken bench must not hide the others' rows

@@ -42,8 +42,10 @@ class DumpWriter:
 
     zarr runs its I/O on its own event-loop thread and each synchronous call is a blocking
     round trip to it; the writer therefore goes through zarr's async API and makes one
-    round trip per flush for all its arrays, written concurrently (and one for the
-    commit, one for the coordinates).
+    round trip per flush for all its arrays (and one for the commit, one for the
+    coordinates). The arrays are written in turn, not concurrently: a write into a part-filled
+    shard rewrites the whole shard, so concurrent writes held one shard per array at once
+    (a 20000-sentence capture peaked 52 MiB higher).
     """
 
     def __init__(
@@ -197,7 +199,7 @@ class DumpWriter:
                     data = np.concatenate([b[gi][name] for b in self._buffer])
                     writes.append(self._write(name, data, self.rows[group]))
                 rows[group] += self._pending[group]
-            _sync(_all(writes))  # every array concurrently; waits for all, raises the first failure
+            _sync(_in_turn(writes))  # one round trip; arrays in turn, so one shard is held at a time
             # the commit: one atomic write of zarr.json, in its own round trip, so that an
             # interrupt while the arrays are written can never let it happen
             _sync(self._agroup.update_attributes({"xlt_rows": rows}))
@@ -291,6 +293,12 @@ async def _all(coros: Any) -> None:
     for result in await asyncio.gather(*coros, return_exceptions=True):
         if isinstance(result, BaseException):
             raise result
+
+
+async def _in_turn(coros: list) -> None:
+    """Await ``coros`` one after another (the rest are closed by the caller on a failure)."""
+    for c in coros:
+        await c
 
 
 def _default_chunk_bytes() -> int:

@@ -109,15 +109,14 @@ fn decode_rows<T: Elem>(
 ) -> Decoded {
     let d = a.ncols();
     out.clear();
-    out.resize((end - start) * d, 0.0);
+    out.reserve((end - start) * d);
     let mut bad = None;
     let rows = a.slice(ndarray::s![start..end, ..]);
-    for (i, (row, o)) in rows
-        .rows()
-        .into_iter()
-        .zip(out.chunks_exact_mut(d.max(1)))
-        .enumerate()
-    {
+    for (i, row) in rows.rows().into_iter().enumerate() {
+        // grown a row at a time: each row's passes stay in L1, the block is written once
+        let at = out.len();
+        out.resize(at + d, 0.0);
+        let o = &mut out[at..];
         match row.as_slice() {
             Some(r) => T::widen(r, o),
             None => o.iter_mut().zip(row).for_each(|(o, &v)| *o = v.to_f32()),
