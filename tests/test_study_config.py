@@ -11,10 +11,16 @@ from xlt.study import config, dryrun
 EXAMPLES = Path(__file__).parent.parent / "examples"
 
 
-def test_default_config_is_the_seed_design_on_a_tiny_moe():
+def test_default_config_is_the_factorial_design_on_a_tiny_moe():
     s = config.load()
     assert s.demo and s.models[0].family == "qwen3_moe" and s.models[0].is_moe
     assert s.source == xlt.languages.preset("seed").source
+    assert (s.targets, s.controls) == (
+        xlt.languages.preset("factorial").targets,
+        xlt.languages.preset("factorial").controls,
+    )
+    seed = xlt.languages.preset("seed")
+    assert set(seed.targets) < set(s.targets) and set(seed.controls) < set(s.controls)
     assert s.task.name == "sib200"
 
 

@@ -420,6 +420,14 @@ def report(ctx: Context, out: Path) -> None:
             "a few minutes on FLORES text), not a real LLM: its numbers show the pipeline, not the answer. "
             "Point `models:` in the same config at real checkpoints (see examples/seed_study.yaml) to run the study."
         )
+        seed = languages.preset("seed")
+        added = [languages.get(c).name for c in s.targets + s.controls if c not in seed.languages]
+        if added:
+            notes.append(
+                f"Languages: besides the seed paper's targets and controls, {', '.join(added)}, so that "
+                "the decomposition has more than seven languages, some sharing the source's script "
+                "or family but not both."
+            )
     first = s.models[0]
     pooled = {
         arm: pooled_gain(_results(ctx, first, "base"), _results(ctx, first, arm), list(s.source), seed=s.seed)
