@@ -171,6 +171,24 @@ def test_store_none_returns_loaded_dataset(corpus, qwen_tok):
     assert sorted(set(ds.item_id.values.tolist())) == sorted(i for i, _ in corpus[LANGS[0]])
 
 
+def test_periodic_collection_leaves_the_callers_gc_state(qwen_tok, tmp_path):
+    """Capture freezes what exists before its batches (so its collection every 16 batches
+    scans only theirs) and unfreezes after; a freeze the caller made is kept as it was."""
+    import gc
+
+    model = tiny("qwen3_moe", tokenizer=qwen_tok)
+    corpus = {lang: flores(lang, "dev")[:9] for lang in LANGS}  # 18 batches of one: it runs
+    assert gc.get_freeze_count() == 0
+    xlt.capture(model, corpus, store=tmp_path / "a", batch_size=1, progress=False)
+    assert gc.get_freeze_count() == 0
+    gc.freeze()
+    try:
+        ds = xlt.capture(model, corpus, store=tmp_path / "b", batch_size=1, progress=False)
+        assert gc.get_freeze_count() > 0 and ds.sizes["item"] == 9 * len(LANGS)  # not unfrozen
+    finally:
+        gc.unfreeze()
+
+
 def _resume_corpus(n: int) -> dict[str, list]:
     return {lang: flores(lang, "dev")[:n] for lang in LANGS}
 
