@@ -135,3 +135,13 @@ def test_capture_schema_names_every_variable_once():
         "expert": [0, 1, 2, 3],
     }
     assert all(v.dtype == np.int16 for v in coords.values())
+
+
+@pytest.mark.parametrize("labels", [[], ["arb_Arab", "heb_Hebr"], ["ذهب", "日本語", ""], ["a", "b" * 40]])
+def test_variable_width_strings_read_as_the_object_route_gives(labels):
+    from xlt.dumps.schema import fixed_width
+
+    a = np.array(labels, dtype=np.dtypes.StringDType())
+    want = a.astype(object).astype(str)
+    got = fixed_width(a)
+    assert got.dtype == want.dtype and got.tolist() == want.tolist()

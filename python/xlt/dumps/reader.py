@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from xlt.dumps.checks import CheckedArray, check_arrays, metadata, open_zarr, read_rows
-from xlt.dumps.schema import GROWING, decode_bf16, is_bf16
+from xlt.dumps.schema import GROWING, decode_bf16, fixed_width, is_bf16
 from xlt.errors import DataError
 
 
@@ -56,7 +56,7 @@ def open_dump(path: str | Path, *, decode: bool = True) -> Any:  # -> xarray.Dat
         if len(dims) == 1 and (dims[0] == name or dims[0] in GROWING):
             data = read_rows(arr, name, 0, n, rows)  # indexes and labels: small, loaded to select on
             if data.dtype.kind == "T":  # numpy's variable-width strings → plain fixed-width str
-                data = data.astype(object).astype(str)
+                data = fixed_width(data)
             labels += [name] if dims[0] != name else []
         else:  # rows past the commit (a crash mid-write) are not part of the dump
             spec = chunk_files(arr, n) if dims[0] in GROWING else None

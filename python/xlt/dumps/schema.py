@@ -105,6 +105,14 @@ def decode_bf16(bits: np.ndarray) -> np.ndarray:
     return (np.asarray(bits).view(np.uint16).astype(np.uint32) << 16).view(np.float32)
 
 
+def fixed_width(strings: np.ndarray) -> np.ndarray:
+    """numpy's variable-width strings (how zarr returns string arrays) as a fixed-width
+    ``str`` array, cast directly: through Python objects it took twice the time and a
+    transient ~60 bytes a label (70 MiB for a 1.1M-token dump's ``token_language``)."""
+    width = int(np.strings.str_len(strings).max()) if strings.size else 1
+    return strings.astype(f"<U{max(width, 1)}")
+
+
 def is_bf16(attrs: dict) -> bool:
     """Whether an array with these attributes holds bf16 bits."""
     return attrs.get("xlt_dtype") == BF16
