@@ -257,36 +257,33 @@ def test_cli_finetune_then_eval(tok, tmp_path):
     assert "heb_Hebr" in r.output and len(list((tmp_path / "ev").glob("results_*.json"))) == 1
 
 
+def _tune_rows(model, tok, sib, out, **kw):
+    """LoRA with answer_tokens on arb_Arab → (tuned model, training.json, the indices of the
+    input embedding rows that changed)."""
+    import torch
+
+    ft = finetune.lora(
+        (model, tok), sib, ["arb_Arab"], lr=0.05, answer_tokens=True, out=out, progress=False, **kw
+    )
+    meta = json.loads((out / "training.json").read_text())
+    before = model.get_input_embeddings().weight
+    after = ft.hf.merge_and_unload(safe_merge=True).get_input_embeddings().weight
+    return ft, meta, torch.nonzero((after - before).abs().sum(1) > 0).flatten().tolist()
+
+
 def test_answer_tokens_train_only_the_answer_rows_and_reload(tok, sib, tmp_path):
     """A model whose answer letters (" A".." G") never occurred in pre-training keeps their
     random, small embeddings, and LoRA alone cannot lift them over the trained rows (the
     demo's answer-token loss stalled near 10.5); answer_tokens trains exactly those rows."""
-    import torch
-
     model = tiny("llama", tok)
     answers = sorted(
         {t for _, lab in finetune.examples(tok, sib, ["arb_Arab"], limit=20) for t in lab if t != -100}
     )
     assert len(answers) >= 2
-    ft = finetune.lora(
-        (model, tok),
-        sib,
-        ["arb_Arab"],
-        steps=3,
-        lr=0.05,
-        limit=20,
-        answer_tokens=True,
-        out=tmp_path,
-        progress=False,
-    )
-    meta = json.loads((tmp_path / "training.json").read_text())
+    ft, meta, changed = _tune_rows(model, tok, sib, tmp_path, steps=3, limit=20)
     assert meta["answer_tokens"] == sorted({t for t in meta["answer_tokens"]}) and set(
         meta["answer_tokens"]
     ) <= set(answers)
-    merged = ft.hf.merge_and_unload(safe_merge=True)
-    before = model.get_input_embeddings().weight
-    after = merged.get_input_embeddings().weight
-    changed = torch.nonzero((after - before).abs().sum(1) > 0).flatten().tolist()
     assert changed == meta["answer_tokens"]  # those rows and no other
     tuned = evaluate(ft, sib, limit=N_EVAL, progress=False)
     reloaded = evaluate((tiny("llama", tok), tok), sib, adapter=tmp_path, limit=N_EVAL, progress=False)
@@ -300,29 +297,11 @@ def test_answer_tokens_train_only_the_answer_rows_and_reload(tok, sib, tmp_path)
 def test_input_tokens_train_the_input_rows_too(tok, sib, tmp_path):
     """input_tokens adds the embedding rows of every token of the training inputs to the
     answer rows: exactly those rows change, and the settings record it."""
-    import torch
-
     model = tiny("llama", tok)
     exs = finetune.examples(tok, sib, ["arb_Arab"], limit=6)
     answers = {t for _, lab in exs for t in lab if t != -100}
     inputs = {t for ids, _ in exs for t in ids}
     assert inputs - answers  # the inputs add rows
-    ft = finetune.lora(
-        (model, tok),
-        sib,
-        ["arb_Arab"],
-        steps=2,
-        lr=0.05,
-        limit=6,
-        answer_tokens=True,
-        input_tokens=True,
-        out=tmp_path,
-        progress=False,
-    )
-    meta = json.loads((tmp_path / "training.json").read_text())
+    _, meta, changed = _tune_rows(model, tok, sib, tmp_path, steps=2, limit=6, input_tokens=True)
     assert meta["input_tokens"] is True and set(meta["answer_tokens"]) == answers
-    merged = ft.hf.merge_and_unload(safe_merge=True)
-    before = model.get_input_embeddings().weight
-    after = merged.get_input_embeddings().weight
-    changed = torch.nonzero((after - before).abs().sum(1) > 0).flatten().tolist()
     assert changed == sorted(inputs | answers)

@@ -48,7 +48,7 @@ import xarray as xr
 
 from xlt import _core
 from xlt._arrays import aligned
-from xlt.dumps.schema import ROUTER_PROB, ROUTING
+from xlt.dumps.schema import ROUTER_PROB, ROUTING, fixed_width
 from xlt.errors import ConfigError, DataError, ShapeError
 
 __all__ = ["profile", "accumulate", "shift", "partial", "plot_usage", "plot_divergence"]  # noqa: F822 (lazy)
@@ -472,6 +472,8 @@ def _derive(language: np.ndarray, by: str) -> np.ndarray:
 def _as_str(values: Any) -> np.ndarray:
     """Labels as a fixed-width str array (dumps may hold numpy's variable-width StringDType)."""
     a = np.asarray(values)
+    if a.dtype.kind == "T":
+        return fixed_width(a)
     return a if a.dtype.kind == "U" else a.astype(object).astype(str)
 
 

@@ -50,9 +50,8 @@ def plan(study: Study) -> list[Step]:
         tiny = m.path.startswith("tiny:")
         speed = CPU_FLOPS if tiny else GPU_FLOPS
         mem = total * BYTES[m.dtype] * 1.2 / 1e9
-        evals = len(study.languages) * n_items * n_opts * tokens * 2 * active / speed
-        if tiny:
-            evals = len(study.languages) * n_items * TINY_ITEM_S * tokens / PROMPT_TOKENS
+        per_item = TINY_ITEM_S * tokens / PROMPT_TOKENS if tiny else n_opts * tokens * 2 * active / speed
+        evals = len(study.languages) * n_items * per_item
         if m.pretrain_steps:
             steps.append(
                 Step(
