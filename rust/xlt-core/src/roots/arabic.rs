@@ -7,7 +7,7 @@ use std::sync::LazyLock;
 
 use super::arabic_closed::CLOSED;
 use super::arabic_templates::{
-    compatible, ENDINGS, ENDINGS_BEFORE_PRONOUN, PATTERNS, PREFIXES, PRONOUNS,
+    compatible, DOUBLE_PRONOUNS, ENDINGS, ENDINGS_BEFORE_PRONOUN, PATTERNS, PREFIXES, PRONOUNS,
 };
 use super::attested;
 use super::engine::{self, Lang, Weak};
@@ -167,6 +167,15 @@ fn lang(root_cost: fn(&[char]) -> f32) -> Lang {
             let kind = if *p == "ي" && *ek == 3 { 4 } else { *ek };
             suffixes.push((format!("{e}{p}"), ec + pc, kind));
         }
+        // verbs only: a bare stem (3) or a subject ending (5, 6, 7)
+        let verbal = match ek {
+            3 => Some(5),
+            5..=7 => Some(*ek),
+            _ => None,
+        };
+        for (p, pc) in DOUBLE_PRONOUNS.iter().filter(|_| verbal.is_some()) {
+            suffixes.push((format!("{e}{p}"), ec + pc, verbal.unwrap_or(5)));
+        }
     }
     let list: Vec<(&str, f32, u8)> = suffixes
         .iter()
@@ -203,7 +212,7 @@ static LANG: LazyLock<Lang> = LazyLock::new(|| lang(attested_root_cost));
 static BARE: LazyLock<Lang> = LazyLock::new(|| lang(root_cost));
 
 /// Strip diacritics and tatweel, fold letter variants (Persian kaf/yeh, wasla),
-/// spell out a word-internal madda.
+/// spell out a word-internal madda, read a word-initial ءأ as the interrogative أأ.
 /// None if a character is not an Arabic letter.
 pub fn normalise(word: &str) -> Option<Vec<char>> {
     let mut out = Vec::with_capacity(word.len() / 2);
@@ -224,6 +233,10 @@ pub fn normalise(word: &str) -> Option<Vec<char>> {
             'ء'..='ي' if !matches!(c, 'ػ'..='ؿ') => out.push(c),
             _ => return None,
         }
+    }
+    // the interrogative أ as Quranic orthography writes it before another hamza (ءأنذرتهم)
+    if matches!(out[..], ['ء', 'أ' | 'إ', ..]) {
+        out[0] = 'أ';
     }
     Some(out)
 }
@@ -303,6 +316,30 @@ mod tests {
         assert_eq!(root("استيفاء").as_deref(), Some("وفي"));
         assert_eq!(root("أدلة").as_deref(), Some("دلل"));
         assert_eq!(root("قرآن").as_deref(), Some("قرء"));
+    }
+
+    #[test]
+    fn classical_spellings_and_clitics() {
+        // ta marbuta written ه: a noun ending, so also after the article
+        assert_eq!(root("المدرسه").as_deref(), Some("درس"));
+        assert_eq!(root("بالكتابه").as_deref(), Some("كتب"));
+        // ... which leaves root-final ه alone
+        assert_eq!(root("الوجه").as_deref(), Some("وجه"));
+        assert_eq!(root("التنبيه").as_deref(), Some("نبه"));
+        // the interrogative hamza before another, Quranic spelling
+        assert_eq!(root("ءأنذرتهم").as_deref(), Some("نذر"));
+        assert_eq!(root("ءامن").as_deref(), Some("ءمن"));
+        // two object pronouns on a verb
+        assert_eq!(root("أنلزمكموها").as_deref(), Some("لزم"));
+        assert_eq!(root("فسيكفيكهم").as_deref(), Some("كفي"));
+        assert_eq!(root("أسقيناكموه").as_deref(), Some("سقي"));
+        // the lam of command after و / ف
+        assert_eq!(root("فليكتب").as_deref(), Some("كتب"));
+        assert_eq!(root("وليعلم").as_deref(), Some("علم"));
+        // Form VIII of a geminate root
+        assert_eq!(root("احتج").as_deref(), Some("حجج"));
+        assert_eq!(root("يمتد").as_deref(), Some("مدد"));
+        assert_eq!(root("المرتد").as_deref(), Some("ردد"));
     }
 
     #[test]

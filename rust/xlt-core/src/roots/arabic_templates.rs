@@ -52,6 +52,11 @@ pub(super) const PREFIXES: &[(&str, f32, u8)] = &[
     ("لت", 1.5, 2),
     ("لن", 1.6, 2),
     ("لأ", 1.5, 2),
+    // the lam of command after و / ف (فليكتب, وليكن, فلتنظر)
+    ("ولي", 1.25, 2),
+    ("فلي", 1.3, 2),
+    ("ولت", 1.85, 2),
+    ("فلت", 1.9, 2),
     ("أ", 1.1, 0),
     ("أو", 1.3, 0),
     ("أف", 1.3, 0),
@@ -77,6 +82,9 @@ pub(super) const PREFIXES: &[(&str, f32, u8)] = &[
 pub(super) const ENDINGS: &[(&str, f32, u8)] = &[
     ("", 0.0, 0),
     ("ة", 0.2, 1),
+    // ta marbuta written as ha (manuscripts, informal text: المدرسه): a noun ending,
+    // so it may follow the article, which a pronoun ه may not
+    ("ه", 1.4, 1),
     ("ات", 0.5, 1),
     ("ان", 0.8, 0),
     ("ين", 0.7, 0),
@@ -140,6 +148,11 @@ pub(super) const PRONOUNS: &[(&str, f32)] = &[
     ("ني", 0.9),
     ("نا", 0.7),
 ];
+
+/// Two object pronouns on a verb, the first "you" (كمو before a pronoun): أنلزمكموها,
+/// فسيكفيكهم, أسقيناكموه.
+pub(super) const DOUBLE_PRONOUNS: &[(&str, f32)] =
+    &[("كموه", 1.2), ("كموها", 1.2), ("كموهم", 1.3), ("كهم", 1.4)];
 
 /// Stem templates (`C` = radical, `S` = radical that is not weak; `<`, `-`,
 /// `>`, `=` mark two-radical ones as initial-, hollow-, final-weak or geminate;
@@ -208,6 +221,10 @@ pub(super) const PATTERNS: &[(&str, f32)] = &[
     ("متCاCC*", 0.7),
     ("منCSC*", 0.8),
     ("مCتSC*", 0.8),
+    // Form VIII of a geminate root, its last two radicals merged (احتج, يمتد, مشتد)
+    ("اCتC=", 1.0),
+    ("CتC=!", 1.5),
+    ("مCتC=*", 1.0),
     ("اCطSC", 1.0),
     ("اCدSC", 1.2),
     ("مCطSC*", 1.1),
