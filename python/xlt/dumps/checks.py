@@ -72,16 +72,19 @@ def check_arrays(path: Path, group: Any, attrs: dict, *, coords: bool = True) ->
     holding committed rows stored."""
     rows, dims = attrs["xlt_rows"], attrs["xlt_dims"]
     names = sorted(({p.name for p in path.iterdir() if p.is_dir()} if coords else set()) | set(dims))
-    arrays = {}
+    opened = open_arrays(group, [name for name in names if (path / name / "zarr.json").is_file()])
+    arrays, coordinates = {}, {}
     for name in names:
         n = rows[dims[name][0]] if name in dims else None
         meta = path / name / "zarr.json"
-        if not meta.is_file():
+        if name not in opened:
             if n == 0 or (name not in dims and not (path / name / "c").exists()):
                 continue  # not written yet (no rows), or a stray folder
             raise DataError(f"array {name!r}: {meta} is missing; {DAMAGED}")
         try:
-            arr = group[name]
+            arr = opened[name]
+            if isinstance(arr, BaseException):
+                raise arr
             shape, got = tuple(arr.shape), tuple(arr.metadata.dimension_names or ())
         except Exception as e:
             raise DataError(
@@ -96,8 +99,9 @@ def check_arrays(path: Path, group: Any, attrs: dict, *, coords: bool = True) ->
         _check_sizes(name, arr)
         _check_chunks(path / name, name, arr, n)
         if name not in dims:  # a coordinate: small, read whole to check its checksums
-            read_rows(arr, name, 0, n, rows)
+            coordinates[name] = (arr, 0, n)
         arrays[name] = arr
+    read_many(coordinates, rows)
     for name, arr in arrays.items():  # fixed dimensions agree with their coordinates
         for dim, size in zip(arr.metadata.dimension_names[1:], arr.shape[1:], strict=True):
             if dim in arrays and dim not in dims and arrays[dim].shape[0] != size:
@@ -176,6 +180,45 @@ def _check_chunks(root: Path, name: str, arr: Any, n: int) -> None:
                 j = missing[0].tolist()
                 shown = j[0] if all(p == 1 for p in per[1:]) else tuple(j)
                 raise DataError(f"{where}: inner chunk {shown} is missing; {DAMAGED}")
+
+
+def open_arrays(group: Any, names: list[str]) -> dict[str, Any]:
+    """Arrays ``names`` of zarr group ``group``, opened in one round trip to zarr's event
+    loop: name → ``zarr.Array`` (or what the group holds there), or the exception raised."""
+    import zarr
+    from zarr.core.array import AsyncArray
+
+    got = _gather([group._async_group.getitem(name) for name in names])
+    return {n: zarr.Array(a) if isinstance(a, AsyncArray) else a for n, a in zip(names, got, strict=True)}
+
+
+def read_many(reads: dict[str, tuple[Any, int, int]], rows: dict) -> dict[str, np.ndarray]:
+    """:func:`read_rows` of several arrays (name → (array, start, stop)) in one round trip."""
+    names = list(reads)
+    got = _gather([reads[n][0]._async_array.getitem(slice(*reads[n][1:])) for n in names])
+    out = {}
+    for name, data in zip(names, got, strict=True):
+        arr, start, stop = reads[name]
+        if isinstance(data, Exception):
+            raise _read_error(arr, name, start, stop, data) from None
+        if isinstance(data, BaseException):
+            raise data
+        check_labels(name, data, rows, start)
+        out[name] = data
+    return out
+
+
+def _gather(coros: list) -> list:
+    """The results of ``coros`` (or the exceptions they raised), awaited concurrently in
+    one round trip to zarr's event loop."""
+    import asyncio
+
+    from zarr.core.sync import sync
+
+    async def run() -> list:
+        return await asyncio.gather(*coros, return_exceptions=True)
+
+    return sync(run())
 
 
 def read_rows(arr: Any, name: str, start: int, stop: int, rows: dict) -> np.ndarray:

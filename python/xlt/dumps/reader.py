@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from xlt.dumps.checks import CheckedArray, check_arrays, metadata, open_zarr, read_rows
+from xlt.dumps.checks import CheckedArray, check_arrays, metadata, open_zarr, read_many, read_rows
 from xlt.dumps.schema import GROWING, decode_bf16, fixed_width, is_bf16
 from xlt.errors import DataError
 
@@ -48,13 +48,21 @@ def open_dump(path: str | Path, *, decode: bool = True) -> Any:  # -> xarray.Dat
 
     _, attrs, arrays = _checked(Path(path))
     rows = attrs["xlt_rows"]
+    size = {
+        name: rows[d[0]] if (d := arr.metadata.dimension_names)[0] in GROWING else arr.shape[0]
+        for name, arr in arrays.items()
+    }
+    # indexes and labels: small, loaded (in one round trip) to select on
+    loaded = read_many(
+        {name: (arr, 0, size[name]) for name, arr in arrays.items() if _label(name, arr)}, rows
+    )
     variables, labels = {}, []
     for name, arr in arrays.items():
         dims = tuple(arr.metadata.dimension_names)
-        n = rows[dims[0]] if dims[0] in GROWING else arr.shape[0]
+        n = size[name]
         var_attrs = dict(arr.attrs)
-        if len(dims) == 1 and (dims[0] == name or dims[0] in GROWING):
-            data = read_rows(arr, name, 0, n, rows)  # indexes and labels: small, loaded to select on
+        if name in loaded:
+            data = loaded[name]
             if data.dtype.kind == "T":  # numpy's variable-width strings → plain fixed-width str
                 data = fixed_width(data)
             labels += [name] if dims[0] != name else []
@@ -80,6 +88,12 @@ def open_dump(path: str | Path, *, decode: bool = True) -> Any:  # -> xarray.Dat
     # a variable named like a dimension ("hidden") lands among the coordinates: make it data
     ds = ds.reset_coords([n for n in ds.coords if n not in ds.indexes])
     return ds.set_coords(labels)
+
+
+def _label(name: str, arr: Any) -> bool:
+    """Whether array ``name`` is an index (a coordinate) or a per-item/per-token label."""
+    dims = arr.metadata.dimension_names
+    return len(dims) == 1 and (dims[0] == name or dims[0] in GROWING)
 
 
 # -- the handshake with the Rust dump reader ----------------------------------

@@ -43,9 +43,9 @@ class DumpWriter:
     zarr runs its I/O on its own event-loop thread and each synchronous call is a blocking
     round trip to it; the writer therefore goes through zarr's async API and makes one
     round trip per flush for all its arrays (and one for the commit, one for the
-    coordinates). The arrays are written in turn, not concurrently: a write into a part-filled
-    shard rewrites the whole shard, so concurrent writes held one shard per array at once
-    (a 20000-sentence capture peaked 52 MiB higher).
+    coordinates). New arrays are created concurrently (metadata only), but written in turn:
+    a write into a part-filled shard rewrites the whole shard, so concurrent writes held one
+    shard per array at once (a 20000-sentence capture peaked 52 MiB higher).
     """
 
     def __init__(
@@ -192,20 +192,24 @@ class DumpWriter:
         if not self._buffer:
             return
         rows = dict(self.rows)
+        opens: list[Coroutine[Any, Any, None]] = []
         writes: list[Coroutine[Any, Any, None]] = []
         try:
             for gi, group in enumerate(GROWING):
                 for name in self._buffer[0][gi]:
-                    data = np.concatenate([b[gi][name] for b in self._buffer])
-                    writes.append(self._write(name, data, self.rows[group]))
+                    data, bf16 = _stored(np.concatenate([b[gi][name] for b in self._buffer]))
+                    start = self.rows[group]
+                    if name not in self._arrays:
+                        opens.append(self._open(name, data, bf16, start + data.shape[0]))
+                    writes.append(self._write(name, data, start))
                 rows[group] += self._pending[group]
-            _sync(_in_turn(writes))  # one round trip; arrays in turn, so one shard is held at a time
+            _sync(_write_all(opens, writes))
             # the commit: one atomic write of zarr.json, in its own round trip, so that an
             # interrupt while the arrays are written can never let it happen
             _sync(self._agroup.update_attributes({"xlt_rows": rows}))
         except BaseException:
-            for w in writes:
-                w.close()  # any never started (a no-op on those that ran)
+            for c in opens + writes:
+                c.close()  # any never started (a no-op on those that ran)
             self._failed = True  # never written again: a retry would append these rows twice
             raise
         finally:
@@ -214,21 +218,17 @@ class DumpWriter:
             self._buffered_bytes = 0
         self.rows = rows
 
+    async def _open(self, name: str, data: np.ndarray, bf16: bool, length: int) -> None:
+        """Open array ``name``, or create it (``length`` rows, ``data``'s row shape)."""
+        try:
+            self._arrays[name] = await self._agroup.getitem(name)
+        except KeyError:
+            self._arrays[name] = await self._create(name, data, bf16, length)
+
     async def _write(self, name: str, data: np.ndarray, start: int) -> None:
-        """Write ``data`` as rows ``start:`` of array ``name``, creating the array first."""
-        bf16 = data.dtype == bf16_dtype()
-        if bf16:
-            data = to_bits(data)
-        elif data.dtype.kind in "OUT":
-            data = data.astype(np.dtypes.StringDType())
+        """Write ``data`` (as stored: :func:`_stored`) as rows ``start:`` of open array ``name``."""
         stop = start + data.shape[0]
-        arr = self._arrays.get(name)
-        if arr is None:
-            try:
-                arr = await self._agroup.getitem(name)
-            except KeyError:
-                arr = await self._create(name, data, bf16, stop)  # already its new length
-            self._arrays[name] = arr
+        arr = self._arrays[name]
         if arr.shape[1:] != data.shape[1:]:
             raise DataError(f"{name!r} rows have shape {data.shape[1:]}, the dump has {arr.shape[1:]}")
         if arr.dtype != data.dtype:
@@ -295,10 +295,23 @@ async def _all(coros: Any) -> None:
             raise result
 
 
-async def _in_turn(coros: list) -> None:
-    """Await ``coros`` one after another (the rest are closed by the caller on a failure)."""
-    for c in coros:
-        await c
+async def _write_all(opens: list, writes: list) -> None:
+    """One round trip of a flush: the arrays not yet open are opened or created
+    concurrently (metadata only), then every array is written in turn (one shard held at
+    a time)."""
+    await _all(opens)
+    for w in writes:
+        await w
+
+
+def _stored(data: np.ndarray) -> tuple[np.ndarray, bool]:
+    """(``data`` as stored, whether it is bf16): bf16 as its uint16 bits, strings as
+    variable-width."""
+    if data.dtype == bf16_dtype():
+        return to_bits(data), True
+    if data.dtype.kind in "OUT":
+        return data.astype(np.dtypes.StringDType()), False
+    return data, False
 
 
 def _default_chunk_bytes() -> int:
