@@ -343,6 +343,28 @@ mod tests {
     }
 
     #[test]
+    fn function_words_with_their_clitics_have_no_root() {
+        for w in [
+            "وهذا",
+            "فإذا",
+            "ولما",
+            "فلما",
+            "إنما",
+            "أنه",
+            "بأنه",
+            "لأنها",
+            "فإنهم",
+            "ولكن",
+            "كأنه",
+        ] {
+            assert_eq!(root(w), None, "{w}");
+        }
+        // joined forms that are as often content words keep their analysis
+        assert_eq!(root("فهم").as_deref(), Some("فهم"));
+        assert_eq!(root("فقد").as_deref(), Some("فقد"));
+    }
+
+    #[test]
     fn defective_verbs_before_the_plural_waw() {
         // two radicals then the plural و: defective (or geminate), never hollow
         assert_eq!(root("رموا").as_deref(), Some("رمي"));

@@ -120,6 +120,63 @@ const FUNCTION_WORDS: &[&str] = &[
     "ذو",
     "ذي",
     "التى",
+    "لما",
+    "إنما",
+    "انما",
+    "كذلك",
+    "لأن",
+    "كأن",
+    "بأن",
+];
+
+/// Function words also written with و / ف joined (وهذا, فإذا, ولما); not those whose
+/// joined form is as often a content word (فهم, وهم, فقد, ولي, فعل).
+const JOINED: &[&str] = &[
+    "هذا",
+    "هذه",
+    "ذلك",
+    "تلك",
+    "هؤلاء",
+    "أولئك",
+    "كذلك",
+    "إذا",
+    "اذا",
+    "إذ",
+    "لما",
+    "إنما",
+    "انما",
+    "لم",
+    "لن",
+    "ما",
+    "لكن",
+    "لقد",
+    "حتى",
+    "هو",
+    "هي",
+    "أن",
+    "إن",
+    "ان",
+    "أما",
+    "لو",
+    "لولا",
+    "كما",
+    "مما",
+    "ثم",
+    "منذ",
+    "عند",
+    "أيضا",
+    "ايضا",
+    "ليس",
+    "لأن",
+    "بأن",
+    "كأن",
+];
+
+/// Inna and her sisters, which take an attached pronoun (أنه, لكنها, كأنهم, لأنه), and the
+/// pronouns they take.
+const PARTICLES: &[&str] = &["إن", "أن", "ان", "لكن", "كأن", "لأن", "بأن"];
+const PARTICLE_PRONOUNS: &[&str] = &[
+    "ه", "ها", "هم", "هما", "هن", "ك", "كم", "كما", "كن", "ي", "ني", "نا",
 ];
 
 /// Closed classes the templates cannot derive: the divine name (a fused
@@ -199,6 +256,18 @@ pub(super) static CLOSED: LazyLock<engine::WordMap<Option<&'static str>>> = Lazy
     // function words win over an irregular reading ("بني" is not "my son" here)
     for f in FUNCTION_WORDS {
         t.insert(f.chars().collect(), None);
+    }
+    for f in JOINED {
+        for c in ["و", "ف"] {
+            t.insert(format!("{c}{f}").chars().collect(), None);
+        }
+    }
+    for p in PARTICLES {
+        for s in PARTICLE_PRONOUNS {
+            for c in CONJUNCTIONS {
+                t.insert(format!("{c}{p}{s}").chars().collect(), None);
+            }
+        }
     }
     for (bare, before_pronoun) in PREPOSITIONS {
         for c in CONJUNCTIONS {
