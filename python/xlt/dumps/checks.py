@@ -66,10 +66,13 @@ def open_zarr(zarr: Any, path: Path, mode: str) -> Any:  # -> zarr.Group
         raise DataError(f"{path}/zarr.json cannot be opened ({type(e).__name__}: {e}); {DAMAGED}") from None
 
 
-def check_arrays(path: Path, group: Any, attrs: dict, *, coords: bool = True) -> dict[str, Any]:
+def check_arrays(
+    path: Path, group: Any, attrs: dict, *, coords: bool = True
+) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     """Every array of the dump (``coords=False``: its variables only), opened and checked:
     metadata readable, dimensions as recorded, sizes bounded and consistent, every chunk
-    holding committed rows stored."""
+    holding committed rows stored. Returns the arrays by name and the coordinates' values
+    (read whole to check them)."""
     rows, dims = attrs["xlt_rows"], attrs["xlt_dims"]
     names = sorted(({p.name for p in path.iterdir() if p.is_dir()} if coords else set()) | set(dims))
     opened = open_arrays(group, [name for name in names if (path / name / "zarr.json").is_file()])
@@ -101,7 +104,7 @@ def check_arrays(path: Path, group: Any, attrs: dict, *, coords: bool = True) ->
         if name not in dims:  # a coordinate: small, read whole to check its checksums
             coordinates[name] = (arr, 0, n)
         arrays[name] = arr
-    read_many(coordinates, rows)
+    values = read_many(coordinates, rows)
     for name, arr in arrays.items():  # fixed dimensions agree with their coordinates
         for dim, size in zip(arr.metadata.dimension_names[1:], arr.shape[1:], strict=True):
             if dim in arrays and dim not in dims and arrays[dim].shape[0] != size:
@@ -109,7 +112,7 @@ def check_arrays(path: Path, group: Any, attrs: dict, *, coords: bool = True) ->
                     f"array {name!r} has {size} along {dim!r}, the coordinate {dim!r} {arrays[dim].shape[0]}; "
                     + DAMAGED
                 )
-    return arrays
+    return arrays, values
 
 
 def _check_sizes(name: str, arr: Any) -> None:

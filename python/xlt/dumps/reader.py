@@ -19,12 +19,12 @@ def open_group(path: str | Path) -> tuple[Any, dict]:  # -> (zarr.Group, its att
     """The zarr group of the dump at ``path``, read-only, and its attributes, after checking
     the dump (metadata, sizes, every committed chunk stored); a `DataError` when there is no
     dump there, it is not an xlt dump, or it is damaged."""
-    group, attrs, _ = _checked(Path(path))
+    group, attrs, _, _ = _checked(Path(path))
     return group, attrs
 
 
-def _checked(path: Path) -> tuple[Any, dict, dict[str, Any]]:
-    """(group, attributes, arrays by name) of a dump, checked."""
+def _checked(path: Path) -> tuple[Any, dict, dict[str, Any], dict[str, np.ndarray]]:
+    """(group, attributes, arrays by name, coordinate values) of a dump, checked."""
     import zarr
 
     if not (path / "zarr.json").is_file():
@@ -33,7 +33,7 @@ def _checked(path: Path) -> tuple[Any, dict, dict[str, Any]]:
         )
     attrs = metadata(path)
     group = open_zarr(zarr, path, "r")
-    return group, attrs, check_arrays(path, group, attrs)
+    return group, attrs, *check_arrays(path, group, attrs)
 
 
 def open_dump(path: str | Path, *, decode: bool = True) -> Any:  # -> xarray.Dataset
@@ -46,16 +46,17 @@ def open_dump(path: str | Path, *, decode: bool = True) -> Any:  # -> xarray.Dat
     import dask.array as da
     import xarray as xr
 
-    _, attrs, arrays = _checked(Path(path))
+    _, attrs, arrays, coords = _checked(Path(path))
     rows = attrs["xlt_rows"]
     size = {
         name: rows[d[0]] if (d := arr.metadata.dimension_names)[0] in GROWING else arr.shape[0]
         for name, arr in arrays.items()
     }
-    # indexes and labels: small, loaded (in one round trip) to select on
-    loaded = read_many(
-        {name: (arr, 0, size[name]) for name, arr in arrays.items() if _label(name, arr)}, rows
-    )
+    # indexes (read by the check) and labels (in one round trip): small, loaded to select on
+    to_read = {
+        name: (arr, 0, size[name]) for name, arr in arrays.items() if name not in coords and _label(name, arr)
+    }
+    loaded = coords | read_many(to_read, rows)
     variables, labels = {}, []
     for name, arr in arrays.items():
         dims = tuple(arr.metadata.dimension_names)

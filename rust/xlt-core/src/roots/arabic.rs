@@ -169,12 +169,12 @@ fn lang(root_cost: fn(&[char]) -> f32) -> Lang {
         }
         // verbs only: a bare stem (3) or a subject ending (5, 6, 7)
         let verbal = match ek {
-            3 => Some(5),
-            5..=7 => Some(*ek),
-            _ => None,
+            3 => 5,
+            5..=7 => *ek,
+            _ => continue,
         };
-        for (p, pc) in DOUBLE_PRONOUNS.iter().filter(|_| verbal.is_some()) {
-            suffixes.push((format!("{e}{p}"), ec + pc, verbal.unwrap_or(5)));
+        for (p, pc) in DOUBLE_PRONOUNS {
+            suffixes.push((format!("{e}{p}"), ec + pc, verbal));
         }
     }
     let list: Vec<(&str, f32, u8)> = suffixes
