@@ -70,6 +70,33 @@ def test_uncommitted_rows_are_cut_off_and_resumed(tmp_path):
     assert open_dump(tmp_path / "d").item_id.values.tolist() == [0, 1, 2, 3]
 
 
+def test_a_dump_smaller_than_a_chunk_is_not_padded_and_can_grow(tmp_path):
+    # every chunk is stored whole: 40 items of a (layer, hidden) = (2, 3) bf16 row once took one
+    # 4 MiB chunk file; created by the last flush, the array's chunks are sized to its rows
+    # (at least an eighth of the budget), and later appends keep that chunking
+    rng = np.random.default_rng(3)
+    budget = 1 << 16
+    first = [block(0, 40, rng)]
+    with DumpWriter(tmp_path / "d", attrs=ATTRS, dims=DIMS, coords=COORDS, chunk_bytes=budget) as w:
+        w.append(*first[0])
+    hidden = w.group["hidden"]
+    row = 2 * 3 * 2  # bytes of one bf16 row
+    assert hidden.chunks[0] == budget // row // 8  # 40 rows < the floor of an eighth
+    stored = sum(f.stat().st_size for f in (tmp_path / "d" / "hidden" / "c").rglob("*") if f.is_file())
+    assert stored < budget // 4, stored  # not the full-budget chunk (the floor, plus the shard index)
+    more = [block(40, 700, rng)]  # grows past the small chunk: several chunks, still exact
+    with DumpWriter(tmp_path / "d", attrs=ATTRS, dims=DIMS, coords=COORDS, chunk_bytes=budget) as w:
+        w.append(*more[0])
+    assert w.group["hidden"].chunks[0] == hidden.chunks[0]
+    want = np.concatenate([b[0]["hidden"] for b in first + more]).astype(np.float32)
+    np.testing.assert_array_equal(open_dump(tmp_path / "d").hidden.values, want)
+    # a writer that flushes mid-way (not the last flush) keeps full-budget chunks
+    with DumpWriter(tmp_path / "e", attrs=ATTRS, dims=DIMS, coords=COORDS, chunk_bytes=budget) as w:
+        w.append(*block(0, 40, rng))
+        w.flush()
+    assert w.group["hidden"].chunks[0] == budget // row
+
+
 def test_refusals(tmp_path):
     rng = np.random.default_rng(2)
     with DumpWriter(tmp_path / "d", attrs=ATTRS, dims=DIMS, coords=COORDS) as w:
