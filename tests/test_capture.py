@@ -146,6 +146,18 @@ def test_special_tokens_never_counted(qwen_tok, tmp_path):
     assert ds.word_id.values.min() >= 0
 
 
+def test_word_ids_are_the_tokenizers_per_text(qwen_tok, tmp_path):
+    # batched and padded, each token's stored word index is the one the tokenizer gives
+    # the text alone
+    model = tiny("qwen3_moe", tokenizer=qwen_tok)
+    texts = ["Hello world, again", "one", "a much longer sentence with several words in it"]
+    corpus = {"eng_Latn": list(enumerate(texts))}
+    ds = xlt.capture(model, corpus, hidden=None, progress=False, store=tmp_path / "w", batch_size=3)
+    for i, text in enumerate(texts):
+        want = [w for w in qwen_tok(text).word_ids() if w is not None]
+        assert ds.word_id.values[ds.token_item.values == i].tolist() == want
+
+
 def test_bos_fed_to_the_model_but_not_recorded(tmp_path):
     from xlt.assets import qwen_tokenizer
 

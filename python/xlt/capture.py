@@ -373,13 +373,14 @@ def _route(out: Any, keep: Any, spec: tuple, mods: Any) -> tuple[Any, Any, Any]:
 
 
 def _word_ids(enc: Any, b: int, s: int) -> Any:
+    """Each token's word index in its text (-1: special or padding; all -1 without a fast
+    tokenizer's encodings), as a (b, s) int32 tensor built in one conversion."""
     import torch
 
-    out = torch.full((b, s), -1, dtype=torch.int32)
-    if getattr(enc, "encodings", None):
-        for i in range(b):
-            out[i] = torch.tensor([-1 if w is None else w for w in enc.word_ids(i)], dtype=torch.int32)
-    return out
+    if not getattr(enc, "encodings", None):
+        return torch.full((b, s), -1, dtype=torch.int32)
+    rows = [[-1 if w is None else w for w in e.word_ids] for e in enc.encodings]
+    return torch.from_numpy(np.asarray(rows, dtype=np.int32).reshape(b, s))
 
 
 def _numpy(t: Any, dtype: str) -> np.ndarray:
