@@ -365,6 +365,19 @@ mod tests {
     }
 
     #[test]
+    fn raa_and_jaa_have_their_own_paradigms() {
+        // رأى drops its hamza in the imperfect; جاء's hollow letter is ي
+        for w in ["يرى", "ترى", "نرى", "أرى", "يرون", "فسيرى", "نراه", "أراك", "يرونهم", "أفرأيتم"] {
+            assert_eq!(root(w).as_deref(), Some("رءي"), "{w}");
+        }
+        for w in ["جاء", "وجاءت", "جاءوا", "جئتك", "فجاءهم", "يجيء", "مجيء", "جئنا"] {
+            assert_eq!(root(w).as_deref(), Some("جيء"), "{w}");
+        }
+        // not a word of another root that shares the letters
+        assert_eq!(root("الترويج").as_deref(), Some("روج"));
+    }
+
+    #[test]
     fn defective_verbs_before_the_plural_waw() {
         // two radicals then the plural و: defective (or geminate), never hollow
         assert_eq!(root("رموا").as_deref(), Some("رمي"));

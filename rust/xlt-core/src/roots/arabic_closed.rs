@@ -223,6 +223,28 @@ const IRREGULAR_PREFIXES: &[&str] = &[
 ];
 const IRREGULAR_SUFFIXES: &[&str] = &["", "ه", "ها", "هم", "هما", "هن", "ك", "كم", "ي", "نا"];
 
+/// The two verbs whose paradigms the templates cannot derive: رأى, the one verb that
+/// drops its hamza in the imperfect (يرى, نراه: not a root ير- or رو-), and جاء, whose
+/// hollow ي shows in no common form but يجيء. As written alone, and as written before an
+/// object pronoun (يرى → يراه, جاءوا → جاءوه), with the clitics a verb takes.
+const IRREGULAR_VERBS: &[(&[&str], &[&str], &str)] = &[
+    (
+        &["يرى", "ترى", "نرى", "أرى", "يرون", "ترون", "يروا", "تروا", "يرين", "ترين", "يريان", "تريان"],
+        &["يرا", "ترا", "نرا", "أرا", "يرو", "ترو", "يرون", "ترون", "يري", "تري", "نري", "أري"],
+        "رءي",
+    ),
+    (
+        &[
+            "جاء", "جاءت", "جاءوا", "جاؤوا", "جاءا", "جاءتا", "جئت", "جئنا", "جئتم", "جئتما", "جئن", "يجيء",
+            "تجيء", "نجيء", "أجيء", "يجيئون", "تجيئون", "يجيئوا", "تجيئوا", "مجيء", "جيء",
+        ],
+        &["جاء", "جاءت", "جاءو", "جاؤو", "جئت", "جئنا", "جئتم", "يجيئ", "تجيئ", "نجيئ", "أجيئ"],
+        "جيء",
+    ),
+];
+const VERB_PREFIXES: &[&str] = &["", "و", "ف", "ل", "أ", "أف", "أو", "ول", "فل", "س", "وس", "فس"];
+const OBJECT_PRONOUNS: &[&str] = &["ه", "ها", "هم", "هما", "هن", "ك", "كم", "كما", "كن", "ني", "نا"];
+
 /// Prepositions as written before a pronoun (على → علي, إلى → إلي, لدى → لدي):
 /// with و / ف before them and a pronoun after, still function words. (Most of
 /// their bare forms are in `FUNCTION_WORDS`; the list and the bare forms both
@@ -250,6 +272,18 @@ pub(super) static CLOSED: LazyLock<engine::WordMap<Option<&'static str>>> = Lazy
         for p in IRREGULAR_PREFIXES {
             for s in IRREGULAR_SUFFIXES {
                 t.insert(format!("{p}{stem}{s}").chars().collect(), Some(*root));
+            }
+        }
+    }
+    for (alone, before_pronoun, root) in IRREGULAR_VERBS {
+        for p in VERB_PREFIXES {
+            for v in *alone {
+                t.insert(format!("{p}{v}").chars().collect(), Some(*root));
+            }
+            for v in *before_pronoun {
+                for s in OBJECT_PRONOUNS {
+                    t.insert(format!("{p}{v}{s}").chars().collect(), Some(*root));
+                }
             }
         }
     }
