@@ -365,7 +365,7 @@ mod tests {
     }
 
     #[test]
-    fn raa_and_jaa_have_their_own_paradigms() {
+    fn irregular_verbs_have_their_own_paradigms() {
         // رأى drops its hamza in the imperfect; جاء's hollow letter is ي
         for w in ["يرى", "ترى", "نرى", "أرى", "يرون", "فسيرى", "نراه", "أراك", "يرونهم", "أفرأيتم"] {
             assert_eq!(root(w).as_deref(), Some("رءي"), "{w}");
@@ -373,6 +373,18 @@ mod tests {
         for w in ["جاء", "وجاءت", "جاءوا", "جئتك", "فجاءهم", "يجيء", "مجيء", "جئنا"] {
             assert_eq!(root(w).as_deref(), Some("جيء"), "{w}");
         }
+        // اتخذ: Form VIII of أخذ, its hamza assimilated (not a root وخذ)
+        for w in ["اتخذ", "واتخذوا", "يتخذون", "فاتخذوه", "لاتخاذ", "المتخذة", "أتتخذنا"] {
+            assert_eq!(root(w).as_deref(), Some("ءخذ"), "{w}");
+        }
+        assert_eq!(root("اتصل").as_deref(), Some("وصل"));
+    }
+
+    #[test]
+    fn an_unattested_root_in_y_is_an_imperfect_prefix() {
+        // ي + a geminate the table attests, not a root يظن
+        assert_eq!(root("يظن").as_deref(), Some("ظنن"));
+        assert_eq!(root("يمين").as_deref(), Some("يمن")); // a listed root in ي keeps it
         // not a word of another root that shares the letters
         assert_eq!(root("الترويج").as_deref(), Some("روج"));
     }

@@ -215,6 +215,13 @@ const IRREGULAR: &[(&str, &str)] = &[
     ("اثنين", "ثني"),
     ("اثنتان", "ثني"),
     ("اثنتين", "ثني"),
+    // the nouns of اتخذ (see `IRREGULAR_VERBS`)
+    ("اتخاذ", "ءخذ"),
+    ("متخذ", "ءخذ"),
+    ("متخذة", "ءخذ"),
+    ("متخذا", "ءخذ"),
+    ("متخذين", "ءخذ"),
+    ("متخذون", "ءخذ"),
 ];
 
 /// Clitics that may precede an irregular stem, and pronouns that may follow it.
@@ -223,10 +230,12 @@ const IRREGULAR_PREFIXES: &[&str] = &[
 ];
 const IRREGULAR_SUFFIXES: &[&str] = &["", "ه", "ها", "هم", "هما", "هن", "ك", "كم", "ي", "نا"];
 
-/// The two verbs whose paradigms the templates cannot derive: رأى, the one verb that
-/// drops its hamza in the imperfect (يرى, نراه: not a root ير- or رو-), and جاء, whose
-/// hollow ي shows in no common form but يجيء. As written alone, and as written before an
-/// object pronoun (يرى → يراه, جاءوا → جاءوه), with the clitics a verb takes.
+/// The verbs whose paradigms the templates cannot derive: رأى, the one verb that drops
+/// its hamza in the imperfect (يرى, نراه: not a root ير- or رو-); جاء, whose hollow ي
+/// shows in no common form but يجيء; and اتخذ, Form VIII of أخذ with its hamza
+/// assimilated to the ت (the templates restore an assimilated و: اتصل → وصل). As written
+/// alone, and as written before an object pronoun (يرى → يراه, جاءوا → جاءوه), with the
+/// clitics a verb takes.
 const IRREGULAR_VERBS: &[(&[&str], &[&str], &str)] = &[
     (
         &["يرى", "ترى", "نرى", "أرى", "يرون", "ترون", "يروا", "تروا", "يرين", "ترين", "يريان", "تريان"],
@@ -240,6 +249,17 @@ const IRREGULAR_VERBS: &[(&[&str], &[&str], &str)] = &[
         ],
         &["جاء", "جاءت", "جاءو", "جاؤو", "جئت", "جئنا", "جئتم", "يجيئ", "تجيئ", "نجيئ", "أجيئ"],
         "جيء",
+    ),
+    (
+        &[
+            "اتخذ", "اتخذت", "اتخذا", "اتخذوا", "اتخذنا", "اتخذتم", "اتخذن", "يتخذ", "تتخذ", "نتخذ", "أتخذ",
+            "يتخذون", "تتخذون", "يتخذوا", "تتخذوا", "يتخذان", "تتخذان", "تتخذين", "يتخذن", "اتخذي",
+        ],
+        &[
+            "اتخذ", "اتخذت", "اتخذو", "اتخذنا", "اتخذتمو", "يتخذ", "تتخذ", "نتخذ", "أتخذ", "يتخذون",
+            "تتخذون", "يتخذو", "تتخذو",
+        ],
+        "ءخذ",
     ),
 ];
 const VERB_PREFIXES: &[&str] = &["", "و", "ف", "ل", "أ", "أف", "أو", "ول", "فل", "س", "وس", "فس"];

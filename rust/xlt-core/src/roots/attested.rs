@@ -22,6 +22,8 @@ const SATURATION: f32 = 20.0;
 /// where both readings are common (سمو/سمي, عون/عين), the text still decides.
 const RIVAL: f32 = 0.5;
 const RIVAL_MAX: f32 = 1.0;
+/// Extra cost of an unlisted root whose first radical is ي.
+const Y_INITIAL: f32 = 1.0;
 
 const TABLE: &str = include_str!("arabic_attested.tsv");
 
@@ -107,7 +109,10 @@ pub fn cost(r: &[char]) -> f32 {
         4 => ATTESTED.four.get(&key(r)).copied().unwrap_or(255),
         _ => return 0.0,
     };
-    UNATTESTED * q as f32 / 255.0
+    // few roots begin with ي (يسر, يقن, يمن): one the text never attests is more likely
+    // an imperfect prefix on a root it does (يظن: ي + ظنن, not a root يظن)
+    let extra = if q == 255 && r[0] == 'ي' { Y_INITIAL } else { 0.0 };
+    UNATTESTED * q as f32 / 255.0 + extra
 }
 
 #[cfg(test)]
@@ -123,6 +128,8 @@ mod tests {
         assert_eq!(c("علم"), 0.0);
         assert_eq!(c("كتب"), 0.0);
         assert_eq!(c("ظظظ"), UNATTESTED);
+        assert_eq!(c("يظظ"), UNATTESTED + Y_INITIAL);
+        assert!(c("يمن") < UNATTESTED); // a listed root in ي: the table alone
         assert_eq!(quantised(0.0, 0.0), 255);
         assert!((1..255).contains(&quantised(3.0, 0.0)));
         assert_eq!(quantised(SATURATION, 0.0), 0);
