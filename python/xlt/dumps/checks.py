@@ -67,12 +67,13 @@ def open_zarr(zarr: Any, path: Path, mode: str) -> Any:  # -> zarr.Group
 
 
 def check_arrays(
-    path: Path, group: Any, attrs: dict, *, coords: bool = True
+    path: Path, group: Any, attrs: dict, *, coords: bool = True, labels: bool = False
 ) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     """Every array of the dump (``coords=False``: its variables only), opened and checked:
     metadata readable, dimensions as recorded, sizes bounded and consistent, every chunk
     holding committed rows stored. Returns the arrays by name and the coordinates' values
-    (read whole to check them)."""
+    (read whole to check them); ``labels=True`` reads the committed rows of the per-item and
+    per-token labels too (1-D variables), in the same round trip."""
     rows, dims = attrs["xlt_rows"], attrs["xlt_dims"]
     names = sorted(({p.name for p in path.iterdir() if p.is_dir()} if coords else set()) | set(dims))
     opened = open_arrays(group, [name for name in names if (path / name / "zarr.json").is_file()])
@@ -101,7 +102,8 @@ def check_arrays(
             raise DataError(f"array {name!r} holds {shape[0]} rows, {n} were committed; {DAMAGED}")
         _check_sizes(name, arr)
         _check_chunks(path / name, name, arr, n)
-        if name not in dims:  # a coordinate: small, read whole to check its checksums
+        # a coordinate: small, read whole to check its checksums
+        if name not in dims or (labels and len(want) == 1):
             coordinates[name] = (arr, 0, n)
         arrays[name] = arr
     values = read_many(coordinates, rows)

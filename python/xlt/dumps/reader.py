@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from xlt.dumps.checks import CheckedArray, check_arrays, metadata, open_zarr, read_many, read_rows
+from xlt.dumps.checks import CheckedArray, check_arrays, metadata, open_zarr, read_rows
 from xlt.dumps.schema import GROWING, decode_bf16, fixed_width, is_bf16
 from xlt.errors import DataError
 
@@ -23,8 +23,9 @@ def open_group(path: str | Path) -> tuple[Any, dict]:  # -> (zarr.Group, its att
     return group, attrs
 
 
-def _checked(path: Path) -> tuple[Any, dict, dict[str, Any], dict[str, np.ndarray]]:
-    """(group, attributes, arrays by name, coordinate values) of a dump, checked."""
+def _checked(path: Path, labels: bool = False) -> tuple[Any, dict, dict[str, Any], dict[str, np.ndarray]]:
+    """(group, attributes, arrays by name, values of the coordinates and, with ``labels``,
+    of the labels) of a dump, checked."""
     import zarr
 
     if not (path / "zarr.json").is_file():
@@ -33,7 +34,7 @@ def _checked(path: Path) -> tuple[Any, dict, dict[str, Any], dict[str, np.ndarra
         )
     attrs = metadata(path)
     group = open_zarr(zarr, path, "r")
-    return group, attrs, *check_arrays(path, group, attrs)
+    return group, attrs, *check_arrays(path, group, attrs, labels=labels)
 
 
 def open_dump(path: str | Path, *, decode: bool = True) -> Any:  # -> xarray.Dataset
@@ -46,17 +47,13 @@ def open_dump(path: str | Path, *, decode: bool = True) -> Any:  # -> xarray.Dat
     import dask.array as da
     import xarray as xr
 
-    _, attrs, arrays, coords = _checked(Path(path))
+    # indexes and labels, read by the check in one round trip: small, loaded to select on
+    _, attrs, arrays, loaded = _checked(Path(path), labels=True)
     rows = attrs["xlt_rows"]
     size = {
         name: rows[d[0]] if (d := arr.metadata.dimension_names)[0] in GROWING else arr.shape[0]
         for name, arr in arrays.items()
     }
-    # indexes (read by the check) and labels (in one round trip): small, loaded to select on
-    to_read = {
-        name: (arr, 0, size[name]) for name, arr in arrays.items() if name not in coords and _label(name, arr)
-    }
-    loaded = coords | read_many(to_read, rows)
     variables, labels = {}, []
     for name, arr in arrays.items():
         dims = tuple(arr.metadata.dimension_names)
@@ -89,12 +86,6 @@ def open_dump(path: str | Path, *, decode: bool = True) -> Any:  # -> xarray.Dat
     # a variable named like a dimension ("hidden") lands among the coordinates: make it data
     ds = ds.reset_coords([n for n in ds.coords if n not in ds.indexes])
     return ds.set_coords(labels)
-
-
-def _label(name: str, arr: Any) -> bool:
-    """Whether array ``name`` is an index (a coordinate) or a per-item/per-token label."""
-    dims = arr.metadata.dimension_names
-    return len(dims) == 1 and (dims[0] == name or dims[0] in GROWING)
 
 
 # -- the handshake with the Rust dump reader ----------------------------------
