@@ -390,6 +390,22 @@ mod tests {
     }
 
     #[test]
+    fn imperfect_dual_and_feminine_before_an_object_pronoun() {
+        // يكتبان + ه, تستخرجين + ها: a noun drops its ن there, a verb keeps it
+        for (w, r) in [
+            ("يكتبانه", "كتب"),
+            ("فسيحفظانها", "حفظ"),
+            ("تستخرجينه", "خرج"),
+            ("ستشكرينهم", "شكر"),
+            ("أتستغفرانه", "غفر"),
+        ] {
+            assert_eq!(root(w).as_deref(), Some(r), "{w}");
+        }
+        // a nisba's feminine plural before a pronoun (مسرحياته)
+        assert_eq!(root("مسرحياتهما").as_deref(), Some("سرح"));
+    }
+
+    #[test]
     fn defective_verbs_before_the_plural_waw() {
         // two radicals then the plural و: defective (or geminate), never hollow
         assert_eq!(root("رموا").as_deref(), Some("رمي"));
