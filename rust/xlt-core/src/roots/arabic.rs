@@ -115,7 +115,7 @@ fn restore(r: &[char; 2], weak: Weak, prefix: Option<u8>, suffix: Option<u8>) ->
     if ((both && !plural && !nominal) || weak == Weak::Hollow) && !is_weak(b) {
         // a consonantal subject suffix shortens the hollow perfect (قلت, كنا)
         let c = match (weak, suffix) {
-            (Weak::Hollow, _) | (_, Some(6)) => 0.0,
+            (Weak::Hollow, _) | (_, Some(6 | 9)) => 0.0,
             _ => 0.8,
         };
         out[1] = Some(([a, 'و', b], c));
@@ -124,6 +124,7 @@ fn restore(r: &[char; 2], weak: Weak, prefix: Option<u8>, suffix: Option<u8>) ->
     if both || weak == Weak::Final {
         // the plural و follows the second radical of defective verbs (بقوا, ألقوه)
         let c = match weak {
+            Weak::Final | Weak::Any if suffix == Some(9) => 0.0,
             Weak::Final => 0.0,
             _ if plural => PLURAL_FINAL,
             _ => 0.9,
@@ -403,6 +404,18 @@ mod tests {
         }
         // a nisba's feminine plural before a pronoun (مسرحياته)
         assert_eq!(root("مسرحياتهما").as_deref(), Some("سرح"));
+    }
+
+    #[test]
+    fn the_perfect_ta_after_two_radicals() {
+        // 3rd feminine: a defective stem drops its last radical (مضت, دعت)
+        for (w, r) in [("مضت", "مضي"), ("دعت", "دعو"), ("أتت", "ءتي"), ("بكت", "بكي"), ("مشت", "مشي")] {
+            assert_eq!(root(w).as_deref(), Some(r), "{w}");
+        }
+        // 1st/2nd person: a hollow stem shortens (قلت, كنت); 3rd feminine keeps it (قالت)
+        for (w, r) in [("قلت", "قول"), ("كنت", "كون"), ("بعت", "بيع"), ("قالت", "قول")] {
+            assert_eq!(root(w).as_deref(), Some(r), "{w}");
+        }
     }
 
     #[test]

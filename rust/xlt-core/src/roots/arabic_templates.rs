@@ -6,7 +6,8 @@
 // suffixes 0 = none/any, 1 = nominal, 2 = verbal, 3 = pronoun, 4 = nominal + pronoun,
 // 5 = verbal + pronoun, 6 = perfect subject beginning with a consonant (+ pronoun),
 // 7 = plural subject و (+ pronoun), 8 = plural ون (nominal, or verbal after an
-// imperfect prefix).
+// imperfect prefix), 9 = the perfect's ت (1st/2nd person, which shortens a hollow
+// stem: قلت, or 3rd feminine, which drops a defective one's last radical: رمت, مضت).
 pub(super) fn compatible(p: u8, s: u8) -> bool {
     match p {
         1 => matches!(s, 0 | 1 | 8),
@@ -104,7 +105,7 @@ pub(super) const ENDINGS: &[(&str, f32, u8)] = &[
     ("يتين", 1.1, 1),
     ("يتان", 1.1, 1),
     ("وا", 0.6, 7),
-    ("ت", 0.5, 6),
+    ("ت", 0.5, 9),
     ("تم", 0.8, 6),
     ("تما", 1.0, 6),
     ("تن", 1.0, 6),
