@@ -91,6 +91,14 @@ fn restore(r: &[char; 2], weak: Weak, prefix: Option<u8>, suffix: Option<u8>) ->
     let prefixed = prefix.is_some_and(|k| k != 1);
     let [a, b] = *r;
     let mut out: engine::Restored = [None; 6];
+    if weak == Weak::Shortened {
+        // a derived Form's hollow stem before a consonantal subject suffix (أردت, اخترنا)
+        if matches!(suffix, Some(6 | 9)) && !is_weak(b) {
+            out[1] = Some(([a, 'و', b], 0.0));
+            out[4] = Some(([a, 'ي', b], WEAK_Y));
+        }
+        return out;
+    }
     let both = matches!(weak, Weak::Any);
     // a noun ending after two radicals: the fi'la of an assimilated root (صلة,
     // ثقة, جهات) or a geminate or defective noun, never a hollow one, whose
@@ -414,6 +422,13 @@ mod tests {
         }
         // 1st/2nd person: a hollow stem shortens (قلت, كنت); 3rd feminine keeps it (قالت)
         for (w, r) in [("قلت", "قول"), ("كنت", "كون"), ("بعت", "بيع"), ("قالت", "قول")] {
+            assert_eq!(root(w).as_deref(), Some(r), "{w}");
+        }
+        // so does a derived Form's (أراد → أردت, استطاع → استطعت), only before a subject suffix
+        for (w, r) in [("أردت", "رود"), ("أقمنا", "قوم"), ("أجبتم", "جوب"), ("استطعت", "طوع")] {
+            assert_eq!(root(w).as_deref(), Some(r), "{w}");
+        }
+        for (w, r) in [("أجرة", "ءجر"), ("لأجلنا", "ءجل"), ("واحتلت", "حلل")] {
             assert_eq!(root(w).as_deref(), Some(r), "{w}");
         }
     }

@@ -255,6 +255,11 @@ pub(super) const PATTERNS: &[(&str, f32)] = &[
     ("مCاC-*", 1.0),
     ("مCيC-*", 0.7),
     ("أCاC-", 0.5),
+    // Forms IV, VIII and X of hollow roots, shortened before a consonantal subject
+    // suffix (أردت, اخترنا, استطعتم)
+    ("أCC~", 1.1),
+    ("اCتC~", 1.1),
+    ("استCC~", 0.9),
     ("إCاC-", 0.5),
     ("اCاC-", 1.2),
     ("استCاC-", 0.5),

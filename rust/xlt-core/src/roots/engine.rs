@@ -79,6 +79,9 @@ pub enum Weak {
     Final,
     /// Second radical repeated (geminate roots).
     Geminate,
+    /// Middle radical of a hollow stem whose long vowel a consonantal subject suffix
+    /// shortened (Arabic أردت, استطعت): restored only before such a suffix.
+    Shortened,
 }
 
 /// Everything language-specific the engine needs.
@@ -178,7 +181,7 @@ pub fn suffixes(list: &[(&str, f32, u8)]) -> Affixes {
 /// Compile templates: `C` = radical, `S` = radical that is not a weak letter,
 /// `{xy}` = radical `y` written `x`; a trailing `<`, `-`, `>`, `=` on the
 /// template marks a two-radical one as initial-, hollow-, final-weak or
-/// geminate, a trailing `+` restricts it to stems followed by a suffix, a
+/// geminate (`~`: hollow, shortened before a subject suffix), a trailing `+` restricts it to stems followed by a suffix, a
 /// trailing `*` marks a noun template (never after an imperfect prefix), a
 /// trailing `!` an imperfect stem (only after one).
 pub fn patterns<S: AsRef<str>>(list: &[(S, f32)]) -> Vec<Vec<Pattern>> {
@@ -206,6 +209,7 @@ pub fn patterns<S: AsRef<str>>(list: &[(S, f32)]) -> Vec<Vec<Pattern>> {
                 '-' => weak = Weak::Hollow,
                 '>' => weak = Weak::Final,
                 '=' => weak = Weak::Geminate,
+                '~' => weak = Weak::Shortened,
                 '+' => suffixed = true,
                 '*' => nominal = true,
                 '!' => imperfect = true,
