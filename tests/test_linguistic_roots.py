@@ -215,6 +215,80 @@ def test_arabic_paradigms_of_sound_roots():
     assert accuracy(list(words), list(golds), "arb_Arab", norm_ar) >= 0.99
 
 
+#: Weak roots (none set aside): (verb forms alone, verb forms before an object pronoun,
+#: nouns alone, nouns before a possessive), written out by hand.
+WEAK_PARADIGMS = {
+    "قول": (
+        "قال قالت قالوا قالا قلت قلنا قلتم يقول تقول نقول أقول يقولون تقولون يقولان تقولين يقولوا يقل",
+        "قال قالت قالو قلت قلنا يقول تقول نقول يقولون يقولان يقولو",
+        "قول أقوال قائل مقال مقالة",
+        "قول أقوال مقالت",
+    ),
+    "قوم": (
+        "قام قامت قاموا قمت قمنا يقوم تقوم نقوم يقومون أقام أقامت أقاموا أقمت أقمنا يقيم يقيمون استقام يستقيم",
+        "أقام أقامت أقمت يقيم أقامو",
+        "قيام قائم قائمون إقامة مقيم استقامة مستقيم مقام قوم",
+        "قيام إقامت مقام",
+    ),
+    "دعو": (
+        "دعا دعت دعوا دعوت دعونا يدعو تدعو ندعو يدعون يدعوان ادعى يدعي ادعوا",
+        "دعا دعت دعو دعوت دعونا يدعو تدعو يدعون",
+        "دعاء دعوة داع داعي مدعو ادعاء مدعي دعوات",
+        "دعاء دعوت دعوات",
+    ),
+    "قرء": (
+        "قرأ قرأت قرأوا قرؤوا قرأنا يقرأ تقرأ نقرأ يقرؤون يقرأون أقرأ",
+        "قرأ قرأت قرأو قرؤو قرأنا يقرأ تقرأ يقرؤ يقرؤون",
+        "قراءة قارئ قراء مقروء قراءات",
+        "قراءت قارئ قراء",
+    ),
+    "مدد": (
+        "مد مدت مدوا مددت مددنا يمد تمد نمد يمدون امتد يمتد امتدت استمد يستمد أمد",
+        "مد مدت مدو مددت يمد تمد يمدون أمد",
+        "مد ممدود امتداد ممتد مدد إمداد استمداد",
+        "مد امتداد مدد",
+    ),
+    "ظنن": (
+        "ظن ظنت ظنوا ظننت ظننا يظن تظن نظن يظنون أظن",
+        "ظن ظنت ظنو ظننت يظن تظن يظنون",
+        "ظن ظنون مظنون مظنة",
+        "ظن ظنون",
+    ),
+    "وجد": (
+        "وجد وجدت وجدوا وجدنا يجد تجد نجد يجدون تجدون أوجد يوجد",
+        "وجد وجدت وجدو وجدنا يجد تجد نجد يجدون يجدو أوجد",
+        "وجود واجد موجود موجودات إيجاد",
+        "وجود إيجاد",
+    ),
+    "نوم": ("نام نامت ناموا نمت نمنا ينام تنام ننام ينامون", "نام نامت", "نوم نائم نائمون منام", "نوم منام"),
+    "مشي": ("مشى مشت مشوا مشيت مشينا يمشي تمشي نمشي يمشون", "مشا مشي", "مشي ماش ماشي ممشى", "مشي ممشا"),
+}
+
+
+def test_arabic_paradigms_of_weak_roots():
+    """Hand-written paradigms of nine weak roots with clitics and pronouns (2,119 forms):
+    0.830 measured (0.813 before issue 18's seventh round); what is left is mostly the
+    attested table's modern-text bias (ظنن barely attested, يجد → جدد). Floor 0.82."""
+    assert not any(set_aside(r, norm_ar) for r in WEAK_PARADIGMS)
+    words, golds = [], []
+    for r, (verbs, verbs_p, nouns, nouns_p) in WEAK_PARADIGMS.items():
+        forms = {p + v for p in ("", "و", "ف") for v in verbs.split()}
+        forms |= {
+            p + v + o for p in ("", "و", "ف") for v in verbs_p.split() for o in ("ه", "ها", "هم", "كم", "نا")
+        }
+        forms |= {p + n for p in ("", "ال", "وال", "بال", "و", "ب", "ل") for n in nouns.split()}
+        forms |= {
+            p + n + o
+            for p in ("", "و", "ف", "ب", "ل")
+            for n in nouns_p.split()
+            for o in ("ه", "ها", "هم", "كم", "نا")
+        }
+        words += sorted(forms)
+        golds += [r] * len(forms)
+    assert len(words) == 2119
+    assert accuracy(words, golds, "arb_Arab", norm_ar) >= 0.82
+
+
 def test_hebrew_is_not_the_first_three_consonants():
     rows, _, _ = gold("hebrew")
     first_three = sum(norm_he(r["lemma_consonantal"])[:3] == norm_he(r["root"]) for r in rows) / len(rows)
