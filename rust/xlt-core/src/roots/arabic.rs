@@ -352,86 +352,71 @@ mod tests {
         assert_eq!(root("المرتد").as_deref(), Some("ردد"));
     }
 
+    /// Every word of `words` (space-separated) has root `want`.
+    fn all_have(words: &str, want: Option<&str>) {
+        for w in words.split(' ') {
+            assert_eq!(root(w).as_deref(), want, "{w}");
+        }
+    }
+
+    /// Every `word:root` of `pairs` (space-separated) holds.
+    fn pairs_hold(pairs: &str) {
+        for pair in pairs.split(' ') {
+            let (w, r) = pair.split_once(':').expect("word:root");
+            assert_eq!(root(w).as_deref(), Some(r), "{w}");
+        }
+    }
+
     #[test]
     fn function_words_with_their_clitics_have_no_root() {
-        for w in [
-            "وهذا",
-            "فإذا",
-            "ولما",
-            "فلما",
-            "إنما",
-            "أنه",
-            "بأنه",
-            "لأنها",
-            "فإنهم",
-            "ولكن",
-            "كأنه",
-        ] {
-            assert_eq!(root(w), None, "{w}");
-        }
+        all_have(
+            "وهذا فإذا ولما فلما إنما أنه بأنه لأنها فإنهم ولكن كأنه",
+            None,
+        );
         // joined forms that are as often content words keep their analysis
-        assert_eq!(root("فهم").as_deref(), Some("فهم"));
-        assert_eq!(root("فقد").as_deref(), Some("فقد"));
+        pairs_hold("فهم:فهم فقد:فقد");
     }
 
     #[test]
     fn irregular_verbs_have_their_own_paradigms() {
         // رأى drops its hamza in the imperfect; جاء's hollow letter is ي
-        for w in ["يرى", "ترى", "نرى", "أرى", "يرون", "فسيرى", "نراه", "أراك", "يرونهم", "أفرأيتم"] {
-            assert_eq!(root(w).as_deref(), Some("رءي"), "{w}");
-        }
-        for w in ["جاء", "وجاءت", "جاءوا", "جئتك", "فجاءهم", "يجيء", "مجيء", "جئنا"] {
-            assert_eq!(root(w).as_deref(), Some("جيء"), "{w}");
-        }
+        all_have(
+            "يرى ترى نرى أرى يرون فسيرى نراه أراك يرونهم أفرأيتم",
+            Some("رءي"),
+        );
+        all_have("جاء وجاءت جاءوا جئتك فجاءهم يجيء مجيء جئنا", Some("جيء"));
         // اتخذ: Form VIII of أخذ, its hamza assimilated (not a root وخذ)
-        for w in ["اتخذ", "واتخذوا", "يتخذون", "فاتخذوه", "لاتخاذ", "المتخذة", "أتتخذنا"] {
-            assert_eq!(root(w).as_deref(), Some("ءخذ"), "{w}");
-        }
-        assert_eq!(root("اتصل").as_deref(), Some("وصل"));
-        // not a word of another root that shares the letters
-        assert_eq!(root("الترويج").as_deref(), Some("روج"));
+        all_have(
+            "اتخذ واتخذوا يتخذون فاتخذوه لاتخاذ المتخذة أتتخذنا",
+            Some("ءخذ"),
+        );
+        // an assimilated و restored as before; a word of another root that shares the letters
+        pairs_hold("اتصل:وصل الترويج:روج");
     }
 
     #[test]
     fn an_unattested_root_in_y_is_an_imperfect_prefix() {
-        // ي + a geminate the table attests, not a root يظن
-        assert_eq!(root("يظن").as_deref(), Some("ظنن"));
-        assert_eq!(root("يمين").as_deref(), Some("يمن")); // a listed root in ي keeps it
+        // ي + a geminate the table attests, not a root يظن; a listed root in ي keeps it
+        pairs_hold("يظن:ظنن يمين:يمن");
     }
 
     #[test]
     fn imperfect_dual_and_feminine_before_an_object_pronoun() {
         // يكتبان + ه, تستخرجين + ها: a noun drops its ن there, a verb keeps it
-        for (w, r) in [
-            ("يكتبانه", "كتب"),
-            ("فسيحفظانها", "حفظ"),
-            ("تستخرجينه", "خرج"),
-            ("ستشكرينهم", "شكر"),
-            ("أتستغفرانه", "غفر"),
-        ] {
-            assert_eq!(root(w).as_deref(), Some(r), "{w}");
-        }
-        // a nisba's feminine plural before a pronoun (مسرحياته)
-        assert_eq!(root("مسرحياتهما").as_deref(), Some("سرح"));
+        pairs_hold("يكتبانه:كتب فسيحفظانها:حفظ تستخرجينه:خرج ستشكرينهم:شكر أتستغفرانه:غفر");
+        // a nisba's feminine plural before a pronoun
+        pairs_hold("مسرحياتهما:سرح");
     }
 
     #[test]
     fn the_perfect_ta_after_two_radicals() {
-        // 3rd feminine: a defective stem drops its last radical (مضت, دعت)
-        for (w, r) in [("مضت", "مضي"), ("دعت", "دعو"), ("أتت", "ءتي"), ("بكت", "بكي"), ("مشت", "مشي")] {
-            assert_eq!(root(w).as_deref(), Some(r), "{w}");
-        }
-        // 1st/2nd person: a hollow stem shortens (قلت, كنت); 3rd feminine keeps it (قالت)
-        for (w, r) in [("قلت", "قول"), ("كنت", "كون"), ("بعت", "بيع"), ("قالت", "قول")] {
-            assert_eq!(root(w).as_deref(), Some(r), "{w}");
-        }
+        // 3rd feminine: a defective stem drops its last radical
+        pairs_hold("مضت:مضي دعت:دعو أتت:ءتي بكت:بكي مشت:مشي");
+        // 1st/2nd person: a hollow stem shortens; 3rd feminine keeps it (قالت)
+        pairs_hold("قلت:قول كنت:كون بعت:بيع قالت:قول");
         // so does a derived Form's (أراد → أردت, استطاع → استطعت), only before a subject suffix
-        for (w, r) in [("أردت", "رود"), ("أقمنا", "قوم"), ("أجبتم", "جوب"), ("استطعت", "طوع")] {
-            assert_eq!(root(w).as_deref(), Some(r), "{w}");
-        }
-        for (w, r) in [("أجرة", "ءجر"), ("لأجلنا", "ءجل"), ("واحتلت", "حلل")] {
-            assert_eq!(root(w).as_deref(), Some(r), "{w}");
-        }
+        pairs_hold("أردت:رود أقمنا:قوم أجبتم:جوب استطعت:طوع");
+        pairs_hold("أجرة:ءجر لأجلنا:ءجل واحتلت:حلل");
     }
 
     #[test]

@@ -234,36 +234,31 @@ const IRREGULAR_SUFFIXES: &[&str] = &["", "ه", "ها", "هم", "هما", "هن"
 /// its hamza in the imperfect (يرى, نراه: not a root ير- or رو-); جاء, whose hollow ي
 /// shows in no common form but يجيء; and اتخذ, Form VIII of أخذ with its hamza
 /// assimilated to the ت (the templates restore an assimilated و: اتصل → وصل). As written
-/// alone, and as written before an object pronoun (يرى → يراه, جاءوا → جاءوه), with the
-/// clitics a verb takes.
-const IRREGULAR_VERBS: &[(&[&str], &[&str], &str)] = &[
+/// alone and as written before an object pronoun (يرى → يراه, جاءوا → جاءوه), each
+/// space-separated, with the root; they take the clitics a verb takes.
+const IRREGULAR_VERBS: &[(&str, &str, &str)] = &[
     (
-        &["يرى", "ترى", "نرى", "أرى", "يرون", "ترون", "يروا", "تروا", "يرين", "ترين", "يريان", "تريان"],
-        &["يرا", "ترا", "نرا", "أرا", "يرو", "ترو", "يرون", "ترون", "يري", "تري", "نري", "أري"],
+        "يرى ترى نرى أرى يرون ترون يروا تروا يرين ترين يريان تريان",
+        "يرا ترا نرا أرا يرو ترو يرون ترون يري تري نري أري",
         "رءي",
     ),
     (
-        &[
-            "جاء", "جاءت", "جاءوا", "جاؤوا", "جاءا", "جاءتا", "جئت", "جئنا", "جئتم", "جئتما", "جئن", "يجيء",
-            "تجيء", "نجيء", "أجيء", "يجيئون", "تجيئون", "يجيئوا", "تجيئوا", "مجيء", "جيء",
-        ],
-        &["جاء", "جاءت", "جاءو", "جاؤو", "جئت", "جئنا", "جئتم", "يجيئ", "تجيئ", "نجيئ", "أجيئ"],
+        "جاء جاءت جاءوا جاؤوا جاءا جاءتا جئت جئنا جئتم جئتما جئن يجيء تجيء نجيء أجيء يجيئون تجيئون يجيئوا تجيئوا مجيء جيء",
+        "جاء جاءت جاءو جاؤو جئت جئنا جئتم يجيئ تجيئ نجيئ أجيئ",
         "جيء",
     ),
     (
-        &[
-            "اتخذ", "اتخذت", "اتخذا", "اتخذوا", "اتخذنا", "اتخذتم", "اتخذن", "يتخذ", "تتخذ", "نتخذ", "أتخذ",
-            "يتخذون", "تتخذون", "يتخذوا", "تتخذوا", "يتخذان", "تتخذان", "تتخذين", "يتخذن", "اتخذي",
-        ],
-        &[
-            "اتخذ", "اتخذت", "اتخذو", "اتخذنا", "اتخذتمو", "يتخذ", "تتخذ", "نتخذ", "أتخذ", "يتخذون",
-            "تتخذون", "يتخذو", "تتخذو",
-        ],
+        "اتخذ اتخذت اتخذا اتخذوا اتخذنا اتخذتم اتخذن يتخذ تتخذ نتخذ أتخذ يتخذون تتخذون يتخذوا تتخذوا يتخذان تتخذان تتخذين يتخذن اتخذي",
+        "اتخذ اتخذت اتخذو اتخذنا اتخذتمو يتخذ تتخذ نتخذ أتخذ يتخذون تتخذون يتخذو تتخذو",
         "ءخذ",
     ),
 ];
-const VERB_PREFIXES: &[&str] = &["", "و", "ف", "ل", "أ", "أف", "أو", "ول", "فل", "س", "وس", "فس"];
-const OBJECT_PRONOUNS: &[&str] = &["ه", "ها", "هم", "هما", "هن", "ك", "كم", "كما", "كن", "ني", "نا"];
+const VERB_PREFIXES: &[&str] = &[
+    "", "و", "ف", "ل", "أ", "أف", "أو", "ول", "فل", "س", "وس", "فس",
+];
+const OBJECT_PRONOUNS: &[&str] = &[
+    "ه", "ها", "هم", "هما", "هن", "ك", "كم", "كما", "كن", "ني", "نا",
+];
 
 /// Prepositions as written before a pronoun (على → علي, إلى → إلي, لدى → لدي):
 /// with و / ف before them and a pronoun after, still function words. (Most of
@@ -297,10 +292,10 @@ pub(super) static CLOSED: LazyLock<engine::WordMap<Option<&'static str>>> = Lazy
     }
     for (alone, before_pronoun, root) in IRREGULAR_VERBS {
         for p in VERB_PREFIXES {
-            for v in *alone {
+            for v in alone.split(' ') {
                 t.insert(format!("{p}{v}").chars().collect(), Some(*root));
             }
-            for v in *before_pronoun {
+            for v in before_pronoun.split(' ') {
                 for s in OBJECT_PRONOUNS {
                     t.insert(format!("{p}{v}{s}").chars().collect(), Some(*root));
                 }

@@ -111,7 +111,11 @@ pub fn cost(r: &[char]) -> f32 {
     };
     // few roots begin with ي (يسر, يقن, يمن): one the text never attests is more likely
     // an imperfect prefix on a root it does (يظن: ي + ظنن, not a root يظن)
-    let extra = if q == 255 && r[0] == 'ي' { Y_INITIAL } else { 0.0 };
+    let extra = if q == 255 && r[0] == 'ي' {
+        Y_INITIAL
+    } else {
+        0.0
+    };
     UNATTESTED * q as f32 / 255.0 + extra
 }
 
