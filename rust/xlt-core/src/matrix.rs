@@ -38,10 +38,23 @@ impl<'a> Mat<'a> {
         shift: Option<&[f64]>,
         out: Vec<f32>,
     ) -> Decoded {
+        self.decode_with(start, end, shift, out, |_| {})
+    }
+
+    /// [`Mat::decode`], handing `each` every decoded row while it is in L1
+    /// (statistics gathered there cost no extra pass over the block).
+    pub fn decode_with(
+        &self,
+        start: usize,
+        end: usize,
+        shift: Option<&[f64]>,
+        out: Vec<f32>,
+        each: impl FnMut(&[f32]),
+    ) -> Decoded {
         match self {
-            Mat::F32(a) => decode_rows(a, start, end, shift, out),
-            Mat::F16(a) => decode_rows(a, start, end, shift, out),
-            Mat::BF16(a) => decode_rows(a, start, end, shift, out),
+            Mat::F32(a) => decode_rows(a, start, end, shift, out, each),
+            Mat::F16(a) => decode_rows(a, start, end, shift, out, each),
+            Mat::BF16(a) => decode_rows(a, start, end, shift, out, each),
         }
     }
 
@@ -106,6 +119,7 @@ fn decode_rows<T: Elem>(
     end: usize,
     shift: Option<&[f64]>,
     mut out: Vec<f32>,
+    mut each: impl FnMut(&[f32]),
 ) -> Decoded {
     let d = a.ncols();
     out.clear();
@@ -129,6 +143,7 @@ fn decode_rows<T: Elem>(
         if bad.is_none() && !o.iter().fold(true, |ok, v| ok & v.is_finite()) {
             bad = Some(start + i);
         }
+        each(o);
     }
     (
         Array2::from_shape_vec((end - start, d), out).expect("rows × d values"),

@@ -3,7 +3,7 @@
 use faer::linalg::matmul::matmul;
 use faer::linalg::matmul::triangular::{self as tri, BlockStructure};
 use faer::{Accum, MatRef, Par};
-use ndarray::{Array2, Axis, ShapeBuilder};
+use ndarray::{Array2, ShapeBuilder};
 use rayon::prelude::*;
 
 use super::gemm::{self, Scratch};
@@ -54,6 +54,11 @@ pub(crate) fn decode_into(
     buf: Vec<f32>,
 ) -> Result<Array2<f32>> {
     let (b, bad) = m.decode(start, end, shift, buf);
+    checked(b, bad, name)
+}
+
+/// A decoded block, or a `Data` error naming its first NaN or inf row.
+fn checked(b: Array2<f32>, bad: Option<usize>, name: &str) -> Result<Array2<f32>> {
     ensure_data(bad.is_none(), || {
         format!(
             "{name} contains NaN or inf (first in row {}); drop or fix those rows before comparing",
@@ -81,40 +86,63 @@ pub(crate) fn col_means(m: &Mat, name: &str) -> Result<Vec<f64>> {
     Ok(sums.into_iter().map(|s| s / n).collect())
 }
 
-/// Column sums of a block and the sum of its squares, in f64, in one pass.
-pub(crate) fn col_sums_sq(b: &Array2<f32>) -> (Vec<f64>, f64) {
-    let mut s = vec![0.0f64; b.ncols()];
-    let mut q = vec![0.0f64; b.ncols()];
-    for row in b.axis_iter(Axis(0)) {
-        for ((a, aq), v) in s.iter_mut().zip(q.iter_mut()).zip(row) {
-            let v = *v as f64;
+/// What [`decode_summed`] gathers from a block, in f64: column sums, the sum
+/// of all squares, and (when asked) each row's squared norm.
+pub(crate) struct BlockSums {
+    pub sums: Vec<f64>,
+    pub sq: f64,
+    pub norms: Option<Vec<f64>>,
+}
+
+/// [`decode_into`] that also gathers the block's [`BlockSums`] from each row
+/// as it is decoded (no extra pass over the block).
+pub(crate) fn decode_summed(
+    m: &Mat,
+    start: usize,
+    end: usize,
+    shift: Option<&[f64]>,
+    name: &str,
+    buf: Vec<f32>,
+    norms: bool,
+) -> Result<(Array2<f32>, BlockSums)> {
+    let mut s = vec![0.0f64; m.ncols()];
+    let mut q = vec![0.0f64; m.ncols()];
+    let mut rn = Vec::with_capacity(if norms { end - start } else { 0 });
+    let (b, bad) = m.decode_with(start, end, shift, buf, |row| {
+        for ((a, aq), &v) in s.iter_mut().zip(q.iter_mut()).zip(row) {
+            let v = v as f64;
             *a += v;
             *aq += v * v;
         }
-    }
-    (s, q.iter().sum())
+        if norms {
+            rn.push(row_sq_norm(row));
+        }
+    });
+    checked(b, bad, name).map(|b| {
+        let sums = BlockSums {
+            sums: s,
+            sq: q.iter().sum(),
+            norms: norms.then_some(rn),
+        };
+        (b, sums)
+    })
 }
 
-/// Squared norm of each row, in f64 (eight running lanes, so it vectorises).
-pub(crate) fn row_sq_norms(b: &Array2<f32>) -> Vec<f64> {
-    b.axis_iter(Axis(0))
-        .map(|r| {
-            let r = r.to_slice().expect("C-ordered block");
-            let mut lanes = [0.0f64; 8];
-            let mut it = r.chunks_exact(8);
-            for c in &mut it {
-                for (l, &v) in lanes.iter_mut().zip(c) {
-                    *l += (v as f64) * (v as f64);
-                }
-            }
-            let tail: f64 = it
-                .remainder()
-                .iter()
-                .map(|&v| (v as f64) * (v as f64))
-                .sum();
-            lanes.iter().sum::<f64>() + tail
-        })
-        .collect()
+/// Squared norm of a row, in f64 (eight running lanes, so it vectorises).
+fn row_sq_norm(r: &[f32]) -> f64 {
+    let mut lanes = [0.0f64; 8];
+    let mut it = r.chunks_exact(8);
+    for c in &mut it {
+        for (l, &v) in lanes.iter_mut().zip(c) {
+            *l += (v as f64) * (v as f64);
+        }
+    }
+    let tail: f64 = it
+        .remainder()
+        .iter()
+        .map(|&v| (v as f64) * (v as f64))
+        .sum();
+    lanes.iter().sum::<f64>() + tail
 }
 
 /// A C- or F-ordered block as a faer view.

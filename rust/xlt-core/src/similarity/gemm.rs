@@ -122,18 +122,37 @@ fn add_tn_with(
 
 /// Buffers recycled across row blocks and across calls: fresh pages cost
 /// more than packing (the kernel clears each one). Buffers come from and go
-/// back to one process-wide pool that keeps at most [`POOL_BYTES`].
+/// back to one process-wide pool per element type, each keeping at most
+/// [`POOL_BYTES`].
 pub(crate) struct Scratch;
 
-static POOL: Mutex<Vec<Vec<f32>>> = Mutex::new(Vec::new());
-/// Bytes of idle buffers the pool keeps (a few blocks of a wide layer).
+/// Bytes of idle buffers a pool keeps (a few blocks of a wide layer).
 const POOL_BYTES: usize = 256 << 20;
 
+/// An element type with a pool of idle buffers.
+pub(crate) trait Pooled: Copy + Default + 'static {
+    fn pool() -> &'static Mutex<Vec<Vec<Self>>>;
+}
+
+impl Pooled for f32 {
+    fn pool() -> &'static Mutex<Vec<Vec<f32>>> {
+        static POOL: Mutex<Vec<Vec<f32>>> = Mutex::new(Vec::new());
+        &POOL
+    }
+}
+
+impl Pooled for f64 {
+    fn pool() -> &'static Mutex<Vec<Vec<f64>>> {
+        static POOL: Mutex<Vec<Vec<f64>>> = Mutex::new(Vec::new());
+        &POOL
+    }
+}
+
 impl Scratch {
-    /// A buffer of at least `len` floats (contents unspecified): the
+    /// A buffer of at least `len` values (contents unspecified): the
     /// smallest pooled one that is large enough, else a grown one.
-    pub(crate) fn take(&self, len: usize) -> Vec<f32> {
-        let mut buf = POOL
+    pub(crate) fn take<T: Pooled>(&self, len: usize) -> Vec<T> {
+        let mut buf = T::pool()
             .lock()
             .ok()
             .and_then(|mut pool| {
@@ -145,15 +164,16 @@ impl Scratch {
             })
             .unwrap_or_default();
         if buf.len() < len {
-            buf.resize(len, 0.0);
+            buf.resize(len, T::default());
         }
         buf
     }
 
-    pub(crate) fn give(&self, buf: Vec<f32>) {
-        if let Ok(mut pool) = POOL.lock() {
-            let held: usize = pool.iter().map(|b| b.capacity() * 4).sum();
-            if held + buf.capacity() * 4 <= POOL_BYTES {
+    pub(crate) fn give<T: Pooled>(&self, buf: Vec<T>) {
+        let size = std::mem::size_of::<T>();
+        if let Ok(mut pool) = T::pool().lock() {
+            let held: usize = pool.iter().map(|b| b.capacity() * size).sum();
+            if held + buf.capacity() * size <= POOL_BYTES {
                 pool.push(buf);
             }
         }
@@ -172,7 +192,7 @@ struct Packed<'s, const W: usize> {
 impl<'s, const W: usize> Packed<'s, W> {
     fn new(src: &[f32], r: usize, cols: usize, scratch: &'s Scratch) -> Self {
         let panels = cols.div_ceil(W);
-        let mut buf = scratch.take(panels * r * W + 16); // every lane is written below
+        let mut buf: Vec<f32> = scratch.take(panels * r * W + 16); // every lane is written below
         let off = buf.as_ptr().align_offset(64).min(16);
         buf[off..off + panels * r * W]
             .par_chunks_mut(r * W)

@@ -8,9 +8,7 @@ use std::fmt;
 use super::{all_pairs, CkaStats, Precision};
 use crate::error::{ensure_data, ensure_shape, Error, Result};
 use crate::matrix::Mat;
-use crate::similarity::blocks::{
-    col_sums_sq, decode, decode_into, row_sq_norms, Scalar, BLOCK_ROWS,
-};
+use crate::similarity::blocks::{decode_summed, BlockSums, Scalar, BLOCK_ROWS};
 use crate::similarity::gemm::Scratch;
 use faer::Par;
 
@@ -56,14 +54,24 @@ pub struct Sums {
 /// Kept pairs and per-matrix shift rows.
 type Layout = (Vec<(usize, usize)>, Vec<Vec<f64>>);
 
-/// An F-ordered (p × q) zero matrix whose pages are written now: a calloc'd
-/// one maps the shared zero page, and the product kernel's first store to
-/// each page then faults and flushes the TLB of every core (~10 % of a
-/// linear CKA before this).
-fn touched_zeros(p: usize, q: usize) -> Array2<f64> {
-    let mut v = Vec::with_capacity(p * q);
-    v.resize(p * q, 0.0);
+/// An F-ordered (p × q) zero matrix in a pooled buffer, so its pages are
+/// mapped already: fresh pages fault on the product kernel's first store to
+/// each (6,144 faults in each linear CKA at d = 1024), and calloc'd ones map
+/// the shared zero page, whose write faults also flush the TLB of every core
+/// (~10 % of a linear CKA before the sums were written when allocated).
+fn pooled_zeros(p: usize, q: usize) -> Array2<f64> {
+    let mut v = Scratch.take::<f64>(p * q);
+    v.truncate(p * q);
+    v.fill(0.0);
     Array2::from_shape_vec((p, q).f(), v).expect("p·q values")
+}
+
+impl Drop for Sums {
+    fn drop(&mut self) {
+        for c in std::mem::take(&mut self.c) {
+            Scratch.give(c.into_raw_vec_and_offset().0);
+        }
+    }
 }
 
 impl Sums {
@@ -87,7 +95,7 @@ impl Sums {
             asum: vec![0.0; m],
             c: pairs
                 .iter()
-                .map(|&(p, q)| touched_zeros(dims[p], dims[q]))
+                .map(|&(p, q)| pooled_zeros(dims[p], dims[q]))
                 .collect(),
             t: dims.iter().map(|&d| Array2::zeros((d, m).f())).collect(),
             r: Array2::zeros((m, m)),
@@ -177,50 +185,39 @@ impl Sums {
             return Ok(());
         }
         if self.shift.is_empty() {
-            let raw: Vec<Array2<f32>> = mats
+            let rows = (end - start) as f64;
+            self.shift = mats
                 .par_iter()
                 .zip(names)
-                .map(|(m, nm)| decode(m, start, end, None, nm))
+                .map(|(m, nm)| decode_summed(m, start, end, None, nm, vec![], false))
+                .map(|r| r.map(|(_, s)| s.sums.into_iter().map(|v| v / rows).collect()))
                 .collect::<Result<_>>()?;
-            let rows = (end - start) as f64;
-            self.shift = raw
-                .iter()
-                .map(|b| col_sums_sq(b).0.into_iter().map(|v| v / rows).collect())
-                .collect();
         }
-        let blocks: Vec<Array2<f32>> = mats
+        // Row norms² (the Gram diagonals) feed only debiased CKA's terms.
+        let kernel_terms = self.prec == Precision::F64;
+        let (blocks, per_block): (Vec<Array2<f32>>, Vec<BlockSums>) = mats
             .par_iter()
             .zip(&self.shift)
             .zip(names)
             .map(|((m, sh), nm)| {
-                decode_into(
-                    m,
-                    start,
-                    end,
-                    Some(sh),
-                    nm,
-                    Scratch.take((end - start) * m.ncols()),
-                )
+                let buf = Scratch.take((end - start) * m.ncols());
+                decode_summed(m, start, end, Some(sh), nm, buf, kernel_terms)
             })
-            .collect::<Result<_>>()?;
+            .collect::<Result<Vec<_>>>()?
+            .into_iter()
+            .unzip();
         let mm = self.dims.len();
         let rows = end - start;
-        // Row norms² (the Gram diagonals) feed only debiased CKA's terms.
-        let kernel_terms = self.prec == Precision::F64;
-        let per_block: Vec<_> = blocks
-            .par_iter()
-            .map(|b| (col_sums_sq(b), kernel_terms.then(|| row_sq_norms(b))))
-            .collect();
-        for (((_, sq), _), nm) in per_block.iter().zip(names) {
-            in_f32_range(*sq, nm, start, end)?;
+        for (b, nm) in per_block.iter().zip(names) {
+            in_f32_range(b.sq, nm, start, end)?;
         }
         let mut a64 = Array2::<f64>::zeros((if kernel_terms { rows } else { 0 }, mm));
-        for (p, ((sums, sq), norms)) in per_block.into_iter().enumerate() {
-            for (acc, v) in self.s[p].iter_mut().zip(sums) {
+        for (p, b) in per_block.into_iter().enumerate() {
+            for (acc, v) in self.s[p].iter_mut().zip(b.sums) {
                 *acc += v;
             }
-            self.asum[p] += sq;
-            if let Some(norms) = norms {
+            self.asum[p] += b.sq;
+            if let Some(norms) = b.norms {
                 a64.column_mut(p).assign(&Array1::from(norms));
             }
         }
