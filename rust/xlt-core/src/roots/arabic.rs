@@ -390,8 +390,15 @@ mod tests {
             "اتخذ واتخذوا يتخذون فاتخذوه لاتخاذ المتخذة أتتخذنا",
             Some("ءخذ"),
         );
-        // an assimilated و restored as before; a word of another root that shares the letters
-        pairs_hold("اتصل:وصل الترويج:روج");
+        // اتقى: Form VIII of وقي, one radical showing; its nouns
+        all_have(
+            "اتقى فاتقوا يتقون لتتقوا يتقه اتقاه التقوى تقواهم للمتقين تقيا أتقاكم",
+            Some("وقي"),
+        );
+        // the hamza-less imperatives of أخذ and أكل
+        pairs_hold("خذوا:ءخذ فخذوه:ءخذ وكلوا:ءكل فكلوا:ءكل");
+        // an assimilated و restored as before; words of other roots that share the letters
+        pairs_hold("اتصل:وصل الترويج:روج نتق:نتق الفخذ:فخذ");
     }
 
     #[test]

@@ -215,6 +215,18 @@ const IRREGULAR: &[(&str, &str)] = &[
     ("اثنين", "ثني"),
     ("اثنتان", "ثني"),
     ("اثنتين", "ثني"),
+    // the nouns of اتقى (Form VIII of وقي, see `IRREGULAR_VERBS`): piety, the pious
+    ("تقوى", "وقي"),
+    ("تقوا", "وقي"),
+    ("تقاة", "وقي"),
+    ("تقي", "وقي"),
+    ("تقيا", "وقي"),
+    ("أتقى", "وقي"),
+    ("أتقا", "وقي"),
+    ("متق", "وقي"),
+    ("متقين", "وقي"),
+    ("متقون", "وقي"),
+    ("اتقاء", "وقي"),
     // the nouns of اتخذ (see `IRREGULAR_VERBS`)
     ("اتخاذ", "ءخذ"),
     ("متخذ", "ءخذ"),
@@ -226,16 +238,19 @@ const IRREGULAR: &[(&str, &str)] = &[
 
 /// Clitics that may precede an irregular stem, and pronouns that may follow it.
 const IRREGULAR_PREFIXES: &[&str] = &[
-    "", "و", "ف", "ب", "ل", "ك", "وب", "ول", "فب", "فل", "ال", "وال", "بال", "فال",
+    "", "و", "ف", "ب", "ل", "ك", "وب", "ول", "فب", "فل", "ال", "وال", "بال", "فال", "لل", "ولل",
 ];
 const IRREGULAR_SUFFIXES: &[&str] = &["", "ه", "ها", "هم", "هما", "هن", "ك", "كم", "ي", "نا"];
 
 /// The verbs whose paradigms the templates cannot derive: رأى, the one verb that drops
 /// its hamza in the imperfect (يرى, نراه: not a root ير- or رو-); جاء, whose hollow ي
-/// shows in no common form but يجيء; and اتخذ, Form VIII of أخذ with its hamza
-/// assimilated to the ت (the templates restore an assimilated و: اتصل → وصل). As written
-/// alone and as written before an object pronoun (يرى → يراه, جاءوا → جاءوه), each
-/// space-separated, with the root; they take the clitics a verb takes.
+/// shows in no common form but يجيء; اتخذ, Form VIII of أخذ with its hamza
+/// assimilated to the ت (the templates restore an assimilated و: اتصل → وصل); اتقى,
+/// Form VIII of وقي, doubly weak (its و assimilated, its ي dropped or written ى), so
+/// one radical shows (اتقوا, يتقون, المتقين); and the imperatives of أخذ and أكل, which
+/// drop their hamza (خذوا, كلوا; not خذ, whose فخذ is a thigh). As written alone and as written before an object
+/// pronoun (يرى → يراه, جاءوا → جاءوه), each space-separated, with the root; they take
+/// the clitics a verb takes.
 const IRREGULAR_VERBS: &[(&str, &str, &str)] = &[
     (
         "يرى ترى نرى أرى يرون ترون يروا تروا يرين ترين يريان تريان",
@@ -252,6 +267,13 @@ const IRREGULAR_VERBS: &[(&str, &str, &str)] = &[
         "اتخذ اتخذت اتخذو اتخذنا اتخذتمو يتخذ تتخذ نتخذ أتخذ يتخذون تتخذون يتخذو تتخذو",
         "ءخذ",
     ),
+    (
+        "اتقى اتقت اتقوا اتقيا اتقتا اتقيت اتقينا اتقيتم اتقين يتقي تتقي نتقي أتقي يتقون تتقون يتقوا تتقوا يتقين تتقين يتق تتق اتق اتقي",
+        "اتقا اتقو يتقي تتقي نتقي أتقي يتقو تتقو يتق تتق",
+        "وقي",
+    ),
+    ("خذوا", "خذو", "ءخذ"),
+    ("كلوا", "", "ءكل"),
 ];
 const VERB_PREFIXES: &[&str] = &[
     "", "و", "ف", "ل", "أ", "أف", "أو", "ول", "فل", "س", "وس", "فس",
@@ -292,10 +314,10 @@ pub(super) static CLOSED: LazyLock<engine::WordMap<Option<&'static str>>> = Lazy
     }
     for (alone, before_pronoun, root) in IRREGULAR_VERBS {
         for p in VERB_PREFIXES {
-            for v in alone.split(' ') {
+            for v in alone.split_whitespace() {
                 t.insert(format!("{p}{v}").chars().collect(), Some(*root));
             }
-            for v in before_pronoun.split(' ') {
+            for v in before_pronoun.split_whitespace() {
                 for s in OBJECT_PRONOUNS {
                     t.insert(format!("{p}{v}{s}").chars().collect(), Some(*root));
                 }
