@@ -402,6 +402,12 @@ mod tests {
     }
 
     #[test]
+    fn form_iv_participles_of_y_initial_roots_write_it_as_w() {
+        // موقن of يقن; و-initial roots keep their و
+        pairs_hold("الموقنين:يقن موقنون:يقن يوقع:وقع موقع:وقع");
+    }
+
+    #[test]
     fn an_unattested_root_in_y_is_an_imperfect_prefix() {
         // ي + a geminate the table attests, not a root يظن; a listed root in ي keeps it
         pairs_hold("يظن:ظنن يمين:يمن");

@@ -304,6 +304,9 @@ pub(super) const PATTERNS: &[(&str, f32)] = &[
     ("إ{يء}CاC*", 0.8),
     ("ا{يء}CاC*", 0.9),
     ("ميCاC<*", 0.9),
+    // Form IV of a ي-initial root, its ي written و after the u-vowel (يوقن, موقنين, موسر)
+    ("{وي}CC!", 0.8),
+    ("م{وي}CC*", 0.8),
     ("مCC<*", 1.6),
     // geminate stems: plural af'ila, active participle fā'il
     ("أCCة=*", 0.8),
