@@ -41,19 +41,7 @@ pub(crate) fn decode(
     shift: Option<&[f64]>,
     name: &str,
 ) -> Result<Array2<f32>> {
-    decode_into(m, start, end, shift, name, vec![])
-}
-
-/// [`decode`] into `buf`'s allocation.
-pub(crate) fn decode_into(
-    m: &Mat,
-    start: usize,
-    end: usize,
-    shift: Option<&[f64]>,
-    name: &str,
-    buf: Vec<f32>,
-) -> Result<Array2<f32>> {
-    let (b, bad) = m.decode(start, end, shift, buf);
+    let (b, bad) = m.decode(start, end, shift, vec![]);
     checked(b, bad, name)
 }
 
@@ -94,7 +82,7 @@ pub(crate) struct BlockSums {
     pub norms: Option<Vec<f64>>,
 }
 
-/// [`decode_into`] that also gathers the block's [`BlockSums`] from each row
+/// [`decode`] into `buf`'s allocation, also gathering the block's [`BlockSums`] from each row
 /// as it is decoded (no extra pass over the block).
 pub(crate) fn decode_summed(
     m: &Mat,
